@@ -1,0 +1,28 @@
+"""The `w2s` command line: thin typer commands over the library, no logic of their own.
+
+Each area registers its commands from its own module:
+  data.py   grade, select, pairs, export       (core)
+  gen.py    generate                            (generation)
+  train.py  train sft|dpo|orpo, merge, eval     (training)
+  run.py    run, status, report                 (pipeline)
+  toy.py    demo, toy ...                       (toy world)
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Weak-to-strong reasoning: improve a strong model with a weak model's supervision.")
+
+
+def _register() -> None:
+    from w2s.cli import data, gen, run, toy, train
+
+    for module in (data, gen, train, run, toy):
+        module.register(app)
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,30 @@
+"""Small helpers shared by the CLI modules: JSON summaries and error reporting."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+
+import typer
+
+from w2s.io import DataError
+
+
+def emit(summary: dict, as_json: bool, human: str | None = None) -> None:
+    """Print a human summary; with --json the LAST line of output is one JSON object."""
+    if human:
+        typer.echo(human)
+    if as_json:
+        sys.stdout.flush()
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@contextmanager
+def user_errors():
+    """Turn expected user errors into a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except (DataError, FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None

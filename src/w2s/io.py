@@ -1,0 +1,234 @@
+"""Reading and writing records: JSONL, JSON arrays, parquet/CSV and Hugging Face datasets.
+
+Every data error is a `DataError` naming the file, the row (1-based) and the field.
+Every write is atomic (temp file + rename): a crash never leaves a half-written file.
+`JsonlAppender` is the one exception, by design: it streams results for resumable work
+and `read_jsonl(..., tolerate_partial_tail=True)` drops a torn last line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+class DataError(ValueError):
+    """A problem with an input file, located precisely."""
+
+    def __init__(self, path: str | os.PathLike | None, message: str, row: int | None = None,
+                 field: str | None = None):
+        self.path, self.row, self.field = (str(path) if path is not None else None), row, field
+        where = []
+        if self.path:
+            where.append(self.path)
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{': '.join([', '.join(where)] if where else [])}{': ' if where else ''}{message}")
+
+
+def _coerce_ids(records: list[dict], path: str) -> list[dict]:
+    for i, r in enumerate(records, 1):
+        if "id" in r and not isinstance(r["id"], str):
+            if isinstance(r["id"], (int, float)) and not isinstance(r["id"], bool):
+                r["id"] = str(r["id"])
+            else:
+                raise DataError(path, f"expected a string or integer id, got {type(r['id']).__name__}",
+                                row=i, field="id")
+    return records
+
+
+def read_jsonl(path: str | os.PathLike, tolerate_partial_tail: bool = False) -> list[dict]:
+    path = str(path)
+    if not os.path.exists(path):
+        raise DataError(path, "file not found")
+    out = []
+    with open(path, "r", encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if tolerate_partial_tail and i == len(lines) and not line.endswith("\n"):
+                break  # torn final line from an interrupted append
+            raise DataError(path, f"invalid JSON ({e.msg} at column {e.colno})", row=i) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=i)
+        out.append(obj)
+    return out
+
+
+def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
+                 rename: dict[str, str] | None = None, split: str | None = None) -> list[dict]:
+    """Read records from a .jsonl / .json (array) / .parquet / .csv file, a directory saved with
+    `datasets.save_to_disk`, or `hf:NAME[:CONFIG]` (needs network).
+
+    `rename` maps file field names to record field names ({"problem": "question"}).
+    `required` fields must be present and non-null on every row (checked after renaming).
+    Integer ids become strings.
+    """
+    src = str(source)
+    if src.startswith("hf:"):
+        records = _read_hf_hub(src[3:], split or "train")
+    else:
+        p = Path(src)
+        if not p.exists():
+            raise DataError(src, "file not found")
+        if p.is_dir():
+            records = _read_hf_disk(p, split)
+        elif p.suffix == ".jsonl":
+            records = read_jsonl(p)
+        elif p.suffix == ".json":
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise DataError(src, f"invalid JSON ({e.msg} at line {e.lineno})") from None
+            if isinstance(data, dict) and "data" in data and isinstance(data["data"], list):
+                data = data["data"]
+            if not isinstance(data, list):
+                raise DataError(src, "expected a JSON array of objects")
+            for i, r in enumerate(data, 1):
+                if not isinstance(r, dict):
+                    raise DataError(src, f"expected a JSON object, got {type(r).__name__}", row=i)
+            records = data
+        elif p.suffix in (".parquet", ".csv"):
+            import datasets
+
+            ds = datasets.load_dataset(p.suffix[1:], data_files=str(p), split="train")
+            records = [dict(r) for r in ds]
+        else:
+            raise DataError(src, "unsupported file type (expected .jsonl, .json, .parquet, .csv "
+                                 "or a datasets directory)")
+    if rename:
+        for r in records:
+            for old, new in rename.items():
+                if old in r and old != new:
+                    r[new] = r.pop(old)
+    for i, r in enumerate(records, 1):
+        for f in required:
+            if f not in r or r[f] is None:
+                raise DataError(src, f"missing required field (row has: {', '.join(sorted(r)) or 'nothing'})",
+                                row=i, field=f)
+    return _coerce_ids(records, src)
+
+
+def _read_hf_disk(p: Path, split: str | None) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; report them uniformly
+        raise DataError(str(p), f"not a saved datasets directory ({e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None:
+            if len(ds) != 1:
+                raise DataError(str(p), f"several splits {list(ds)}; choose one")
+            split = next(iter(ds))
+        ds = ds[split]
+    return [dict(r) for r in ds]
+
+
+def _read_hf_hub(name: str, split: str) -> list[dict]:
+    import datasets
+
+    repo, _, config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(repo, config or None, split=split)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"hf:{name}", f"could not load from the hub ({e})") from None
+    return [dict(r) for r in ds]
+
+
+def _atomic_write_text(path: str | os.PathLike, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    def w(f):
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+    _atomic_write_text(path, w)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    _atomic_write_text(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic_write_text(path, lambda f: f.write(text))
+
+
+class JsonlAppender:
+    """Append records to a JSONL file as work completes (for resumable generation).
+
+    Each `append` writes whole lines and fsyncs, so at most the last line can be torn by a
+    crash; read back with `read_jsonl(path, tolerate_partial_tail=True)`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def _repair_tail(self) -> None:
+        # Drop a torn last line so new appends start on a fresh line.
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            f.truncate(cut)
+
+    def append(self, records: Iterable[dict]) -> None:
+        for r in records:
+            self._f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def records_sha256(records: Iterable[dict]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()

@@ -1,0 +1,128 @@
+"""The Task interface: a task owns its prompt format, answer extraction and grading.
+
+Adding a task = one file in `w2s/tasks/` that subclasses `Task` and is decorated with
+`@register_task`, plus an import line in `w2s/tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from w2s.io import DataError, read_records
+
+
+class Task:
+    name: str = ""
+    #: Generation stops at any of these (models "run on" into the next question).
+    stop: tuple[str, ...] = ("\nQuestion:",)
+    #: File field names -> record field names, applied by load_questions.
+    rename: dict[str, str] = {}
+
+    # ---- prompts ------------------------------------------------------------
+    def prompt(self, question: str) -> str:
+        """Zero-shot prompt (the paper's format)."""
+        return f"Question: {question}\nAnswer:"
+
+    def fewshot_prompt(self, demos: Sequence[tuple[str, str]], question: str) -> str:
+        """Few-shot prompt: demonstrations are (question, solution) pairs."""
+        parts = [f"{self.prompt(q)} {s.strip()}" for q, s in demos]
+        parts.append(self.prompt(question))
+        return "\n\n".join(parts)
+
+    def completion(self, response: str) -> str:
+        """Turn a raw model response into a training completion in this task's format
+        (leading space after 'Answer:', run-on text cut)."""
+        return " " + self.clean_response(response).strip()
+
+    # ---- answers ------------------------------------------------------------
+    def clean_response(self, response: str) -> str:
+        """Cut a response where the model ran on into a new question."""
+        cut = len(response)
+        for s in self.stop:
+            j = response.find(s)
+            if j != -1:
+                cut = min(cut, j)
+        return response[:cut]
+
+    def extract_answer(self, response: str) -> str:
+        """The final answer in a model response, or "" if there is none."""
+        raise NotImplementedError
+
+    def gold_answer(self, row: dict) -> str:
+        """The gold final answer of a data row."""
+        raise NotImplementedError
+
+    def gold_solution(self, row: dict) -> str | None:
+        """The gold chain-of-thought solution of a data row, if the row has one."""
+        return row.get("solution")
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Are two final answers the same? Must be symmetric; "" equals nothing."""
+        raise NotImplementedError
+
+    def is_correct(self, response: str, gold: str) -> bool:
+        return self.equivalent(self.extract_answer(response), gold)
+
+    # ---- data ---------------------------------------------------------------
+    def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:
+        """Read a data file into question records {id, question, answer?, solution?}.
+
+        Rows without an id get `{id_prefix or file stem}-{row index}`.
+        """
+        rows = read_records(path, rename=self.rename)
+        stem = id_prefix or __import__("pathlib").Path(str(path)).stem
+        out = []
+        for i, row in enumerate(rows, 1):
+            if "question" not in row or not isinstance(row["question"], str):
+                raise DataError(path, "missing question text", row=i, field="question")
+            rec = {"id": row.get("id", f"{stem}-{i - 1}"), "question": row["question"]}
+            try:
+                gold = self.gold_answer(row)
+            except (KeyError, ValueError):
+                gold = None
+            if gold is not None and gold != "":
+                rec["answer"] = gold
+            sol = self.gold_solution(row)
+            if sol:
+                rec["solution"] = sol
+            out.append(rec)
+        ids = [r["id"] for r in out]
+        if len(set(ids)) != len(ids):
+            seen, dup_row = set(), None
+            for i, x in enumerate(ids, 1):
+                if x in seen:
+                    dup_row = i
+                    break
+                seen.add(x)
+            raise DataError(path, f"duplicate id {ids[dup_row - 1]!r}", row=dup_row, field="id")
+        return out
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_task(name: str, **options) -> Task:
+    """Instantiate a registered task; options go to its constructor (e.g. custom fields)."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}") from None
+    return cls(**options)
+
+
+def task_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def seeded_rng(seed: int, *keys) -> random.Random:
+    """A random generator that depends only on the seed and the keys (e.g. a question id),
+    never on iteration order."""
+    return random.Random(f"{seed}:" + ":".join(map(str, keys)))
