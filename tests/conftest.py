@@ -1,0 +1,45 @@
+"""Shared fixtures: real data from ../shared/data (skipped with a clear reason when absent)
+and tiny locally built models (no hub access)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (CI and developer machines have ../shared/data)")
+    return SHARED_DATA
+
+
+def _gsm8k_texts(limit: int = 1500) -> list[str]:
+    path = SHARED_DATA / "gsm8k" / "train_1.jsonl"
+    if path.exists():
+        rows = [json.loads(line) for line in path.open()][:limit]
+        return [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in rows]
+    # Fallback corpus so the tiny model can still be built without ../shared.
+    return [f"Question: What is {a} plus {b}?\nAnswer: {a} + {b} = {a + b}\n#### {a + b}"
+            for a in range(40) for b in range(40)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer random-init Llama with a 512-token BPE tokenizer trained on GSM8K text."""
+    from w2s.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), _gsm8k_texts(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> Path:
+    """A second, larger tiny model (a 'strong' model) sharing nothing with the first."""
+    from w2s.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model_b"), _gsm8k_texts(), hidden_size=96,
+                            num_layers=3, seed=1)
