@@ -1,5 +1,84 @@
-"""(to be written)"""
+"""`w2s run`, `w2s status`, `w2s report`: the pipeline's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from w2s.cli.common import user_errors
 
 
-def register(app) -> None:
-    pass
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(config: Path = typer.Argument(..., help="run config (YAML)"),
+            out: Path = typer.Option(None, "--out", help="run directory (default runs/<config name>)"),
+            only: Optional[List[str]] = typer.Option(None, "--only", help="run just this stage (repeatable)"),
+            until: Optional[str] = typer.Option(None, "--until", help="run this stage and what it needs"),
+            force: Optional[List[str]] = typer.Option(None, "--force", help="rerun this stage (repeatable)"),
+            set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key: stage2.beta=0.2"),
+            quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
+        """Run the whole two-stage method with every baseline; resumes and reuses cached stages."""
+        from w2s.pipeline import run_pipeline
+        from w2s.pipeline.config import ConfigError, _deep_merge, parse_override
+
+        with user_errors():
+            try:
+                overrides: dict = {}
+                for s in set_ or []:
+                    overrides = _deep_merge(overrides, parse_override(s))
+                run_dir = out or Path("runs") / config.stem
+                run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
+                             overrides=overrides, quiet=quiet)
+            except ConfigError as e:
+                typer.echo(f"config error: {e}", err=True)
+                raise typer.Exit(2) from None
+        _print_results(run_dir)
+
+    @app.command("status")
+    def status(run_dir: Path = typer.Argument(..., help="a run directory"),
+               as_json: bool = typer.Option(False, "--json")):
+        """Show the stage DAG of a run and what is done."""
+        from w2s.pipeline import stage_status
+
+        with user_errors():
+            rows = stage_status(run_dir)
+        if as_json:
+            typer.echo(json.dumps(rows))
+            return
+        marks = {"done": "✓", "stale": "~", "running": "…", "failed": "✗", "pending": " "}
+        for r in rows:
+            secs = f"{r['seconds']:.1f}s" if r["seconds"] is not None else ""
+            deps = f"  <- {', '.join(r['deps'])}" if r["deps"] else ""
+            typer.echo(f"[{marks.get(r['status'], '?')}] {r['stage']:<22} {r['status']:<8} {secs:>8}{deps}")
+
+    @app.command("report")
+    def report(run_dir: Path = typer.Argument(..., help="a run directory")):
+        """Regenerate metrics.json, report.md and report.html from the run directory's files."""
+        from w2s.pipeline import prepare
+        from w2s.report import collect_metrics, write_report
+
+        with user_errors():
+            if not (run_dir / "config.yaml").exists():
+                raise ValueError(f"{run_dir}: not a run directory (no config.yaml)")
+            _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
+            write_report(run_dir, collect_metrics(run_dir, models))
+        typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+        _print_results(run_dir)
+
+
+def _print_results(run_dir: Path) -> None:
+    from w2s.report import results_table
+
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        return
+    rows = results_table(json.loads(metrics_path.read_text()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if j == 0:
+            typer.echo("  ".join("-" * w for w in widths))
+    typer.echo(f"\nreport: {run_dir / 'report.html'}")

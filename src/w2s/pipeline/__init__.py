@@ -1,0 +1,112 @@
+"""`w2s run`: the whole two-stage method with every baseline, cached and resumable.
+
+    run_pipeline("examples/tiny_cpu.yaml", "runs/tiny")   # the experiment in one call
+
+The run directory holds config.yaml (resolved), manifest.json, data/, models/, eval/,
+metrics.json, report.md, report.html and log.txt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
+from w2s.pipeline.runner import Manifest, Stage, run_stages
+
+log = logging.getLogger("w2s.pipeline")
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("w2s")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+class ProgressPrinter:
+    """One line per stage with elapsed time and an overall ETA from the stages run so far."""
+
+    def __init__(self, stages: list[Stage], quiet: bool = False):
+        self.quiet = quiet
+        self.total = len(stages)
+        self.t0 = time.time()
+        self.ran_seconds: list[float] = []
+        self.remaining = {s.name for s in stages}
+
+    def __call__(self, event: str, stage: Stage, info: dict) -> None:
+        n = info.get("index", 0) + 1
+        prefix = f"[{n:>2}/{self.total}] {stage.name:<22}"
+        if event == "cached":
+            self.remaining.discard(stage.name)
+            msg = f"{prefix} cached ({info.get('seconds', 0):.1f}s when it ran)"
+        elif event == "start":
+            msg = f"{prefix} running{' (resuming partial work)' if info.get('resumed') else ''}..."
+        elif event == "done":
+            self.remaining.discard(stage.name)
+            self.ran_seconds.append(info["seconds"])
+            avg = sum(self.ran_seconds) / len(self.ran_seconds)
+            eta = avg * len(self.remaining)
+            msg = (f"{prefix} done in {info['seconds']:.1f}s  (elapsed {time.time() - self.t0:.0f}s, "
+                   f"ETA ~{eta:.0f}s)")
+        else:
+            msg = f"{prefix} FAILED: {info.get('error')}"
+        log.info(msg)
+        if not self.quiet:
+            print(msg, flush=True)
+
+
+def prepare(config: str | Path | RunConfig, run_dir: str | Path, overrides: dict | None = None):
+    from w2s.pipeline.stages import build_stages
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    run_dir = Path(run_dir)
+    stages, models = build_stages(cfg, run_dir)
+    return cfg, run_dir, stages, models
+
+
+def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: list[str] | None = None,
+                 until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
+                 quiet: bool = False) -> Manifest:
+    cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    handler = _attach_log_file(run_dir)
+    try:
+        log.info("run %s: %d stages", run_dir, len(stages))
+        return run_stages(stages, run_dir, only=only, until=until, force=force,
+                          on_event=ProgressPrinter(stages, quiet))
+    finally:
+        logging.getLogger("w2s").removeHandler(handler)
+        handler.close()
+
+
+def stage_status(run_dir: str | Path) -> list[dict]:
+    """Each stage of a run directory's DAG with its state: done, stale (inputs changed),
+    running/interrupted, failed or pending."""
+    from w2s.pipeline.runner import _hash  # the same key function the runner uses
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    cfg, run_dir, stages, _ = prepare(cfg_path, run_dir)
+    manifest = Manifest(run_dir)
+    prints: dict[str, str | None] = {}
+    rows = []
+    for s in stages:
+        e = manifest.entry(s.name)
+        deps = [prints.get(d) for d in s.deps]
+        key = None if None in deps else _hash({"stage": s.name, "params": s.params, "deps": deps})
+        state = e.get("status", "pending")
+        if state == "done" and e.get("key") != key:
+            state = "stale"
+        prints[s.name] = e.get("fingerprint") if state == "done" else None
+        rows.append({"stage": s.name, "deps": s.deps, "status": state, "seconds": e.get("seconds"),
+                     "kind": s.kind})
+    return rows

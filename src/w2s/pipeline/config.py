@@ -1,0 +1,283 @@
+"""The run configuration: YAML -> validated dataclasses, errors that name the key.
+
+Only structure and types are checked here (fast, no heavy imports): a bad config fails in
+well under a second. Training settings are passed through to `w2s.training` dataclasses,
+whose field names are validated when the config loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key (dotted path) or the file."""
+
+
+@dataclass
+class DataConfig:
+    gold: str                      # labeled set: trains the weak model (questions + gold solutions)
+    unlabeled: str                 # questions the strong model learns from (answers never shown to it)
+    test: str                      # scores everyone
+    hidden_gold: str | None = None  # gold for `unlabeled`, diagnostics and the gold-SFT ceiling only;
+    #                                 defaults to the answers/solutions inside `unlabeled` if present
+    limit_gold: int | None = None   # slices, for quick runs
+    limit_unlabeled: int | None = None
+    limit_test: int | None = None
+
+
+@dataclass
+class WeakConfig:
+    model: str
+    finetune: bool = True           # fine-tune on data.gold first (the paper's setting)
+    train: dict = field(default_factory=dict)   # -> w2s.training SFT settings
+
+
+@dataclass
+class StrongConfig:
+    model: str
+    train: dict = field(default_factory=dict)   # SFT settings for every strong SFT (Stage I, baselines)
+    lora: dict | None = None                    # -> LoRA settings; None = full fine-tuning
+
+
+@dataclass
+class GenerationConfig:
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    max_new_tokens: int = 256
+    options: dict = field(default_factory=dict)  # backend options: batch_size, dtype, base_url, ...
+
+
+@dataclass
+class Stage1Config:
+    iterations: int = 1
+    shots: int = 4
+    variants: list[str] = field(default_factory=lambda: ["weak", "icl", "hybrid"])
+
+
+@dataclass
+class Stage2Config:
+    enabled: bool = True
+    samples: int = 10
+    temperature: float = 1.0
+    top_p: float = 1.0
+    min_confidence: float = 0.6
+    flip_confidence: float = 0.8
+    max_pairs: int = 1
+    method: Literal["dpo", "orpo", "both"] = "dpo"
+    train: dict = field(default_factory=dict)   # -> w2s.training preference settings (beta, lr, ...)
+
+
+@dataclass
+class EvalConfig:
+    n: int = 10                     # samples per test question for pass@k / maj@k (0 = greedy only)
+    temperature: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    task: str | dict
+    data: DataConfig
+    weak: WeakConfig
+    strong: StrongConfig
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    baselines: list[str] = field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    name: str | None = None
+
+
+BASELINES = ("weak", "strong_fewshot", "full_weak", "gold_sft")
+VARIANTS = ("weak", "icl", "hybrid")
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[-1] if errors else f"{key}: unexpected null")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: expected one of {list(get_args(tp))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = get_args(tp) or (Any,)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in fields:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{k}: unknown key "
+                              f"(known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix + '.' if prefix else ''}{name}"
+        if name in data:
+            kwargs[name] = _check_type(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required key is missing")
+    return cls(**kwargs)
+
+
+def _validate_semantics(cfg: RunConfig, base_dir: Path) -> None:
+    for name in ("gold", "unlabeled", "test", "hidden_gold"):
+        p = getattr(cfg.data, name)
+        if p is None or p.startswith("hf:"):
+            continue
+        if not Path(p).exists():
+            raise ConfigError(f"data.{name}: file not found: {p}")
+    for b in cfg.baselines:
+        if b not in BASELINES:
+            raise ConfigError(f"baselines: unknown baseline {b!r} (known: {', '.join(BASELINES)})")
+    for v in cfg.stage1.variants:
+        if v not in VARIANTS:
+            raise ConfigError(f"stage1.variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    if cfg.stage1.iterations < 1:
+        raise ConfigError("stage1.iterations: must be >= 1")
+    if cfg.stage1.shots < 1:
+        raise ConfigError("stage1.shots: must be >= 1 (the strong model answers in-context)")
+    s2 = cfg.stage2
+    if not 0.0 <= s2.min_confidence <= 1.0 or not 0.0 <= s2.flip_confidence <= 1.0:
+        raise ConfigError("stage2.min_confidence / stage2.flip_confidence: must be in [0, 1]")
+    if s2.samples < 2:
+        raise ConfigError("stage2.samples: need at least 2 samples for a majority vote")
+    if cfg.generation.max_new_tokens < 1:
+        raise ConfigError("generation.max_new_tokens: must be >= 1")
+    for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
+        local = Path(model)
+        if (model.startswith((".", "/", "~")) or local.exists()) and not local.exists():
+            raise ConfigError(f"{key}: model directory not found: {model}")
+    _validate_training_keys(cfg)
+
+
+def _validate_training_keys(cfg: RunConfig) -> None:
+    """Check training settings' keys against w2s.training's dataclasses (cheap import)."""
+    try:
+        from w2s.training import config as tcfg
+    except ImportError:  # training layer not importable: leave it to the stage
+        return
+    checks = [("weak.train", cfg.weak.train, getattr(tcfg, "SFTSettings", None)),
+              ("strong.train", cfg.strong.train, getattr(tcfg, "SFTSettings", None)),
+              ("strong.lora", cfg.strong.lora or {}, getattr(tcfg, "LoraSettings", None)),
+              ("stage2.train", cfg.stage2.train, getattr(tcfg, "PreferenceSettings", None))]
+    for key, values, cls in checks:
+        if cls is None:
+            continue
+        known = {f.name for f in dataclasses.fields(cls)}
+        for k in values:
+            if k not in known:
+                raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
+    """Load and validate a YAML run config. Relative data/model paths are resolved against
+    the config file's directory first, then the current directory."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    return config_from_dict(raw, base_dir=path.parent, overrides=overrides)
+
+
+def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:
+    raw = _deep_merge(raw, overrides or {})
+    base_dir = Path(base_dir)
+    for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold")),
+                          ("weak", ("model",)), ("strong", ("model",))):
+        sec = raw.get(section)
+        if isinstance(sec, dict):
+            for k in keys:
+                if isinstance(sec.get(k), str):
+                    sec[k] = _resolve(sec[k], base_dir)
+    cfg = _build(RunConfig, raw, "")
+    _validate_semantics(cfg, base_dir)
+    return cfg
+
+
+def _resolve(p: str, base_dir: Path) -> str:
+    if p.startswith("hf:") or os.path.isabs(p):
+        return p
+    expanded = os.path.expanduser(p)
+    if expanded != p:
+        return expanded
+    for cand in (base_dir / p, Path(p)):
+        if cand.exists():
+            return str(cand.resolve())
+    if p.startswith("."):
+        return str((base_dir / p).resolve())
+    return p  # a hub name, or a missing file reported by validation
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`stage2.min_confidence=0.7` -> {"stage2": {"min_confidence": 0.7}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    node: Any = yaml.safe_load(value)
+    for part in reversed(key.strip().split(".")):
+        node = {part: node}
+    return node
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,203 @@
+"""A small stage runner: a DAG of stages, a run directory, a manifest, caching and resume.
+
+A stage's cache key hashes its name, the config slice it reads (`params`) and the
+fingerprints of the stages it depends on. A stage whose key matches a completed manifest
+entry (and whose outputs exist) is skipped. A stage that was interrupted keeps its partial
+work under `work/` (generation files, training checkpoints) as long as its key is unchanged,
+so rerunning resumes it; a changed key throws the stale partial work away.
+
+Fingerprints: a stage whose outputs are all files is fingerprinted by their contents, so a
+rerun that reproduces the same data does not invalidate what follows; other stages (models)
+are fingerprinted by their key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from w2s.io import file_sha256, read_records, write_json
+
+log = logging.getLogger("w2s.pipeline")
+
+
+@dataclass
+class Stage:
+    name: str
+    fn: Callable[["StageContext"], dict | None]
+    deps: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)   # paths relative to the run directory
+    kind: str = "data"                                  # data | generate | train | eval | report
+    always: bool = False                                # rerun every time (the report)
+
+
+@dataclass
+class StageContext:
+    stage: Stage
+    run_dir: Path
+    key: str
+
+    def path(self, rel: str) -> Path:
+        return self.run_dir / rel
+
+    def work_path(self, tag: str = "", suffix: str = ".jsonl") -> Path:
+        """A scratch path tied to this stage AND its key: partial work survives a crash but
+        never leaks into a run with different inputs."""
+        p = self.run_dir / "work" / f"{self.stage.name}-{self.key[:16]}{tag}{suffix}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+class Manifest:
+    """run_dir/manifest.json: stage -> {key, status, outputs, fingerprint, seconds, ...}."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "manifest.json"
+        if self.path.exists():
+            self.data = json.loads(self.path.read_text())
+        else:
+            self.data = {"stages": {}, "invocations": []}
+
+    def entry(self, name: str) -> dict:
+        return self.data["stages"].get(name, {})
+
+    def set(self, name: str, **values) -> None:
+        self.data["stages"].setdefault(name, {}).update(values)
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _outputs_exist(run_dir: Path, stage: Stage) -> bool:
+    return all((run_dir / o).exists() for o in stage.outputs)
+
+
+def _fingerprint(run_dir: Path, stage: Stage, key: str) -> str:
+    paths = [run_dir / o for o in stage.outputs]
+    if paths and all(p.is_file() for p in paths):
+        return _hash([file_sha256(p) for p in paths])
+    return key
+
+
+def _remove_outputs(run_dir: Path, stage: Stage) -> None:
+    for o in stage.outputs:
+        p = run_dir / o
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    work = run_dir / "work"
+    if work.exists():
+        for p in work.glob(f"{stage.name}-*"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def select_stages(stages: list[Stage], only: list[str] | None = None,
+                  until: str | None = None) -> set[str]:
+    names = {s.name for s in stages}
+    by_name = {s.name: s for s in stages}
+    for n in (only or []) + ([until] if until else []):
+        if n not in names:
+            raise ValueError(f"unknown stage {n!r}; stages: {', '.join(s.name for s in stages)}")
+    if only:
+        return set(only)
+    if until:
+        wanted, todo = set(), [until]
+        while todo:
+            n = todo.pop()
+            if n not in wanted:
+                wanted.add(n)
+                todo.extend(by_name[n].deps)
+        return wanted
+    return names
+
+
+def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = None,
+               until: str | None = None, force: list[str] | None = None,
+               on_event: Callable[[str, Stage, dict], None] | None = None) -> Manifest:
+    """Run `stages` (already in topological order) in `run_dir`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(run_dir)
+    wanted = select_stages(stages, only, until)
+    force = set(force or [])
+    for n in force:
+        if n not in {s.name for s in stages}:
+            raise ValueError(f"unknown stage {n!r} in --force")
+    fingerprints: dict[str, str] = {}
+    invocation = {"started": time.time(), "ran": [], "cached": []}
+    manifest.data["invocations"].append(invocation)
+    emit = on_event or (lambda *a: None)
+
+    for index, stage in enumerate(stages):
+        dep_prints = []
+        for d in stage.deps:
+            if d not in fingerprints:
+                prev = manifest.entry(d)
+                if prev.get("status") != "done":
+                    if stage.name in wanted:
+                        raise RuntimeError(f"stage {stage.name!r} needs {d!r}, which has not run "
+                                           f"(run without --only, or with --until {stage.name})")
+                    break
+                fingerprints[d] = prev["fingerprint"]
+            dep_prints.append(fingerprints[d])
+        else:
+            key = _hash({"stage": stage.name, "params": stage.params, "deps": dep_prints})
+            prev = manifest.entry(stage.name)
+            done = (prev.get("status") == "done" and prev.get("key") == key
+                    and _outputs_exist(run_dir, stage))
+            if stage.name not in wanted:
+                if done:
+                    fingerprints[stage.name] = prev["fingerprint"]
+                continue
+            info = {"index": index, "total": len(stages)}
+            if done and stage.name not in force and not stage.always:
+                fingerprints[stage.name] = prev["fingerprint"]
+                invocation["cached"].append(stage.name)
+                emit("cached", stage, {**info, **prev})
+                continue
+            if prev.get("key") != key or stage.name in force:
+                _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
+            resumed = prev.get("status") == "running" and prev.get("key") == key
+            attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
+            manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
+                         deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
+            emit("start", stage, {**info, "resumed": resumed})
+            t0 = time.time()
+            try:
+                result = stage.fn(StageContext(stage, run_dir, key)) or {}
+            except BaseException as e:
+                manifest.set(stage.name, status="failed" if isinstance(e, Exception) else "running",
+                             error=f"{type(e).__name__}: {e}")
+                emit("failed", stage, {**info, "error": str(e)})
+                raise
+            seconds = time.time() - t0
+            missing = [o for o in stage.outputs if not (run_dir / o).exists()]
+            if missing:
+                manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
+                raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
+            fingerprints[stage.name] = _fingerprint(run_dir, stage, key)
+            manifest.set(stage.name, status="done", fingerprint=fingerprints[stage.name],
+                         seconds=round(seconds, 3), finished=time.time(), resumed=resumed,
+                         info=result, error=None)
+            invocation["ran"].append(stage.name)
+            manifest.save()
+            emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
+    invocation["finished"] = time.time()
+    manifest.save()
+    return manifest
+
+
+def read_output(run_dir: Path, rel: str) -> list[dict]:
+    return read_records(run_dir / rel)

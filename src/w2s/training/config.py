@@ -1,0 +1,133 @@
+"""Our own small training configs. They map onto TRL's configs in `trl_compat` (the only module
+that knows TRL's field names), so upstream renames never reach callers.
+
+    SFTSettings(learning_rate=1e-5, epochs=3, lora=LoraSettings(r=16))
+    PreferenceSettings(method="dpo", beta=0.1, sft_weight=0.0)
+
+`SFTConfig` / `PreferenceConfig` are aliases (the names in docs/architecture.md); they are
+*our* dataclasses, not TRL's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The paper's LoRA targets: every linear projection of a Llama/Mistral-style block.
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
+                  "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    #: Module names; short forms q,k,v,o,gate,up,down are expanded to q_proj, ...
+    targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+
+    def __post_init__(self):
+        if isinstance(self.targets, str):
+            self.targets = tuple(t.strip() for t in self.targets.split(",") if t.strip())
+        self.targets = tuple(_SHORT_TARGETS.get(t, t) for t in self.targets)
+        if self.r <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainSettings:
+    """Options common to every trainer."""
+
+    learning_rate: float = 1e-5
+    epochs: float = 1.0
+    #: Budget in optimizer steps; overrides `epochs` when > 0 (small selected sets need step budgets).
+    max_steps: int = -1
+    batch_size: int = 4                      # per device
+    grad_accum: int = 1
+    max_length: int = 1024
+    seed: int = 42
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    lora: LoraSettings | None = None         # None = full fine-tuning
+    #: LoRA only: fold the adapter into the base weights in the output (else keep an adapter dir).
+    merge: bool = True
+    bf16: bool = False
+    #: Weights dtype when loading: "auto" = bfloat16 with bf16, else float32.
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    #: "none", "tensorboard", "wandb" (or a comma-separated list).
+    report_to: str = "none"
+    quiet: bool = True                       # no progress bars, warnings only
+    logging_steps: int = 10
+    #: Checkpoint every N optimizer steps into OUT/checkpoints (resume after a crash).
+    save_steps: int = 200
+    save_total_limit: int = 1
+    keep_checkpoints: bool = False           # delete OUT/checkpoints once DONE is written
+    #: Extra keyword arguments passed verbatim to the TRL config (escape hatch; version-specific).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.lora, dict):
+            self.lora = LoraSettings(**self.lora)
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+        if self.max_steps is None:
+            self.max_steps = -1
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class SFTSettings(TrainSettings):
+    #: Concatenate examples into max_length blocks (best-fit decreasing; padding-free attention).
+    packing: bool = False
+    #: Flatten each batch into one sequence without padding (positions restart per example).
+    padding_free: bool = False
+    #: Loss on the completion only (prompt tokens carry no loss).
+    completion_only_loss: bool = True
+
+
+@dataclass
+class PreferenceSettings(TrainSettings):
+    method: str = "dpo"                      # "dpo" | "orpo"
+    #: DPO: KL strength beta. ORPO: weight lambda of the odds-ratio term.
+    beta: float = 0.1
+    #: DPO only: weight of an extra SFT (NLL) term on the chosen completion (0 = plain DPO).
+    #: ORPO always contains its NLL term with weight 1.
+    sft_weight: float = 0.0
+    learning_rate: float = 5e-7
+    #: DPO only: a different reference model (path); default = the starting model.
+    reference: str | None = None
+    #: DPO only: compute reference log-probs once before training (saves memory).
+    precompute_ref: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.method = self.method.lower()
+        if self.method not in ("dpo", "orpo"):
+            raise ValueError(f"method must be 'dpo' or 'orpo', got {self.method!r}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight}")
+
+
+# Names used in docs/architecture.md.
+SFTConfig = SFTSettings
+PreferenceConfig = PreferenceSettings

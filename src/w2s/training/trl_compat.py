@@ -1,0 +1,237 @@
+"""The ONE module that knows TRL's (and PEFT's) version-specific API.
+
+Everything else in `w2s.training` speaks our dataclasses (`config.py`); this module maps them
+onto TRL's configs and builds the trainers. When TRL moves or renames something, this is the
+file to change (and `tests/test_training*.py` is what tells you).
+
+Known facts about the supported range (trl>=1.0,<2):
+- `SFTConfig`: `max_length`, `completion_only_loss`, `packing` (+ `packing_strategy`),
+  `padding_free`; prompt/completion datasets get EOS appended to the completion.
+  TRL's defaults differ from transformers': gradient_checkpointing=True, bf16=True; we always
+  set both explicitly.
+- `DPOTrainer(processing_class=...)`; `loss_type` is a list, with `loss_weights`;
+  an SFT term is `loss_type=["sigmoid", "sft"]`. With a PEFT model and no `ref_model`, the
+  reference pass runs with the adapter disabled.
+- ORPO left the top level in TRL 1.x and lives in `trl.experimental.orpo`; older releases
+  export `trl.ORPOTrainer`. If neither exists, `w2s.training.orpo_fallback` implements the
+  published loss on top of transformers' Trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import warnings
+from typing import Any, Sequence
+
+log = logging.getLogger("w2s.training")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except Exception:  # noqa: BLE001 - optional
+            pass
+    return out
+
+
+def _filter_fields(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the fields `cls` knows; drop (and log) the rest. Insulates us from removals."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    dropped = sorted(k for k in kwargs if k not in names)
+    if dropped:
+        log.debug("%s has no field(s) %s; ignored", cls.__name__, ", ".join(dropped))
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def _report_to(value: str | Sequence[str] | None) -> list[str] | str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        items = list(value)
+    items = [v for v in items if v != "none"]
+    return items or "none"
+
+
+def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
+    kw: dict[str, Any] = dict(
+        output_dir=output_dir,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps and settings.max_steps > 0 else -1,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        warmup_ratio=settings.warmup_ratio,
+        lr_scheduler_type=settings.lr_scheduler,
+        weight_decay=settings.weight_decay,
+        bf16=bool(settings.bf16),
+        fp16=False,
+        gradient_checkpointing=bool(settings.gradient_checkpointing),
+        report_to=_report_to(settings.report_to),
+        logging_steps=settings.logging_steps,
+        logging_dir=os.path.join(output_dir, "logs"),
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        disable_tqdm=bool(settings.quiet),
+        log_level="warning" if settings.quiet else "passive",
+        dataloader_num_workers=0,
+        eval_strategy="no",
+        push_to_hub=False,
+    )
+    if settings.quiet:
+        kw["log_level_replica"] = "error"
+    return kw
+
+
+def _config(cls, kwargs: dict[str, Any], extra: dict[str, Any]):
+    merged = {**_filter_fields(cls, kwargs), **(extra or {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(**merged)
+
+
+# ---------------------------------------------------------------------------------------------
+# LoRA
+# ---------------------------------------------------------------------------------------------
+def lora_config(lora) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.targets), bias="none", task_type="CAUSAL_LM")
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT
+# ---------------------------------------------------------------------------------------------
+def sft_config(settings, output_dir: str):
+    from trl import SFTConfig as TRLSFTConfig
+
+    kw = _common_kwargs(settings, output_dir)
+    kw.update(
+        max_length=settings.max_length,
+        completion_only_loss=bool(settings.completion_only_loss),
+        packing=bool(settings.packing),
+        padding_free=bool(settings.padding_free),
+        dataset_num_proc=None,
+    )
+    if settings.packing:
+        kw["packing_strategy"] = "bfd"  # best-fit decreasing, padding-free attention, no cross-attention
+    if settings.padding_free and not settings.packing:
+        # TRL refuses padding_free + max_length without packing: we truncate ourselves (sft.py).
+        kw["max_length"] = None
+    return _config(TRLSFTConfig, kw, settings.extra)
+
+
+def sft_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_config=None, callbacks=()):
+    from trl import SFTTrainer
+
+    args = sft_config(settings, output_dir)
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config, callbacks=list(callbacks) or None)
+
+
+def trl_default_sft_trainer(model, tokenizer, dataset, output_dir: str, **overrides):
+    """SFTTrainer with TRL's own defaults (for the benchmark's baseline)."""
+    from trl import SFTConfig as TRLSFTConfig, SFTTrainer
+
+    kw = dict(output_dir=output_dir, report_to="none", disable_tqdm=True, save_strategy="no")
+    kw.update(overrides)
+    args = _config(TRLSFTConfig, kw, {})
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# DPO
+# ---------------------------------------------------------------------------------------------
+def dpo_config(settings, output_dir: str):
+    from trl import DPOConfig
+
+    kw = _common_kwargs(settings, output_dir)
+    loss_type, weights = ["sigmoid"], [1.0]
+    if settings.sft_weight > 0:
+        loss_type, weights = ["sigmoid", "sft"], [1.0, float(settings.sft_weight)]
+    kw.update(beta=settings.beta, max_length=settings.max_length, loss_type=loss_type,
+              loss_weights=weights, precompute_ref_log_probs=bool(settings.precompute_ref),
+              disable_dropout=True)
+    return _config(DPOConfig, kw, settings.extra)
+
+
+def dpo_trainer(model, ref_model, tokenizer, dataset, settings, output_dir: str, peft_config=None,
+                callbacks=()):
+    """`ref_model=None` with a `peft_config` = reference is the model with the adapter disabled."""
+    from trl import DPOTrainer
+
+    args = dpo_config(settings, output_dir)
+    return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=peft_config,
+                      callbacks=list(callbacks) or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# ORPO
+# ---------------------------------------------------------------------------------------------
+def _orpo_classes():
+    """(ORPOConfig, ORPOTrainer, where) from wherever the installed TRL keeps them, or None."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    for mod in ("trl.experimental.orpo", "trl"):
+        try:
+            m = importlib.import_module(mod)
+            return m.ORPOConfig, m.ORPOTrainer, mod
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def orpo_source() -> str:
+    found = _orpo_classes()
+    return found[2] if found else "w2s.training.orpo_fallback"
+
+
+def orpo_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_config=None, callbacks=()):
+    found = _orpo_classes()
+    kw = _common_kwargs(settings, output_dir)
+    kw.update(beta=settings.beta, max_length=settings.max_length, disable_dropout=True,
+              remove_unused_columns=False)
+    if found is None:
+        from w2s.training.orpo_fallback import ORPOFallbackTrainer, orpo_fallback_args
+
+        args = orpo_fallback_args(kw, settings.extra)
+        return ORPOFallbackTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                   peft_config=peft_config, callbacks=list(callbacks) or None)
+    ORPOConfig, ORPOTrainer, _ = found
+    args = _config(ORPOConfig, kw, settings.extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                           peft_config=peft_config, callbacks=list(callbacks) or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Misc helpers that depend on transformers' Trainer internals
+# ---------------------------------------------------------------------------------------------
+def last_checkpoint(checkpoint_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not os.path.isdir(checkpoint_dir):
+        return None
+    try:
+        return get_last_checkpoint(checkpoint_dir)
+    except Exception:  # noqa: BLE001 - a broken dir means "no checkpoint"
+        return None
+
+
+def is_main_process(trainer) -> bool:
+    return bool(trainer.is_world_process_zero())
+
+
+def wait_for_everyone(trainer) -> None:
+    trainer.accelerator.wait_for_everyone()
