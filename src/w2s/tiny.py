@@ -65,3 +65,63 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], *, vocab_size: i
     (out / "w2s_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": len(tokenizer),
                                                    "hidden_size": hidden_size, "num_layers": num_layers}))
     return out
+
+
+def parse_tiny_spec(spec: str) -> dict:
+    """`tiny:layers=2,hidden=64,steps=300,seed=0` -> build options (for CPU example configs)."""
+    if not spec.startswith("tiny:"):
+        raise ValueError(f"not a tiny model spec: {spec!r}")
+    known = {"layers": int, "hidden": int, "heads": int, "vocab": int, "steps": int, "seed": int,
+             "lr": float, "batch": int, "seq_len": int}
+    out = {}
+    for part in filter(None, spec[5:].split(",")):
+        k, _, v = part.partition("=")
+        if k not in known:
+            raise ValueError(f"tiny spec {spec!r}: unknown option {k!r} (known: {', '.join(known)})")
+        try:
+            out[k] = known[k](v)
+        except ValueError:
+            raise ValueError(f"tiny spec {spec!r}: {k} expects {known[k].__name__}, got {v!r}") from None
+    return out
+
+
+def pretrain_tiny(model_dir: str | Path, texts: list[str], *, steps: int = 200, lr: float = 3e-3,
+                  batch: int = 16, seq_len: int = 256, seed: int = 0) -> None:
+    """A short causal-LM pretraining pass (plain torch loop) so a tiny model writes text of the
+    task's kind instead of noise. Overwrites the weights in `model_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
+    ids: list[int] = []
+    for t in texts:
+        ids.extend(tok(t).input_ids + [tok.eos_token_id])
+    data = torch.tensor(ids)
+    n_blocks = max(1, len(data) // seq_len)
+    data = data[: n_blocks * seq_len].view(n_blocks, seq_len)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, n_blocks, (min(batch, n_blocks),), generator=g)
+        x = data[idx]
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+
+
+def build_from_spec(spec: str, out_dir: str | Path, texts: list[str]) -> Path:
+    o = parse_tiny_spec(spec)
+    path = build_tiny_model(out_dir, texts, vocab_size=o.get("vocab", 512), hidden_size=o.get("hidden", 64),
+                            num_layers=o.get("layers", 2), num_heads=o.get("heads", 4), seed=o.get("seed", 0))
+    if o.get("steps", 0) > 0:
+        pretrain_tiny(path, texts, steps=o["steps"], lr=o.get("lr", 3e-3), batch=o.get("batch", 16),
+                      seq_len=o.get("seq_len", 256), seed=o.get("seed", 0))
+    return path

@@ -194,6 +194,14 @@ def _validate_semantics(cfg: RunConfig, base_dir: Path) -> None:
     if cfg.generation.max_new_tokens < 1:
         raise ConfigError("generation.max_new_tokens: must be >= 1")
     for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
+        if model.startswith("tiny:"):
+            from w2s.tiny import parse_tiny_spec
+
+            try:
+                parse_tiny_spec(model)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+            continue
         local = Path(model)
         if (model.startswith((".", "/", "~")) or local.exists()) and not local.exists():
             raise ConfigError(f"{key}: model directory not found: {model}")

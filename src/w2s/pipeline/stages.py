@@ -70,6 +70,14 @@ class W2SStages:
         partial.unlink(missing_ok=True)
         return records
 
+    def base(self, role: str) -> str:
+        """The weak/strong base model: a hub name or path, or a tiny model this run builds."""
+        spec = getattr(self.cfg, role).model
+        return self.model_dir(f"base_{role}") if spec.startswith("tiny:") else spec
+
+    def base_deps(self, role: str) -> list[str]:
+        return [f"base_{role}"] if getattr(self.cfg, role).model.startswith("tiny:") else []
+
     def model_dir(self, stage_name: str) -> str:
         return str(self.run_dir / "models" / stage_name)
 
@@ -99,10 +107,10 @@ class W2SStages:
             records = read_records(ctx.path(data_rel))
             if not records:
                 raise RuntimeError(f"{name}: no training data in {data_rel} (nothing was selected)")
-            return self.train_sft(ctx, self.cfg.strong.model, records, f"models/{name}", self.cfg.strong.train,
+            return self.train_sft(ctx, self.base("strong"), records, f"models/{name}", self.cfg.strong.train,
                                   self.cfg.strong.lora)
 
-        self.add(name, fn, deps=[data_stage], params=self.strong_sft_params(), outputs=[f"models/{name}"],
+        self.add(name, fn, deps=[data_stage] + self.base_deps("strong"), params=self.strong_sft_params(), outputs=[f"models/{name}"],
                  kind="train")
         if report_name:
             self.models[report_name] = name
@@ -113,19 +121,24 @@ class W2SStages:
         self.add("load_data", self.load_data, params={"data": dataclasses.asdict(cfg.data)},
                  outputs=[Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST])
 
+        for role in ("weak", "strong"):  # tiny locally built base models (CPU examples, tests)
+            if getattr(cfg, role).model.startswith("tiny:"):
+                self.add(f"base_{role}", self.tiny_base_fn(role), deps=["load_data"],
+                         params={"spec": getattr(cfg, role).model}, outputs=[f"models/base_{role}"], kind="train")
+
         # The weak model: fine-tuned on the labeled set (or used as is).
         if cfg.weak.finetune:
-            self.add("weak_sft", self.weak_sft, deps=["load_data"],
+            self.add("weak_sft", self.weak_sft, deps=["load_data"] + self.base_deps("weak"),
                      params={"weak": cfg.weak.model, "train": cfg.weak.train, "seed": cfg.seed},
                      outputs=["models/weak_sft"], kind="train")
             weak_deps = ["weak_sft"]
         else:
-            weak_deps = ["load_data"]
+            weak_deps = ["load_data"] + self.base_deps("weak")
         self.models["weak"] = "weak_sft" if cfg.weak.finetune else "@weak_base"
 
         self.add("weak_answers", self.weak_answers, deps=weak_deps, params=self.gen_params(),
                  outputs=[D_WEAK], kind="generate")
-        self.add("icl_answers", self.icl_answers, deps=["weak_answers"],
+        self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
 
@@ -194,7 +207,9 @@ class W2SStages:
             stage_name = f"eval_{report_name}"
             deps = ["load_data"] + ([model_stage] if not model_stage.startswith("@") else [])
             if model_stage == "@strong_fewshot":
-                deps.append("weak_answers")
+                deps += ["weak_answers"] + self.base_deps("strong")
+            if model_stage == "@weak_base":
+                deps += self.base_deps("weak")
             self.add(stage_name, self.eval_fn(report_name, model_stage), deps=deps,
                      params=self.gen_params(n=cfg.eval.n, temperature=cfg.eval.temperature,
                                             model=model_stage, shots=cfg.stage1.shots
@@ -237,14 +252,27 @@ class W2SStages:
         return {"n_gold": len(gold), "n_unlabeled": len(unlabeled), "n_hidden_gold": len(hidden_rows),
                 "n_test": len(test)}
 
+    def tiny_base_fn(self, role: str):
+        def fn(ctx):
+            from w2s.tiny import build_from_spec
+
+            # Pretraining text: the labeled set only (never the unlabeled answers).
+            texts = [f"{self.task.prompt(r['question'])}{self.task.completion(r.get('solution', ''))}"
+                     for r in self.questions(Q_GOLD)]
+            tmp = ctx.path(f"models/.base_{role}.tmp")
+            build_from_spec(getattr(self.cfg, role).model, tmp, texts)
+            tmp.rename(ctx.path(f"models/base_{role}"))
+            return {}
+        return fn
+
     def weak_sft(self, ctx):
         gold = self.questions(Q_GOLD)
         records = [{"id": r["id"], "prompt": self.task.prompt(r["question"]),
                     "completion": self.task.completion(r["solution"])} for r in gold]
-        return self.train_sft(ctx, self.cfg.weak.model, records, "models/weak_sft", self.cfg.weak.train, None)
+        return self.train_sft(ctx, self.base("weak"), records, "models/weak_sft", self.cfg.weak.train, None)
 
     def weak_model(self) -> str:
-        return self.model_dir("weak_sft") if self.cfg.weak.finetune else self.cfg.weak.model
+        return self.model_dir("weak_sft") if self.cfg.weak.finetune else self.base("weak")
 
     def weak_answers(self, ctx):
         unl = self.questions(Q_UNLABELED)
@@ -261,7 +289,7 @@ class W2SStages:
 
     def icl_answers(self, ctx):
         prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))
-        recs = self.generate(ctx, self.cfg.strong.model, prompts, self.sampling(), D_ICL)
+        recs = self.generate(ctx, self.base("strong"), prompts, self.sampling(), D_ICL)
         return {"n": len(recs)}
 
     def regen_fn(self, model_stage: str, out: str):
@@ -362,9 +390,9 @@ class W2SStages:
 
             test = self.questions(Q_TEST)
             if model_stage == "@strong_fewshot":
-                model, prompts = self.cfg.strong.model, self.fewshot_prompts(test, seed_offset=1)
+                model, prompts = self.base("strong"), self.fewshot_prompts(test, seed_offset=1)
             else:
-                model = self.cfg.weak.model if model_stage == "@weak_base" else self.model_dir(model_stage)
+                model = self.base("weak") if model_stage == "@weak_base" else self.model_dir(model_stage)
                 prompts = [{"id": r["id"], "prompt": self.task.prompt(r["question"])} for r in test]
             greedy = self.generate(ctx, model, prompts, self.sampling(), f"eval/{report_name}.greedy.jsonl")
             samples = []

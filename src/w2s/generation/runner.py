@@ -1,0 +1,167 @@
+"""The one `generate` entry point: resume from the output file, hand the missing samples to a
+backend, stream finished records to disk, return everything in input order.
+
+Backends only turn work items into raw results ({id, sample_index, response, finish_reason,
+n_tokens}); everything about files, ordering, ids and progress lives here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from w2s.generation.config import SamplingConfig, WorkItem, derive_seed, model_label
+from w2s.io import DataError, JsonlAppender, read_jsonl
+
+BACKENDS = ("hf", "vllm", "openai", "replay")
+
+
+def make_backend(backend: str, model: str, adapter: str | None = None, **options):
+    """Instantiate a backend by name; heavy imports happen only for the one selected."""
+    if backend == "hf":
+        from w2s.generation.hf import HFBackend
+        return HFBackend(model, adapter=adapter, **options)
+    if backend == "vllm":
+        from w2s.generation.vllm import VLLMBackend
+        return VLLMBackend(model, adapter=adapter, **options)
+    if backend == "openai":
+        from w2s.generation.openai_backend import OpenAIBackend
+        return OpenAIBackend(model, adapter=adapter, **options)
+    if backend == "replay":
+        from w2s.generation.replay import ReplayBackend
+        return ReplayBackend(model, adapter=adapter, **options)
+    raise ValueError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, backend: str = "hf",
+             out_path: str | Path | None = None, adapter: str | None = None, *,
+             progress: bool = True, **backend_options) -> list[dict]:
+    """Generate `sampling.n` samples for every prompt; returns generation records in input order
+    (prompt by prompt, sample_index 0..n-1).
+
+    With `out_path`, records are appended as they finish and a rerun (after a crash or Ctrl-C)
+    only generates the (id, sample_index) pairs that are not in the file yet. The file must
+    come from the same model and prompts; change the path when you change sampling settings.
+    """
+    if not isinstance(sampling, SamplingConfig):
+        raise TypeError("sampling must be a w2s.generation.SamplingConfig")
+    prompts = _checked_prompts(prompts)
+    prompts_by_id = {p["id"]: p["prompt"] for p in prompts}
+    label = model_label(model, adapter)
+    done = _load_done(Path(out_path), prompts, sampling.n, label) if out_path else {}
+    pending = [WorkItem(p["id"], p["prompt"], i, derive_seed(sampling.seed, p["id"], i))
+               for p in prompts for i in range(sampling.n) if (p["id"], i) not in done]
+    if pending:
+        runner = make_backend(backend, model, adapter=adapter, **backend_options)
+        appender = JsonlAppender(out_path) if out_path else None
+        bar = _Progress(len(pending), enabled=progress, desc=f"generate[{backend}]")
+        try:
+            for raw in _run(runner, pending, sampling, done):
+                records = [_record(r, prompts_by_id, label) for r in raw]
+                if appender and records:
+                    appender.append(records)
+                for r in records:
+                    done[(r["id"], r["sample_index"])] = r
+                bar.update(len(records), sum(r["n_tokens"] for r in records))
+        finally:
+            bar.close()
+            if appender:
+                appender.close()
+    return [done[(p["id"], i)] for p in prompts for i in range(sampling.n)]
+
+
+def _run(runner, pending: list[WorkItem], sampling: SamplingConfig, done: dict) -> Iterator[list[dict]]:
+    """Run the backend; with greedy decoding, every sample of a prompt is the same, so generate
+    (or reuse) one per id and copy it to the other sample indices."""
+    if not (sampling.greedy and getattr(runner, "deduplicate_greedy", True)):
+        yield from runner.run(pending, sampling)
+        return
+    wanted: dict[str, list[int]] = {}
+    for it in pending:
+        wanted.setdefault(it.id, []).append(it.sample_index)
+    reusable = {key[0]: rec for key, rec in done.items()}
+    copies, todo = [], []
+    for it in pending:
+        if it.sample_index != wanted[it.id][0]:
+            continue
+        if it.id in reusable:
+            copies.extend(_copy_to(reusable[it.id], wanted[it.id]))
+        else:
+            todo.append(it)
+    if copies:
+        yield copies
+    if todo:
+        for raw in runner.run(todo, sampling):
+            yield [c for r in raw for c in _copy_to(r, wanted[r["id"]])]
+
+
+def _copy_to(result: dict, sample_indices: list[int]) -> list[dict]:
+    return [{**result, "sample_index": i} for i in sample_indices]
+
+
+def _record(raw: dict, prompts_by_id: dict, label: str) -> dict:
+    return {"id": raw["id"], "prompt": prompts_by_id[raw["id"]], "response": raw["response"],
+            "sample_index": int(raw["sample_index"]), "finish_reason": raw["finish_reason"],
+            "n_tokens": int(raw["n_tokens"]), "model": raw.get("model", label)}
+
+
+def _checked_prompts(prompts: Iterable[dict]) -> list[dict]:
+    out, seen = [], set()
+    for i, p in enumerate(prompts, 1):
+        if "id" not in p or "prompt" not in p:
+            raise DataError(None, "each prompt needs 'id' and 'prompt'", row=i)
+        pid = str(p["id"])
+        if not isinstance(p["prompt"], str):
+            raise DataError(None, "prompt must be a string", row=i, field="prompt")
+        if pid in seen:
+            raise DataError(None, f"duplicate prompt id {pid!r}", row=i, field="id")
+        seen.add(pid)
+        out.append({"id": pid, "prompt": p["prompt"]})
+    return out
+
+
+def _load_done(path: Path, prompts: list[dict], n: int, label: str) -> dict:
+    """Records already in the output file for the requested (id, sample_index) pairs.
+
+    A record for a requested id with another prompt or model means the file belongs to a
+    different run: resuming would silently mix the two, so refuse."""
+    if not path.exists():
+        return {}
+    prompt_of = {p["id"]: p["prompt"] for p in prompts}
+    done = {}
+    for row, r in enumerate(read_jsonl(path, tolerate_partial_tail=True), 1):
+        rid, si = str(r.get("id")), r.get("sample_index", 0)
+        if rid not in prompt_of or not isinstance(si, int) or si >= n:
+            continue
+        if r.get("prompt") != prompt_of[rid]:
+            raise DataError(path, f"holds a different prompt for id {rid!r}; this file belongs to "
+                                  "another run (use a new --out path)", row=row, field="prompt")
+        if r.get("model") != label:
+            raise DataError(path, f"was generated by {r.get('model')!r}, not {label!r} "
+                                  "(use a new --out path)", row=row, field="model")
+        r["id"] = rid
+        done[(rid, si)] = r
+    return done
+
+
+class _Progress:
+    """tqdm bar with items/s (tqdm's rate) and tokens/s (postfix); a no-op when disabled."""
+
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.tokens, self.start = 0, time.perf_counter()
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="gen", dynamic_ncols=True)
+
+    def update(self, items: int, tokens: int) -> None:
+        self.tokens += tokens
+        if self.bar is not None:
+            rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.0f} tok/s", refresh=False)
+            self.bar.update(items)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,323 @@
+"""Shared machinery of the trainers: validating data, loading models, output directories,
+resume, finalisation (merge, lineage, DONE) and cleanup. Knows nothing of TRL (see trl_compat)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from w2s.io import DataError, read_records, write_json
+from w2s.training import lineage as lin
+from w2s.training import trl_compat
+
+log = logging.getLogger("w2s.training")
+
+CHECKPOINTS = "checkpoints"
+RUN_FILE = "w2s_run.json"
+_ADAPTER_TMP = ".adapter"
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def load_training_records(data, fields: Sequence[str]) -> list[dict]:
+    """Read and validate records BEFORE any model is loaded: every row must have every field as
+    a string. Errors name the file, the row (1-based) and the field."""
+    if isinstance(data, (str, os.PathLike)):
+        src = str(data)
+        records = read_records(src, required=fields)
+    else:
+        src = None
+        records = list(data)
+        for i, r in enumerate(records, 1):
+            if not isinstance(r, dict):
+                raise DataError(src, f"expected a record (dict), got {type(r).__name__}", row=i)
+            for f in fields:
+                if f not in r or r[f] is None:
+                    raise DataError(src, "missing required field", row=i, field=f)
+    for i, r in enumerate(records, 1):
+        for f in fields:
+            if not isinstance(r[f], str):
+                raise DataError(src, f"expected a string, got {type(r[f]).__name__}", row=i, field=f)
+    if not records:
+        raise DataError(src, "no training records")
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# environment
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_logs(quiet: bool):
+    """Silence transformers/datasets progress bars and info logs for the duration; restore after."""
+    if not quiet:
+        yield
+        return
+    import datasets
+    import transformers
+
+    tv = transformers.logging.get_verbosity()
+    dv = datasets.logging.get_verbosity()
+    dpb = datasets.utils.logging.is_progress_bar_enabled() if hasattr(datasets.utils.logging, "is_progress_bar_enabled") else None
+    old_env = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(tv)
+        datasets.logging.set_verbosity(dv)
+        if dpb:
+            datasets.enable_progress_bars()
+        if old_env is None:
+            os.environ.pop("TRL_EXPERIMENTAL_SILENCE", None)
+
+
+def dist_state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def torch_dtype(settings):
+    import torch
+
+    if settings.dtype == "auto":
+        return torch.bfloat16 if settings.bf16 else torch.float32
+    return getattr(torch, settings.dtype)
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def adapter_base(path: str | os.PathLike) -> str:
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    return cfg["base_model_name_or_path"]
+
+
+def tokenizer_source(path: str | os.PathLike) -> str:
+    """The directory to read a model's tokenizer from (an adapter dir may lack one)."""
+    p = Path(path)
+    if is_adapter_dir(p) and not (p / "tokenizer_config.json").exists():
+        return adapter_base(p)
+    return str(path)
+
+
+def load_tokenizer(path: str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str | os.PathLike, settings=None, dtype=None):
+    """Load a causal LM from a model dir (safetensors only). An adapter dir is loaded onto its
+    base and merged in memory, so a LoRA Stage I model can start a preference run."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype if dtype is not None else (torch_dtype(settings) if settings is not None else None)
+    kw: dict[str, Any] = {"use_safetensors": True}
+    if dtype is not None:
+        kw["dtype"] = dtype
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(adapter_base(path), **kw)
+        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+        model.config._name_or_path = str(path)
+        return model
+    return AutoModelForCausalLM.from_pretrained(str(path), **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# output directory
+# ---------------------------------------------------------------------------------------------
+def fingerprint(kind: str, model: str, data_fp: dict, settings) -> str:
+    cfg = settings.to_dict()
+    for k in ("quiet", "report_to", "logging_steps", "keep_checkpoints"):
+        cfg.pop(k, None)
+    blob = json.dumps({"kind": kind, "model": str(model), "data": data_fp.get("sha256"), "config": cfg},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare_out_dir(out: Path, fp: str) -> str | None:
+    """Make `out` ready for a (re)run; return the checkpoint to resume from, if any.
+
+    Runs on the main process only. Refuses to clear a non-empty directory that is not a
+    training output. Checkpoints of a different configuration or data are discarded."""
+    if out.exists() and any(out.iterdir()):
+        ours = any((out / n).exists() for n in (lin.LINEAGE, lin.DONE, CHECKPOINTS, _ADAPTER_TMP))
+        if not ours:
+            raise ValueError(f"{out} exists and is not a w2s training output directory; refusing to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    lin.clear_done(out)  # first: the directory is incomplete from now on
+    ckpt = out / CHECKPOINTS
+    run_file = ckpt / RUN_FILE
+    if ckpt.exists():
+        try:
+            old = json.loads(run_file.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            old = None
+        if old != fp:
+            shutil.rmtree(ckpt)
+    for entry in out.iterdir():  # stale outputs of an earlier run
+        if entry.name == CHECKPOINTS:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    write_json(run_file, {"fingerprint": fp, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return trl_compat.last_checkpoint(str(ckpt))
+
+
+def cached(out: Path, fp: str) -> bool:
+    if not lin.is_complete(out):
+        return False
+    old = lin.read_lineage(out) or {}
+    return old.get("fingerprint") == fp
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequence[str],
+                 build_trainer: Callable, extra_lineage: Callable[[Any], dict] | None = None,
+                 callbacks=()) -> Path:
+    """The shape shared by SFT, DPO and ORPO:
+    validate data -> (cached?) -> prepare out dir -> load model -> train (resume) ->
+    save model (merge LoRA) -> lineage -> DONE -> cleanup.
+
+    `build_trainer(model_obj, tokenizer, records, ckpt_dir, peft_config, callbacks)` returns a
+    transformers Trainer."""
+    from transformers import set_seed
+
+    out = Path(out_dir)
+    model = str(model)
+    records = load_training_records(data, fields)            # fails before the model loads
+    data_fp = lin.data_fingerprint(data, records)
+    fp = fingerprint(kind, model, data_fp, settings)
+    state = dist_state()
+    if cached(out, fp):
+        log.info("%s is complete with the same model, data and config; not retraining", out)
+        return out
+
+    resume = None
+    if state.is_main_process:
+        resume = prepare_out_dir(out, fp)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        resume = trl_compat.last_checkpoint(str(out / CHECKPOINTS))
+
+    with quiet_logs(settings.quiet):
+        set_seed(settings.seed)
+        tokenizer = load_tokenizer(tokenizer_source(model))
+        model_obj = load_model(model, settings)
+        peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
+        trainer = build_trainer(model_obj, tokenizer, records, str(out / CHECKPOINTS), peft_config,
+                                list(callbacks))
+        t0 = time.time()
+        result = trainer.train(resume_from_checkpoint=resume)
+        seconds = time.time() - t0
+        extra = extra_lineage(trainer) if extra_lineage else {}
+        global_step = int(trainer.state.global_step)
+
+        if settings.lora is not None:
+            trainer.save_model(str(out / _ADAPTER_TMP))
+        else:
+            trainer.save_model(str(out))
+        trl_compat.wait_for_everyone(trainer)
+        main = trl_compat.is_main_process(trainer)
+        del trainer, model_obj
+        free_memory()
+
+        if main:
+            if settings.lora is not None:
+                tmp = out / _ADAPTER_TMP
+                if settings.merge:
+                    _merge_into(tmp, out, base=model, dtype=torch_dtype(settings))
+                    shutil.rmtree(tmp)
+                else:
+                    for entry in tmp.iterdir():
+                        shutil.move(str(entry), str(out / entry.name))
+                    tmp.rmdir()
+                    _point_adapter_at_base(out, model)
+            _drop_training_args(out)
+            lineage = {
+                "kind": kind,
+                "base_model": lin.describe_model(model),
+                "adapter": settings.lora is not None and not settings.merge,
+                "merged": settings.lora is not None and settings.merge,
+                "lora": settings.to_dict()["lora"],
+                "data": data_fp,
+                "config": settings.to_dict(),
+                "fingerprint": fp,
+                "global_step": global_step,
+                "resumed_from": os.path.basename(resume) if resume else None,
+                "train_loss": float(getattr(result, "training_loss", float("nan"))),
+                "train_seconds": round(seconds, 3),
+                "world_size": state.num_processes,
+                "versions": trl_compat.versions(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **extra,
+            }
+            lin.write_lineage(out, lineage)
+            if not settings.keep_checkpoints:
+                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            lin.mark_done(out)                                   # LAST
+        state.wait_for_everyone()
+    free_memory()
+    return out
+
+
+def _drop_training_args(out: Path) -> None:
+    p = out / "training_args.bin"  # pickled, version-specific: lineage.json records the config
+    if p.exists():
+        p.unlink()
+
+
+def _point_adapter_at_base(out: Path, base: str) -> None:
+    p = out / "adapter_config.json"
+    if p.exists():
+        cfg = json.loads(p.read_text())
+        bp = Path(base)
+        cfg["base_model_name_or_path"] = str(bp.resolve()) if bp.exists() else base
+        write_json(p, cfg)
+
+
+def _merge_into(adapter_dir: Path, out: Path, base: str | None = None, dtype=None) -> None:
+    """Load base + adapter, fold the adapter into the weights, save model + tokenizer to `out`."""
+    from peft import PeftModel
+
+    base = base or adapter_base(adapter_dir)
+    base_model = load_model(base, dtype=dtype)
+    model = PeftModel.from_pretrained(base_model, str(adapter_dir))
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(out), safe_serialization=True)
+    load_tokenizer(tokenizer_source(adapter_dir)).save_pretrained(str(out))
+    del base_model, model, merged
+    free_memory()
