@@ -42,6 +42,7 @@ MAX_NUMBER_TEXT = 200
 MAX_DIGITS = 100
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_CLOCK_OR_RATIO = re.compile(r"\d\s*:\s*\d")
 _NUMBER = re.compile(
     r"(?<![\w.])(?P<sign>[-+]?)\s*"
     r"(?:(?P<whole>\d+)\s+(?P<num>\d+)\s*/\s*(?P<den>\d+)(?![\d.])"  # mixed number 2 1/2
@@ -66,6 +67,8 @@ def parse_number(text: str) -> Fraction | None:
     if "=" in s:
         s = s.rsplit("=", 1)[1]
     s = _THOUSANDS.sub("", s)
+    if _CLOCK_OR_RATIO.search(s):
+        return None  # "5:30" is a time (or a ratio), not 5: compare as text
     m = _NUMBER.search(s)
     if not m:
         return None

@@ -1,1 +1,80 @@
-"""(to be written)"""
+"""MATH: competition problems with LaTeX answers, graded by math-verify (via w2s.grading).
+
+Format: prompt "Question: {problem}\nAnswer:"; the final answer is the last \\boxed{...}
+(balanced braces, so \\boxed{\\frac{1}{2}} works), else the text after "The answer is:".
+Equivalence is symbolic (sets, intervals, tuples, degrees, \\text{}, \\dfrac), symmetric and
+time-bounded: see `w2s.grading.math_equal`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from w2s.grading import DEFAULT_TIMEOUT, math_equal, math_equal_many
+from w2s.tasks.base import Task, register_task
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_THE_ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is:?\s*([^\n]*)")
+#: Longest final answer kept (longer is a degenerate loop; grading would refuse it anyway).
+MAX_ANSWER_CHARS = 1000
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} / \\fbox{...} with balanced braces, or None.
+
+    Linear in the text length, so a 1 MB response costs milliseconds. An unclosed last box
+    falls back to the previous closed one.
+    """
+    starts = [m.end() for m in _BOXED.finditer(text or "")]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, min(len(text), start + 10 * MAX_ANSWER_CHARS)):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def _strip_answer_text(s: str) -> str:
+    s = s.strip()
+    if s.startswith("$") and s.count("$") >= 2:
+        s = s[1:s.index("$", 1)]
+    return s.strip().rstrip(".").strip().strip("$").strip()
+
+
+@register_task
+class MathTask(Task):
+    name = "math"
+    stop = ("\nQuestion:",)
+    rename = {"problem": "question"}
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        self.timeout = float(timeout)
+
+    def extract_answer(self, response: str) -> str:
+        text = self.clean_response(response or "")
+        boxed = last_boxed(text)
+        if boxed is None:
+            found = [m for m in _THE_ANSWER_IS.findall(text) if m.strip()]
+            boxed = _strip_answer_text(found[-1]) if found else ""
+        return boxed if len(boxed) <= MAX_ANSWER_CHARS else ""
+
+    def gold_answer(self, row: dict) -> str:
+        if row.get("answer") is not None and str(row["answer"]).strip():
+            return str(row["answer"]).strip()
+        boxed = last_boxed(row.get("solution") or "")
+        if boxed:
+            return boxed
+        raise KeyError("answer")
+
+    def equivalent(self, a: str, b: str) -> bool:
+        return math_equal(a, b, timeout=self.timeout)
+
+    def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Batch form of `equivalent` (one worker round-trip); used to warm the cache."""
+        return math_equal_many(pairs, timeout=self.timeout)

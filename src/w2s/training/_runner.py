@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -68,13 +69,19 @@ def quiet_logs(quiet: bool):
     dv = datasets.logging.get_verbosity()
     dpb = datasets.utils.logging.is_progress_bar_enabled() if hasattr(datasets.utils.logging, "is_progress_bar_enabled") else None
     old_env = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
+    tpb = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
+        if tpb:
+            transformers.utils.logging.enable_progress_bar()
         transformers.logging.set_verbosity(tv)
         datasets.logging.set_verbosity(dv)
         if dpb:
@@ -157,11 +164,26 @@ def load_model(path: str | os.PathLike, settings=None, dtype=None):
 # ---------------------------------------------------------------------------------------------
 # output directory
 # ---------------------------------------------------------------------------------------------
+def model_identity(model: str) -> str:
+    """Cheap identity of a model dir's CONTENT (so retraining the starting model invalidates
+    caches downstream): weight file names, sizes and mtimes, plus its DONE stamp."""
+    p = Path(model)
+    if not p.is_dir():
+        return model
+    parts = []
+    for f in sorted(p.iterdir()):
+        if f.suffix in (".safetensors", ".json") or f.name == lin.DONE:
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def fingerprint(kind: str, model: str, data_fp: dict, settings) -> str:
     cfg = settings.to_dict()
     for k in ("quiet", "report_to", "logging_steps", "keep_checkpoints"):
         cfg.pop(k, None)
-    blob = json.dumps({"kind": kind, "model": str(model), "data": data_fp.get("sha256"), "config": cfg},
+    blob = json.dumps({"kind": kind, "model": str(model), "model_id": model_identity(str(model)),
+                       "data": data_fp.get("sha256"), "config": cfg},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -59,6 +59,12 @@ def _report_to(value: str | Sequence[str] | None) -> list[str] | str:
     return items or "none"
 
 
+def _has_accelerator() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
         output_dir=output_dir,
@@ -84,6 +90,7 @@ def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
         disable_tqdm=bool(settings.quiet),
         log_level="warning" if settings.quiet else "passive",
         dataloader_num_workers=0,
+        dataloader_pin_memory=_has_accelerator(),
         eval_strategy="no",
         push_to_hub=False,
     )
@@ -227,6 +234,14 @@ def last_checkpoint(checkpoint_dir: str) -> str | None:
         return get_last_checkpoint(checkpoint_dir)
     except Exception:  # noqa: BLE001 - a broken dir means "no checkpoint"
         return None
+
+
+def silence(trainer) -> None:
+    """No per-step log printing (the Trainer prints logs when tqdm is off)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
 
 
 def is_main_process(trainer) -> bool:

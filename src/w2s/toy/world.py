@@ -1,0 +1,321 @@
+"""The toy world: seeded GSM8K-style multi-step word problems with exact integer answers.
+
+A problem is a *step list* — a start value followed by 2..6 operations
+(`add k`, `sub k`, `double`, `triple`, `half`) applied to one person's stock of one kind of
+object — rendered as a short story with distractor sentences (numbers that play no part),
+plus a chain-of-thought solution in the task format:
+
+    Question: Mia has 12 apples. Her friend Leo has 30 apples. She buys 5 more apples.
+    She doubles her apples. She gives away 7 apples. How many apples does Mia have now?
+    Answer: Mia starts with 12 apples. 12 + 5 = 17. 17 * 2 = 34. 34 - 7 = 27.
+    #### 27
+
+Difficulty is set by `WorldConfig` (number of steps, operand size, value cap, distractors).
+`evaluate_steps` is an independent evaluator of the step list (it shares no code with the
+generator); `check_solution` re-derives the answer from the equations of a solution text.
+
+Splits (`make_splits`) are seeded per item — `test[i]` depends only on the world seed and `i`
+— so the test split is the same for a given seed whatever the train sizes; questions are
+unique across the three splits.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+# --------------------------------------------------------------------------- lexicon
+
+NAMES = [("Mia", "she"), ("Leo", "he"), ("Ava", "she"), ("Sam", "he"), ("Zoe", "she"),
+         ("Max", "he"), ("Ella", "she"), ("Ben", "he"), ("Lily", "she"), ("Tom", "he"),
+         ("Nora", "she"), ("Jack", "he"), ("Ruby", "she"), ("Owen", "he"), ("Ivy", "she"),
+         ("Noah", "he"), ("Emma", "she"), ("Liam", "he"), ("Anna", "she"), ("Paul", "he")]
+OBJECTS = ["apples", "marbles", "stickers", "coins", "books", "pencils", "cards", "shells",
+           "stamps", "cookies", "eggs", "balloons", "candies", "beads", "toys", "flowers"]
+POSSESSIVE = {"she": "her", "he": "his"}
+
+OPS = ("add", "sub", "double", "triple", "half")
+
+# Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
+# {pos}: possessive, {k}: operand, {obj}: object noun.
+Q_START = ["{N} has {v} {obj}.", "{N} starts with {v} {obj}.", "{N} owns {v} {obj}."]
+Q_OPS = {
+    "add": ["{S} buys {k} more {obj}.", "{S} finds {k} more {obj}.",
+            "{S} gets {k} more {obj} from a friend.", "{S} wins {k} more {obj}."],
+    "sub": ["{S} gives away {k} {obj}.", "{S} loses {k} {obj}.", "{S} sells {k} {obj}.",
+            "{S} gives {k} {obj} to a friend."],
+    "double": ["{S} doubles {pos} {obj}.", "Then the number of {obj} {s} has doubles."],
+    "triple": ["{S} triples {pos} {obj}.", "Then the number of {obj} {s} has triples."],
+    "half": ["{S} gives half of {pos} {obj} to a friend.", "{S} loses half of {pos} {obj}.",
+             "{S} sells half of {pos} {obj}."],
+}
+Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{Pos} friend {N2} has {k} {obj}.", "{N} is {k} years old.",
+                 "The shop sells {k} {obj2} each day.", "{N2} buys {k} {obj2}.",
+                 "{N} also has {k} {obj2}.", "{N2} gives away {k} {obj}."]
+Q_FINAL = ["How many {obj} does {N} have now?", "How many {obj} does {N} have at the end?"]
+CONNECTORS = ["", "", "", "Then ", "Next, ", "After that, "]
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Difficulty knobs. Every value that can appear stays within 0..max_value."""
+
+    min_steps: int = 2            # operations after the start value
+    max_steps: int = 6
+    min_start: int = 2
+    max_start: int = 99
+    max_operand: int = 99         # operand of add / sub
+    max_value: int = 299          # cap on every intermediate value (tokenizer covers 0..299)
+    max_distractors: int = 2      # 0..max_distractors distractor sentences per question
+    ops: tuple[str, ...] = OPS
+
+    def __post_init__(self):
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError("need 1 <= min_steps <= max_steps")
+        if not 0 <= self.min_start <= self.max_start <= self.max_value:
+            raise ValueError("need 0 <= min_start <= max_start <= max_value")
+        if unknown := set(self.ops) - set(OPS):
+            raise ValueError(f"unknown ops {sorted(unknown)}; known: {OPS}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ops"] = list(self.ops)
+        return d
+
+
+@dataclass
+class Problem:
+    name: str
+    pronoun: str
+    obj: str
+    steps: list[list]                 # [["start", v], ["add", k], ["double"], ...]
+    values: list[int]                 # value after each step (values[0] = start)
+    sentences: list[tuple[str, int | None]] = field(default_factory=list)  # (text, step index or None)
+    final: str = ""
+
+    @property
+    def answer(self) -> int:
+        return self.values[-1]
+
+    @property
+    def question(self) -> str:
+        return " ".join([s for s, _ in self.sentences] + [self.final])
+
+    def signature(self) -> tuple:
+        return (self.name, self.obj, tuple(tuple(s) for s in self.steps))
+
+
+# --------------------------------------------------------------------------- generator
+
+def _apply(op: str, value: int, k: int | None) -> int:
+    return {"add": lambda: value + k, "sub": lambda: value - k, "double": lambda: 2 * value,
+            "triple": lambda: 3 * value, "half": lambda: value // 2}[op]()
+
+
+def _valid_ops(cfg: WorldConfig, v: int) -> list[str]:
+    ok = []
+    for op in cfg.ops:
+        if op == "add" and v + 1 <= cfg.max_value:
+            ok.append(op)
+        elif op == "sub" and v >= 1:
+            ok.append(op)
+        elif op == "double" and 0 < 2 * v <= cfg.max_value:
+            ok.append(op)
+        elif op == "triple" and 0 < 3 * v <= cfg.max_value:
+            ok.append(op)
+        elif op == "half" and v >= 2 and v % 2 == 0:
+            ok.append(op)
+    return ok
+
+
+def sample_steps(rng: random.Random, cfg: WorldConfig) -> tuple[list[list], list[int]]:
+    """A random step list and its values (computed by the generator, checked elsewhere)."""
+    n = rng.randint(cfg.min_steps, cfg.max_steps)
+    v = rng.randint(cfg.min_start, cfg.max_start)
+    steps, values = [["start", v]], [v]
+    for _ in range(n):
+        op = rng.choice(_valid_ops(cfg, v) or ["add"])
+        if op == "add":
+            k = rng.randint(1, max(1, min(cfg.max_operand, cfg.max_value - v)))
+            steps.append([op, k])
+        elif op == "sub":
+            k = rng.randint(1, min(cfg.max_operand, v))
+            steps.append([op, k])
+        else:
+            k = None
+            steps.append([op])
+        v = _apply(op, v, k)
+        values.append(v)
+    return steps, values
+
+
+def _fmt(template: str, **kw) -> str:
+    return template.format(**kw)
+
+
+def sample_problem(rng: random.Random, cfg: WorldConfig) -> Problem:
+    name, pron = rng.choice(NAMES)
+    obj = rng.choice(OBJECTS)
+    steps, values = sample_steps(rng, cfg)
+    others = [n for n, _ in NAMES if n != name]
+    pos = POSSESSIVE[pron]
+    # Slots first (steps in order, distractors at random places after the start), so a step
+    # that follows a distractor about someone else names its subject instead of "he"/"she".
+    slots: list[int | None] = list(range(len(steps)))
+    for _ in range(rng.randint(0, cfg.max_distractors)):
+        slots.insert(rng.randint(1, len(slots)), None)
+    sentences: list[tuple[str, int | None]] = []
+    prev_distractor = False
+    for i in slots:
+        if i is None:
+            t = rng.choice(Q_DISTRACTORS)
+            k = rng.randint(2, 60 if "years" in t else min(cfg.max_value, max(cfg.max_operand, 12)))
+            text = _fmt(t, N=name, N2=rng.choice(others), Pos=pos.capitalize(), k=k, obj=obj,
+                        obj2=rng.choice([o for o in OBJECTS if o != obj]))
+            sentences.append((text, None))
+            prev_distractor = True
+            continue
+        step = steps[i]
+        if i == 0:
+            text = _fmt(rng.choice(Q_START), N=name, v=step[1], obj=obj)
+        else:
+            templates = Q_OPS[step[0]]
+            if prev_distractor:
+                templates = [t for t in templates if t.startswith("{S}")]
+                subj = name
+            else:
+                subj = rng.choice([pron.capitalize(), pron.capitalize(), name])
+            t = rng.choice(templates)
+            conn = "" if t.startswith("Then ") else rng.choice(CONNECTORS)
+            if conn and subj != name:
+                subj = pron
+            text = conn + _fmt(t, S=subj, s=pron, pos=pos, k=step[1] if len(step) > 1 else "", obj=obj)
+        sentences.append((text, i))
+        prev_distractor = False
+    final = _fmt(rng.choice(Q_FINAL), obj=obj, N=name)
+    return Problem(name, pron, obj, steps, values, sentences, final)
+
+
+# --------------------------------------------------------------------------- task-format solution
+
+SYMBOL = {"add": "+", "sub": "-", "double": "*", "triple": "*", "half": "/"}
+
+
+def equation_operands(op: str, k: int | None) -> int:
+    return {"double": 2, "triple": 3, "half": 2}.get(op, k)
+
+
+def solution_text(p: Problem) -> str:
+    """Chain of thought in the task format, ending in `#### N`."""
+    parts = [f"{p.name} starts with {p.values[0]} {p.obj}."]
+    for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
+        op = step[0]
+        b = equation_operands(op, step[1] if len(step) > 1 else None)
+        parts.append(f"{a} {SYMBOL[op]} {b} = {r}.")
+    return " ".join(parts) + f"\n#### {p.answer}"
+
+
+# --------------------------------------------------------------------------- independent checks
+
+def evaluate_steps(steps: list) -> int:
+    """Evaluate a step list independently of the generator (raises on a malformed list)."""
+    if not steps or steps[0][0] != "start":
+        raise ValueError("a step list starts with ['start', value]")
+    acc = int(steps[0][1])
+    for step in steps[1:]:
+        op = step[0]
+        if op == "add":
+            acc = acc + int(step[1])
+        elif op == "sub":
+            acc = acc - int(step[1])
+        elif op == "double":
+            acc = acc * 2
+        elif op == "triple":
+            acc = acc * 3
+        elif op == "half":
+            if acc % 2:
+                raise ValueError(f"half of odd value {acc}")
+            acc = acc // 2
+        else:
+            raise ValueError(f"unknown op {op!r}")
+        if acc < 0:
+            raise ValueError("negative value")
+    return acc
+
+
+_EQ = re.compile(r"(-?\d+) ([-+*/]) (\d+) = (-?\d+)")
+
+
+def check_solution(solution: str) -> int | None:
+    """Re-derive the final answer from a task-format solution: every equation must be true
+    and chain from the previous result; the `#### N` line must equal the last result.
+    Returns the answer, or None if the solution is inconsistent."""
+    m = re.search(r"####\s*(-?\d+)", solution)
+    if not m:
+        return None
+    prev = None
+    for a, sym, b, r in _EQ.findall(solution[:m.start()]):
+        a, b, r = int(a), int(b), int(r)
+        true = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[sym]
+        if true != r or (prev is not None and a != prev):
+            return None
+        prev = r
+    ans = int(m.group(1))
+    return ans if prev is None or prev == ans else None
+
+
+# --------------------------------------------------------------------------- splits
+
+SPLITS = ("train_1", "train_2", "test")
+DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500}
+
+
+def problem_record(p: Problem, split: str, i: int) -> dict:
+    return {"id": f"toy-{split}-{i}", "question": p.question, "answer": str(p.answer),
+            "solution": solution_text(p), "steps": p.steps, "n_steps": len(p.steps) - 1}
+
+
+def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[dict]:
+    out = []
+    for i in range(n):
+        for attempt in range(1000):
+            rng = random.Random(f"toy:{seed}:{split}:{i}:{attempt}")
+            p = sample_problem(rng, cfg)
+            if p.question not in seen and p.signature() not in seen:
+                break
+        else:  # pragma: no cover - only for absurdly small worlds
+            raise ValueError(f"could not draw {n} distinct problems for {split}; widen the world")
+        seen.add(p.question)
+        seen.add(p.signature())
+        out.append(problem_record(p, split, i))
+    return out
+
+
+def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
+                config: WorldConfig | None = None) -> dict[str, list[dict]]:
+    """train_1 / train_2 / test question records (with gold answer, solution, step list).
+
+    The test split is drawn first, so it depends only on (seed, config, its size);
+    train_1 then train_2 avoid every earlier question (text and step-list signature)."""
+    cfg = config or WorldConfig()
+    sz = {**DEFAULT_SIZES, **(sizes or {})}
+    seen: set = set()
+    out = {}
+    for split in ("test", "train_1", "train_2"):
+        out[split] = _fill(split, sz[split], seed, cfg, seen)
+    return {s: out[s] for s in SPLITS}
+
+
+def steps_key(steps) -> tuple:
+    return tuple(tuple(s) for s in steps)
+
+
+def split_signatures(splits: dict[str, list[dict]]) -> set:
+    """Question texts and step lists of the splits (kept out of the pretraining corpus)."""
+    out: set = set()
+    for rs in splits.values():
+        for r in rs:
+            out.add(r["question"])
+            out.add(steps_key(r["steps"]))
+    return out

@@ -1,0 +1,168 @@
+"""End to end on CPU: tiny locally built models, a slice of GSM8K, every stage and baseline.
+
+Then the same run killed at a random point inside a generation stage and inside a training
+stage, rerun to completion: finished work is reused and the final artifacts equal those of
+the uninterrupted run. Then a changed Stage II threshold reruns only what follows from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED_MODELS = {"weak", "strong_fewshot", "full_weak", "gold_sft", "m_plus", "m_pro_dpo", "m_pro_orpo"} | {
+    f"stage1_iter{i}_{v}" for i in (1, 2) for v in ("weak", "icl", "hybrid")}
+COMPARED_FILES = ["data/d_weak.jsonl", "data/d_icl.jsonl", "data/iter1/hybrid.jsonl", "data/iter2/hybrid.jsonl",
+                  "data/samples.jsonl", "data/pairs.jsonl", "eval/m_pro_dpo.json", "eval/stage1_iter2_hybrid.json",
+                  "eval/gold_sft.json"]
+
+
+def small_config(tmp: Path) -> Path:
+    cfg = yaml.safe_load((ROOT / "examples" / "tiny_cpu.yaml").read_text())
+    for k in ("gold", "unlabeled", "test"):
+        cfg["data"][k] = str((ROOT / "examples" / cfg["data"][k]).resolve())
+    cfg["data"].update(limit_gold=120, limit_unlabeled=16, limit_test=12)
+    cfg["weak"]["model"] = "tiny:layers=2,hidden=48,steps=120,seed=0"
+    cfg["strong"]["model"] = "tiny:layers=2,hidden=64,steps=160,seed=1"
+    cfg["weak"]["train"].update(max_steps=12, save_steps=4)
+    cfg["strong"]["train"].update(max_steps=8, save_steps=3)
+    cfg["stage2"]["train"].update(max_steps=4, save_steps=2)
+    cfg["generation"]["max_new_tokens"] = 96
+    cfg["generation"]["options"] = {"batch_size": 4}
+    cfg["eval"]["n"] = 2
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def w2s(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, shared_data):
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = small_config(tmp)
+    proc = w2s("run", cfg, "--out", tmp / "A")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return cfg, tmp / "A", proc.stdout
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_every_stage_runs_and_the_report_renders(reference_run):
+    _, run, stdout = reference_run
+    m = manifest(run)
+    assert all(e["status"] == "done" for e in m["stages"].values())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["models"]) == EXPECTED_MODELS
+    for name, row in metrics["models"].items():
+        assert 0.0 <= row["accuracy"] <= 1.0, name
+        assert 0.0 <= row["pass@k"] <= 1.0 and 0.0 <= row["maj@k"] <= 1.0
+    assert metrics["models"]["m_plus"] == metrics["models"]["stage1_iter2_hybrid"]
+    assert len(metrics["selection"]["iterations"]) == 2
+    assert "n_pairs" in metrics["selection"]["pairs"]
+    for d in ("weak_sft", "sft_iter1_hybrid", "sft_iter2_hybrid", "m_pro_dpo", "m_pro_orpo", "gold_sft",
+              "full_weak"):
+        assert (run / "models" / d / "DONE").exists(), d
+        assert (run / "models" / d / "lineage.json").exists(), d
+    html = (run / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html
+    assert "Gold SFT (ceiling)" in (run / "report.md").read_text()
+    assert "M_pro DPO" in stdout  # the results table is printed
+    status = w2s("status", run, "--json")
+    assert status.returncode == 0
+    assert {r["status"] for r in json.loads(status.stdout)} == {"done"}
+
+
+def _kill_when(cmd, predicate, run_dir: Path, rng: random.Random, timeout=600):
+    proc = subprocess.Popen([sys.executable, "-m", "w2s", *map(str, cmd)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    try:
+        while time.time() - t0 < timeout:
+            if proc.poll() is not None:
+                raise AssertionError(f"run ended before the kill point: {proc.stderr.read()[-3000:]}")
+            if (run_dir / "manifest.json").exists():
+                try:
+                    m = manifest(run_dir)
+                except json.JSONDecodeError:
+                    m = None
+                if m and predicate(m, run_dir):
+                    time.sleep(rng.uniform(0.0, 0.5))  # a random point inside the stage
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return
+            time.sleep(0.05)
+        raise AssertionError("kill point never reached")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _running(stage):
+    def pred(m, run_dir):
+        e = m["stages"].get(stage, {})
+        if e.get("status") != "running":
+            return False
+        work = list((run_dir / "work").glob(f"{stage}-*")) if (run_dir / "work").exists() else []
+        ckpt = run_dir / "models" / stage / "checkpoints"
+        # wait until partial work exists, so the rerun has something to resume from
+        return any(p.stat().st_size > 0 for p in work if p.is_file()) or (ckpt.exists() and any(ckpt.iterdir()))
+    return pred
+
+
+def test_killed_runs_resume_to_identical_artifacts(reference_run, tmp_path):
+    cfg, ref, _ = reference_run
+    run = tmp_path / "B"
+    rng = random.Random(1234)
+    _kill_when(["run", cfg, "--out", run], _running("icl_answers"), run, rng)          # generation stage
+    m = manifest(run)
+    assert m["stages"]["weak_answers"]["status"] == "done"
+    assert m["stages"]["icl_answers"]["status"] == "running"
+    _kill_when(["run", cfg, "--out", run], _running("sft_iter1_hybrid"), run, rng)     # training stage
+    m = manifest(run)
+    assert m["stages"]["icl_answers"]["resumed"] is True
+    assert m["stages"]["sft_iter1_hybrid"]["status"] == "running"
+    proc = w2s("run", cfg, "--out", run)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    m = manifest(run)
+    assert m["stages"]["sft_iter1_hybrid"]["resumed"] is True
+    last = m["invocations"][-1]
+    assert "weak_answers" in last["cached"] and "icl_answers" in last["cached"]  # finished work reused
+    assert "weak_answers" not in last["ran"]
+    for rel in COMPARED_FILES:
+        a, b = (ref / rel).read_text(), (run / rel).read_text()
+        if rel.endswith(".json"):
+            a, b = json.loads(a), json.loads(b)
+            a.pop("model", None), b.pop("model", None)  # absolute paths differ
+        assert a == b, rel
+
+
+def test_changed_threshold_reruns_only_stage2_downstream(reference_run, tmp_path):
+    import shutil
+
+    cfg, ref, _ = reference_run
+    run = tmp_path / "C"
+    shutil.copytree(ref, run)
+    proc = w2s("run", cfg, "--out", run, "--set", "stage2.flip_confidence=0.99", "--set",
+               "stage2.min_confidence=0.99")
+    assert proc.returncode in (0, 2), proc.stderr[-3000:]
+    last = manifest(run)["invocations"][-1]
+    allowed = {"pairs", "m_pro_dpo", "m_pro_orpo", "eval_m_pro_dpo", "eval_m_pro_orpo", "report"}
+    assert "pairs" in last["ran"]
+    assert set(last["ran"]) <= allowed, last["ran"]
+    assert "samples" in last["cached"] and "sft_iter2_hybrid" in last["cached"]
