@@ -32,7 +32,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 # --------------------------------------------------------------------------- numbers
 
@@ -186,6 +186,8 @@ def safe_for_sympy(s: str) -> bool:
         return False
     if re.search(r"\d{60,}", s):
         return False
+    if "!" in s and ("^" in s or re.search(r"\d{4,}", s)):
+        return False  # (10^{6})! : a factorial sympy would try to compute
     return True
 
 
@@ -423,7 +425,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-__all__: Iterable[str] = [
+__all__ = [
     "parse_number", "numbers_equal", "normalize_text", "format_number",
     "normalize_latex", "safe_for_sympy", "math_equal", "math_equal_many",
     "DEFAULT_TIMEOUT", "worker_restarts", "clear_cache",

@@ -29,13 +29,19 @@ class DataError(ValueError):
             where.append(f"row {row}")
         if field is not None:
             where.append(f"field '{field}'")
+        self.message = message
         super().__init__(f"{': '.join([', '.join(where)] if where else [])}{': ' if where else ''}{message}")
+
+    def __reduce__(self):  # picklable across worker processes (the default would lose fields)
+        return (DataError, (self.path, self.message, self.row, self.field))
 
 
 def _coerce_ids(records: list[dict], path: str) -> list[dict]:
     for i, r in enumerate(records, 1):
         if "id" in r and not isinstance(r["id"], str):
-            if isinstance(r["id"], (int, float)) and not isinstance(r["id"], bool):
+            if isinstance(r["id"], float) and r["id"].is_integer():
+                r["id"] = str(int(r["id"]))  # 3.0 from a CSV/parquet column is id "3"
+            elif isinstance(r["id"], (int, float)) and not isinstance(r["id"], bool):
                 r["id"] = str(r["id"])
             else:
                 raise DataError(path, f"expected a string or integer id, got {type(r['id']).__name__}",
@@ -48,15 +54,26 @@ def read_jsonl(path: str | os.PathLike, tolerate_partial_tail: bool = False) -> 
     if not os.path.exists(path):
         raise DataError(path, "file not found")
     out = []
-    with open(path, "r", encoding="utf-8") as f:
-        lines = f.readlines()
+    with open(path, "rb") as f:
+        raw_lines = f.read().split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+        ends_with_newline = True
+    else:
+        ends_with_newline = False
+    lines = []
+    for i, raw in enumerate(raw_lines, 1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if i == 1 else "utf-8"))  # tolerate a BOM
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text (byte {e.start + 1} of the line)", row=i) from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            if tolerate_partial_tail and i == len(lines) and not line.endswith("\n"):
+            if tolerate_partial_tail and i == len(lines) and not ends_with_newline:
                 break  # torn final line from an interrupted append
             raise DataError(path, f"invalid JSON ({e.msg} at column {e.colno})", row=i) from None
         if not isinstance(obj, dict):
@@ -113,9 +130,11 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
                     r[new] = r.pop(old)
     for i, r in enumerate(records, 1):
         for f in required:
-            if f not in r or r[f] is None:
+            if f not in r:
                 raise DataError(src, f"missing required field (row has: {', '.join(sorted(r)) or 'nothing'})",
                                 row=i, field=f)
+            if r[f] is None:
+                raise DataError(src, "required field is null (expected a value)", row=i, field=f)
     return _coerce_ids(records, src)
 
 
@@ -146,6 +165,15 @@ def _read_hf_hub(name: str, split: str) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give; mkstemp alone gives 0600
+
+
 def _atomic_write_text(path: str | os.PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +183,7 @@ def _atomic_write_text(path: str | os.PathLike, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,5 +1,215 @@
-"""(to be written)"""
+"""Core data commands on files: grade, select, pairs, export.
+
+Each prints a human summary; with --json the last line of output is one JSON object.
+All logic lives in w2s.method / w2s.tasks; this module only reads, calls and writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from w2s.cli.common import emit, user_errors
+from w2s.io import DataError, read_records, write_json, write_jsonl
+
+TASK_HELP = "Task name (gsm8k, math, custom, ...)."
+OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem for custom)."
+
+
+def _task(name: str, options: list[str] | None):
+    from w2s.tasks import get_task
+
+    kwargs = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"task option {item!r} is not KEY=VALUE")
+        kwargs[key.strip()] = value
+    try:
+        return get_task(name, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"task {name!r} does not take these options: {e}") from None
+
+
+def _questions(task, questions_path: str | None, *generation_sets: list[dict]) -> list[dict]:
+    """Question records: from --questions (joined by id) or recovered from the generations."""
+    from w2s.method.selection import questions_from_generations
+
+    recovered = questions_from_generations(task, [g for gens in generation_sets for g in gens])
+    if not questions_path:
+        for i, q in enumerate(recovered, 1):
+            if "question" not in q:
+                raise DataError(None, f"cannot recover the question text of id {q['id']!r} from its "
+                                      "prompt or a 'question' field; pass --questions Q.jsonl",
+                                row=i, field="question")
+        return recovered
+    given = {q["id"]: q for q in task.load_questions(questions_path)}
+    out = []
+    for q in recovered:  # generation ids, question text and gold from the questions file
+        rec = dict(given.get(q["id"], q))
+        if "question" not in rec:
+            raise DataError(questions_path, f"no question with id {q['id']!r} (needed by the generations)",
+                            field="id")
+        if "answer" not in rec and "answer" in q:
+            rec["answer"] = q["answer"]
+        out.append(rec)
+    return out
+
+
+def grade(
+    task: str = typer.Option(..., help=TASK_HELP),
+    input: str = typer.Option(..., "--input", help="Rows with a model response (JSONL/JSON/datasets dir)."),
+    out: str = typer.Option(..., "--out", help="Output JSONL: every input row plus pred and correct."),
+    response_field: str = typer.Option("response", help="Field holding the model response."),
+    gold_field: Optional[str] = typer.Option(None, help="Field holding the gold answer (default: the task's own gold fields)."),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Grade model responses against gold answers."""
+    from w2s.method.metrics import grade_records
+
+    with user_errors():
+        t = _task(task, task_option)
+        rows = read_records(input)
+        graded = grade_records(t, rows, response_field=response_field, gold_field=gold_field, path=input)
+        write_jsonl(out, graded)
+        n, right = len(graded), sum(r["correct"] for r in graded)
+        summary = {"n": n, "correct": right, "accuracy": right / n if n else 0.0}
+        emit(summary, as_json, f"graded {n} rows with task {task}: {right} correct "
+                               f"({100 * summary['accuracy']:.2f}%) -> {out}")
+
+
+def select(
+    task: str = typer.Option(..., help=TASK_HELP),
+    weak: str = typer.Option(..., help="Weak model generations (one per id)."),
+    icl: str = typer.Option(..., help="Strong model in-context generations (one per id)."),
+    out: str = typer.Option(..., "--out", help="Output directory."),
+    questions: Optional[str] = typer.Option(None, help="Question file to join question text and gold by id."),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Stage I: keep questions whose weak and in-context final answers agree.
+
+    Writes OUT/weak.jsonl, OUT/icl.jsonl, OUT/hybrid.jsonl (SFT records) and OUT/summary.json.
+    """
+    from w2s.method.metrics import selection_diagnostics
+    from w2s.method.selection import select_consistent
+
+    with user_errors():
+        t = _task(task, task_option)
+        weak_gens = read_records(weak, required=("id", "response"))
+        icl_gens = read_records(icl, required=("id", "response"))
+        qs = _questions(t, questions, weak_gens, icl_gens)
+        sel = select_consistent(t, qs, weak_gens, icl_gens)
+        out_dir = Path(out)
+        write_jsonl(out_dir / "weak.jsonl", sel.weak)
+        write_jsonl(out_dir / "icl.jsonl", sel.icl)
+        write_jsonl(out_dir / "hybrid.jsonl", sel.hybrid)
+        summary = selection_diagnostics(t, sel, qs)
+        summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
+        write_json(out_dir / "summary.json", summary)
+        human = (f"selected {summary['n_selected']} of {summary['n_questions']} questions "
+                 f"({100 * summary['coverage']:.1f}%) -> {out_dir}/{{weak,icl,hybrid}}.jsonl")
+        if "precision" in summary:
+            human += f"\nprecision of the selected answers against gold: {100 * summary['precision']:.2f}%"
+        emit(summary, as_json, human)
+
+
+def pairs(
+    task: str = typer.Option(..., help=TASK_HELP),
+    weak: str = typer.Option(..., help="Weak model generations (one per id)."),
+    samples: str = typer.Option(..., help="Strong model samples (several generation records per id)."),
+    out: str = typer.Option(..., "--out", help="Output JSONL of preference records."),
+    questions: Optional[str] = typer.Option(None, help="Question file to join question text and gold by id."),
+    min_confidence: float = typer.Option(0.6, help="Drop questions whose majority share is below this."),
+    flip_confidence: float = typer.Option(0.8, help="Prefer the majority over the weak answer from this share."),
+    max_pairs: int = typer.Option(1, help="Pairs per question at most (paper: 1 for GSM8K, 3 for MATH)."),
+    seed: int = typer.Option(42, help="Seed for choosing among candidate samples."),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Stage II: preference pairs from the weak responses and the strong model's samples."""
+    from w2s.method.metrics import pair_diagnostics
+    from w2s.method.pairs import build_pairs
+
+    with user_errors():
+        t = _task(task, task_option)
+        weak_gens = read_records(weak, required=("id", "response"))
+        sample_gens = read_records(samples, required=("id", "response"))
+        qs = _questions(t, questions, weak_gens)
+        prefs = build_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
+                            flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed)
+        write_jsonl(out, prefs)
+        summary = {"n_questions": len(qs), "n_pairs": len(prefs),
+                   "n_questions_with_pairs": len({p["id"] for p in prefs}),
+                   "weak_chosen": sum(p["weak_side"] == "chosen" for p in prefs),
+                   "weak_rejected": sum(p["weak_side"] == "rejected" for p in prefs)}
+        diag = pair_diagnostics(t, prefs, qs)
+        summary.update({k: v for k, v in diag.items() if k != "n_pairs"})
+        human = (f"{summary['n_pairs']} pairs from {summary['n_questions_with_pairs']} of "
+                 f"{summary['n_questions']} questions (weak chosen {summary['weak_chosen']}, "
+                 f"weak rejected {summary['weak_rejected']}) -> {out}")
+        if "pair_accuracy" in summary:
+            human += f"\npair accuracy against gold: {100 * summary['pair_accuracy']:.2f}%"
+        emit(summary, as_json, human)
+
+
+def _export_rows(records: list[dict], fmt: str, kind: str, path: str) -> list[dict]:
+    need = ("prompt", "chosen", "rejected") if kind == "preference" else ("prompt", "completion")
+    for i, r in enumerate(records, 1):
+        for f in need:
+            if not isinstance(r.get(f), str):
+                raise DataError(path, f"expected a string ({kind} record)", row=i, field=f)
+    if fmt == "trl":  # TRL's standard prompt-completion / preference formats
+        return [{"id": r.get("id"), **{f: r[f] for f in need}} for r in records]
+    if kind == "preference":  # LLaMA-Factory alpaca "ranking" format
+        return [{"instruction": r["prompt"], "input": "", "chosen": r["chosen"], "rejected": r["rejected"]}
+                for r in records]
+    return [{"instruction": r["prompt"], "input": "", "output": r["completion"]} for r in records]
+
+
+def export(
+    format: str = typer.Option(..., "--format", help="llamafactory or trl."),
+    input: str = typer.Option(..., "--input", help="SFT or preference records (JSONL/JSON)."),
+    out: str = typer.Option(..., "--out", help="Output file (.json: JSON array, otherwise JSONL)."),
+    kind: str = typer.Option("auto", help="sft, preference or auto (from the fields)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Export SFT / preference records for other trainers (LLaMA-Factory, TRL).
+
+    Prompts already hold the task format ("Question: ...\\nAnswer:"); in LLaMA-Factory use
+    the "empty" template so no chat template is wrapped around them.
+    """
+    with user_errors():
+        if format not in ("llamafactory", "trl"):
+            raise ValueError(f"--format must be llamafactory or trl, got {format!r}")
+        records = read_records(input)
+        if kind == "auto":
+            kind = "preference" if records and "chosen" in records[0] else "sft"
+        if kind not in ("sft", "preference"):
+            raise ValueError(f"--kind must be sft, preference or auto, got {kind!r}")
+        rows = _export_rows(records, format, kind, input)
+        if out.endswith(".json"):
+            write_json(out, rows)
+        else:
+            write_jsonl(out, rows)
+        summary: dict = {"n": len(rows), "format": format, "kind": kind, "out": out}
+        human = f"exported {len(rows)} {kind} records for {format} -> {out}"
+        if format == "llamafactory":
+            columns = ({"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}
+                       if kind == "preference" else {"prompt": "instruction", "query": "input", "response": "output"})
+            entry = {"file_name": Path(out).name, "columns": columns}
+            if kind == "preference":
+                entry["ranking"] = True
+            summary["dataset_info"] = {Path(out).stem: entry}
+            human += f"\nadd to LLaMA-Factory's dataset_info.json: {summary['dataset_info']}"
+        emit(summary, as_json, human)
 
 
 def register(app) -> None:
-    pass
+    app.command("grade")(grade)
+    app.command("select")(select)
+    app.command("pairs")(pairs)
+    app.command("export")(export)

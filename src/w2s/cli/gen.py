@@ -1,5 +1,125 @@
-"""(to be written)"""
+"""`w2s generate` (zero-/few-shot generation through a task, any backend) and `w2s serve`
+(an OpenAI-compatible server over the hf backend)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from w2s.cli.common import emit, user_errors
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.endswith(b"\n"))
+
+
+def generate_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model dir or hub name (hf/vllm), served model "
+                              "name (openai), or a recorded generations file (replay)."),
+    input: Path = typer.Option(..., "--input", "-i", help="Questions file (jsonl/json/parquet/csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output generations JSONL (appended; resumable)."),
+    task: str = typer.Option("gsm8k", "--task", "-t", help="Task that formats prompts and stop strings."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai | replay"),
+    shots: int = typer.Option(0, "--shots", help="Few-shot demonstrations per prompt (needs --demos)."),
+    demos: Optional[Path] = typer.Option(None, "--demos", help="Generation records (weak outputs) to draw "
+                                         "few-shot demonstrations from."),
+    n: int = typer.Option(1, "--n", help="Samples per question."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    top_k: int = typer.Option(0, "--top-k", help="0 = no top-k."),
+    seed: int = typer.Option(0, "--seed", help="Sampling and demonstration seed."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
+    stop: List[str] = typer.Option([], "--stop", help="Extra stop string (repeatable); the task's are always used."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="PEFT/LoRA adapter on top of --model."),
+    batch_size: int = typer.Option(32, "--batch-size", help="hf: rows per batch."),
+    max_batch_tokens: Optional[int] = typer.Option(None, "--max-batch-tokens", help="hf: token budget per batch."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16"),
+    device: str = typer.Option("auto", "--device", help="hf: auto | cpu | cuda | cuda:N"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="openai: endpoint (or OPENAI_BASE_URL)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="openai: requests in flight."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+):
+    """Generate answers for every question of INPUT with MODEL; resumable (rerun to finish)."""
+    from w2s.generation import GenerationError, SamplingConfig, generate
+    from w2s.tasks import get_task
+
+    with user_errors():
+        the_task = get_task(task)
+        questions = the_task.load_questions(str(input))
+        if limit is not None:
+            questions = questions[:limit]
+        if shots > 0:
+            if demos is None:
+                raise ValueError("--shots needs --demos (a generations file to draw demonstrations from)")
+            from w2s.io import read_records
+            from w2s.method.fewshot import build_fewshot_prompts
+
+            prompts = build_fewshot_prompts(the_task, questions, read_records(str(demos), required=("id", "response")),
+                                            shots, seed)
+        else:
+            prompts = [{"id": q["id"], "prompt": the_task.prompt(q["question"])} for q in questions]
+        stops = tuple(dict.fromkeys([*the_task.stop, *stop]))
+        sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                  top_k=top_k, n=n, stop=stops, seed=seed)
+        options = _backend_options(backend, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                   dtype=dtype, device=device, base_url=base_url, concurrency=concurrency,
+                                   tensor_parallel_size=tensor_parallel_size)
+        before, start = _count_lines(out), time.perf_counter()
+        try:
+            records = generate(model, prompts, sampling, backend=backend, out_path=out, adapter=adapter,
+                               progress=not quiet, **options)
+        except GenerationError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        seconds = time.perf_counter() - start
+    new = _count_lines(out) - before
+    tokens = sum(r["n_tokens"] for r in records)
+    truncated = sum(r["finish_reason"] == "length" for r in records)
+    summary = {"out": str(out), "backend": backend, "model": records[0]["model"] if records else model,
+               "questions": len(prompts), "records": len(records), "generated_now": new,
+               "truncated": truncated, "tokens": tokens, "seconds": round(seconds, 2)}
+    emit(summary, as_json, human=f"{len(records)} generations ({new} new, {truncated} truncated) -> {out}")
+
+
+def _backend_options(backend: str, **o) -> dict:
+    """Only the options the chosen backend understands."""
+    if backend == "hf":
+        return {k: o[k] for k in ("batch_size", "max_batch_tokens", "dtype", "device")}
+    if backend == "vllm":
+        return {"tensor_parallel_size": o["tensor_parallel_size"], "dtype": o["dtype"]}
+    if backend == "openai":
+        return {"base_url": o["base_url"], "concurrency": o["concurrency"]}
+    return {}
+
+
+def serve_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model dir or hub name."),
+    port: int = typer.Option(8000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Use 0.0.0.0 to listen on all interfaces."),
+    adapter: Optional[str] = typer.Option(None, "--adapter"),
+    served_model_name: Optional[str] = typer.Option(None, "--served-model-name",
+                                                    help="Name clients pass as 'model' (default: --model)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    device: str = typer.Option("auto", "--device"),
+):
+    """Serve MODEL on an OpenAI-compatible /v1/completions endpoint (hf backend)."""
+    from w2s.generation.serve import serve
+
+    with user_errors():
+        serve(model, host, port, adapter=adapter, served_name=served_model_name, batch_size=batch_size,
+              dtype=dtype, device=device)
 
 
 def register(app) -> None:
-    pass
+    app.command("generate")(generate_cmd)
+    app.command("serve")(serve_cmd)

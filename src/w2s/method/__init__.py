@@ -1,0 +1,12 @@
+"""The paper's data logic as pure functions over records: no model, no disk.
+
+selection  full weak SFT set; Stage I final-answer-consistency selection (weak/icl/hybrid)
+fewshot    k-shot in-context prompts from the weak model's outputs
+voting     majority vote over samples, answers grouped by equivalence
+pairs      Stage II preference pairs (the paper's confidence rule)
+metrics    grading, accuracy, pass@k, maj@k, PGR, selection and pair diagnostics
+"""
+
+from w2s.method import fewshot, metrics, pairs, selection, voting  # noqa: F401
+
+__all__ = ["fewshot", "metrics", "pairs", "selection", "voting"]

@@ -11,10 +11,13 @@ from w2s.tasks.base import Task, seeded_rng
 
 def demo_pool(task: Task, questions: Sequence[dict], demos: Iterable[dict]) -> list[tuple[str, str, str]]:
     """(id, question, solution) for every weak output with a final answer that was not
-    truncated, joined to its question by id."""
+    truncated, joined to its question by id (or carrying its own `question` field, for
+    demonstrations drawn from another split than the target questions, e.g. at test time)."""
     text = {str(q["id"]): q["question"] for q in questions}
     pool = []
     for qid, g in first_generation(demos).items():
+        if isinstance(g.get("question"), str):
+            text.setdefault(qid, g["question"])
         if qid not in text or g.get("finish_reason") == "length":
             continue
         response = g.get("response") or ""

@@ -8,7 +8,9 @@ For each question, with M_plus's k samples voted by equivalence (`voting`):
         rejected = weak response;
   * otherwise                                            -> no pairs.
 Up to `max_pairs` distinct pairs per question (1 for GSM8K, 3 for MATH in the paper), drawn
-with a generator seeded by (seed, id). Truncated samples are never used as either side.
+with a generator seeded by (seed, id). Truncated responses (finish_reason "length") are never
+used as either side, a truncated weak response included. A weak response without a final
+answer can only be rejected.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from w2s.method.selection import first_generation
-from w2s.method.voting import Vote, is_truncated, majority_vote
+from w2s.method import voting
+from w2s.method.voting import Vote, is_truncated
 from w2s.records import group_by_id
 from w2s.tasks.base import Task, seeded_rng
 
@@ -32,7 +35,7 @@ def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict]
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
     weak = first_generation(weak_gens)
     sample_groups = group_by_id(samples)
-    votes = {qid: majority_vote(task, gens)[qid] for qid, gens in sample_groups.items()}
+    votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
     out = []
     for q in questions:
         qid = str(q["id"])
@@ -46,9 +49,9 @@ def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict]
 def _pairs_for_question(task: Task, question: dict, weak: dict, samples: list[dict], vote: Vote,
                         min_confidence: float, flip_confidence: float, max_pairs: int,
                         seed: int) -> list[dict]:
-    if vote.answer is None or vote.confidence < min_confidence:
+    if vote.answer is None or vote.confidence < min_confidence or is_truncated(weak):
         return []
-    weak_answer = "" if is_truncated(weak) else task.extract_answer(weak.get("response") or "")
+    weak_answer = task.extract_answer(weak.get("response") or "")
     weak_completion = task.completion(weak.get("response") or "")
     # distinct usable samples (by completion text), with their answers
     seen, usable = {weak_completion}, []

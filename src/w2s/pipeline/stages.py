@@ -309,10 +309,12 @@ class W2SStages:
             for v in ("weak", "icl", "hybrid"):
                 write_jsonl(ctx.path(f"data/iter{i}/{v}.jsonl"), getattr(sel, v))
             summary = {"iteration": i, "n_questions": len(unl), "n_selected": len(sel.ids)}
-            hidden = self.questions(Q_HIDDEN)
-            if hidden and any("answer" in r for r in hidden):
-                summary.update(metrics.selection_diagnostics(self.task, sel, hidden,
-                                                             read_records(ctx.path(weak_file))))
+            hidden = [r for r in self.questions(Q_HIDDEN) if "answer" in r]
+            if hidden:  # diagnostics only: how accurate is what the method picked, vs raw weak labels?
+                summary.update(metrics.selection_diagnostics(self.task, sel, hidden))
+                weak_ok = metrics.correctness_by_id(self.task, read_records(ctx.path(D_WEAK)),
+                                                    metrics.golds_of(hidden))
+                summary["weak_accuracy"] = metrics.accuracy(bool(v) and v[0] for v in weak_ok.values())
             write_json(ctx.path(f"data/iter{i}/summary.json"), summary)
             return summary
         return fn
@@ -386,7 +388,7 @@ class W2SStages:
 
     def eval_fn(self, report_name: str, model_stage: str):
         def fn(ctx):
-            from w2s.evaluation import score_generations
+            from w2s.method.metrics import score_generations
 
             test = self.questions(Q_TEST)
             if model_stage == "@strong_fewshot":

@@ -1,1 +1,115 @@
-"""(to be written)"""
+"""The `toy` task: the toy world's multi-step word problems (see docs/toy_world.md).
+
+Same interface and format as gsm8k — prompt `Question: {q}\\nAnswer:`, solutions ending in
+`#### N`, integer answers — with a LENIENT answer extraction fallback: a base model prompted
+few-shot may finish with the final markers of its pretraining corpus (`Result: 27`,
+`=> 27`, `So the result is 27.`) instead of `#### 27`. `completion()` rewrites such a
+response into the task format so that it can be used as training data.
+
+Extraction order: (1) `#### N`; (2) a known final marker (last one wins);
+(3) the last integer of the response (lenient only). `ToyTask(lenient=False)` stops at (1).
+"""
+
+from __future__ import annotations
+
+import re
+
+from w2s.tasks.base import Task, register_task
+
+_NUM = r"[-+]?\d[\d,]*(?:\.\d+)?"
+_HASH = re.compile(r"####\s*(" + _NUM + ")")
+# Final markers of the pretraining corpus and common natural-language ones. Group 1 = number.
+_MARKERS = re.compile(
+    r"(?:\b(?:final answer|answer|result|final|total)\s*(?:is|:|=)\s*|=>\s*|\bends? (?:up )?with\s+"
+    r"|\bleaves \w+ with\s+|\bin the end, \w+ ha(?:s|ve)\s+)(" + _NUM + ")",
+    re.IGNORECASE)
+_LAST_NUM = re.compile(_NUM)
+_TRAILING_WORDS = re.compile(r"(?:\b(?:so|the|and|thus|then)\b[ ,]*)+$", re.IGNORECASE)
+
+
+def normalize_number(text: str) -> str:
+    """'1,234' -> '1234', '+5' -> '5', '27.0' -> '27', '3.5' -> '3.5'; '' if not a number."""
+    t = text.strip().rstrip(".").replace(",", "").lstrip("+")
+    if not t:
+        return ""
+    try:
+        x = float(t)
+    except ValueError:
+        return ""
+    if x != x or x in (float("inf"), float("-inf")):
+        return ""
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+@register_task
+class ToyTask(Task):
+    name = "toy"
+    stop = ("\nQuestion:", "\n\n")
+
+    def __init__(self, lenient: bool = True):
+        self.lenient = lenient
+
+    # ---- answers ------------------------------------------------------------
+    def clean_response(self, response: str) -> str:
+        """Cut run-on text: at a stop string, and right after the `#### N` line."""
+        text = super().clean_response(response)
+        m = _HASH.search(text)
+        if m:
+            text = text[:m.end()]
+        return text
+
+    def _find(self, text: str) -> tuple[str, int | None]:
+        """(answer, start of the final-answer statement or None when the answer is `#### N`
+        or the bare last number)."""
+        m = _HASH.search(text)
+        if m:
+            return normalize_number(m.group(1)), None
+        if not self.lenient:
+            return "", None
+        markers = list(_MARKERS.finditer(text))
+        if markers:
+            m = markers[-1]
+            return normalize_number(m.group(1)), m.start()
+        nums = _LAST_NUM.findall(text)
+        return (normalize_number(nums[-1]) if nums else ""), None
+
+    def extract_answer(self, response: str) -> str:
+        return self._find(self.clean_response(response))[0]
+
+    def completion(self, response: str) -> str:
+        """Training completion in the task format: ` {steps}\\n#### N`. A response that ends
+        with another final marker (lenient parse) is rewritten: the sentence holding the
+        marker is dropped and `\\n#### N` appended. Responses without any answer are only
+        cleaned."""
+        text = self.clean_response(response).strip()
+        if _HASH.search(text):
+            return " " + text
+        ans, start = self._find(text)
+        if not ans:
+            return " " + text
+        body = text
+        if start is not None:
+            # Drop the final-answer statement: from the start of its sentence/line.
+            cut = max(text.rfind(". ", 0, start) + 1, text.rfind("\n", 0, start))
+            body = text[:cut] if cut > 0 else _TRAILING_WORDS.sub("", text[:start])
+        body = body.rstrip()
+        return (" " + body + "\n" if body else " ") + f"#### {ans}"
+
+    def gold_answer(self, row: dict) -> str:
+        ans = row.get("answer")
+        if ans is None:
+            raise KeyError("answer")
+        ans = str(ans)
+        m = _HASH.search(ans)
+        return normalize_number(m.group(1) if m else ans)
+
+    def gold_solution(self, row: dict) -> str | None:
+        sol = row.get("solution")
+        if sol:
+            return sol
+        ans = row.get("answer")
+        return ans if isinstance(ans, str) and "####" in ans else None
+
+    def equivalent(self, a: str, b: str) -> bool:
+        x, y = normalize_number(str(a)), normalize_number(str(b))
+        return bool(x) and x == y

@@ -93,7 +93,7 @@ def quiet_logs(quiet: bool):
 def dist_state():
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not trl_compat.has_accelerator())
 
 
 def free_memory() -> None:
@@ -262,6 +262,8 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
         peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
         trainer = build_trainer(model_obj, tokenizer, records, str(out / CHECKPOINTS), peft_config,
                                 list(callbacks))
+        if settings.quiet:
+            trl_compat.silence(trainer)
         t0 = time.time()
         result = trainer.train(resume_from_checkpoint=resume)
         seconds = time.time() - t0

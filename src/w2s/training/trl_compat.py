@@ -59,10 +59,17 @@ def _report_to(value: str | Sequence[str] | None) -> list[str] | str:
     return items or "none"
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
+    """A GPU-like device torch can train on (CUDA, ROCm, MPS, XPU)."""
     import torch
 
-    return bool(torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if torch.cuda.is_available():
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
 
 
 def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
@@ -90,7 +97,11 @@ def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
         disable_tqdm=bool(settings.quiet),
         log_level="warning" if settings.quiet else "passive",
         dataloader_num_workers=0,
-        dataloader_pin_memory=_has_accelerator(),
+        dataloader_pin_memory=has_accelerator(),
+        # No GPU: use_cpu makes a multi-process launch (torchrun / accelerate launch) run DDP over gloo
+        # instead of N independent single-process runs.
+        use_cpu=not has_accelerator(),
+        ddp_find_unused_parameters=False,
         eval_strategy="no",
         push_to_hub=False,
     )

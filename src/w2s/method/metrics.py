@@ -1,0 +1,161 @@
+"""Scores: grading rows, accuracy, unbiased pass@k, maj@k, PGR, and diagnostics of the
+selected data against hidden gold (how good is what the method picked?)."""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Iterable, Mapping, Sequence
+
+from w2s.io import DataError
+from w2s.method.selection import Selection
+from w2s.method.voting import majority_vote
+from w2s.records import group_by_id
+from w2s.tasks.base import Task
+
+
+def grade_records(task: Task, rows: Sequence[dict], response_field: str = "response",
+                  gold_field: str | None = None, path: str | None = None) -> list[dict]:
+    """Copies of `rows` with `pred` (str, "" if none) and `correct` (bool) added.
+
+    Gold is `row[gold_field]` (taken as the final answer, or extracted from it when it is a
+    solution), else the task's own gold extraction. A row without gold is a DataError
+    naming the row and field.
+    """
+    out = []
+    for i, row in enumerate(rows, 1):
+        if response_field not in row or not isinstance(row[response_field], str):
+            raise DataError(path, "expected a string model response", row=i, field=response_field)
+        try:
+            if gold_field is not None:
+                if row.get(gold_field) is None:
+                    raise KeyError(gold_field)
+                gold = task.gold_answer({"answer": str(row[gold_field])})
+            else:
+                gold = task.gold_answer(row)
+        except (KeyError, ValueError):
+            raise DataError(path, "missing gold answer", row=i, field=gold_field or "answer") from None
+        pred = task.extract_answer(row[response_field])
+        out.append({**row, "pred": pred, "correct": bool(pred) and task.equivalent(pred, gold)})
+    return out
+
+
+def accuracy(correct: Iterable[bool]) -> float:
+    flags = [bool(c) for c in correct]
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def pass_at_k_estimate(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)
+    (Chen et al., 2021)."""
+    if not 0 <= c <= n or k < 1:
+        raise ValueError(f"need 0 <= c <= n and k >= 1 (n={n}, c={c}, k={k})")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per question, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def pass_at_k(correct_per_question: Mapping[str, Sequence[bool]] | Sequence[Sequence[bool]], k: int) -> float:
+    """Mean unbiased pass@k over questions; each entry is the correctness of its n samples."""
+    groups = list(correct_per_question.values()) if isinstance(correct_per_question, Mapping) \
+        else list(correct_per_question)
+    if not groups:
+        return 0.0
+    return sum(pass_at_k_estimate(len(g), sum(map(bool, g)), k) for g in groups) / len(groups)
+
+
+def maj_at_k(task: Task, samples: Iterable[dict], golds: Mapping[str, str], k: int | None = None) -> float:
+    """Share of questions (of `golds`) whose majority answer over the first k samples is
+    correct. A question with no samples or no valid answer counts as wrong."""
+    groups = group_by_id(samples)
+    if k is not None:
+        groups = {qid: gens[:k] for qid, gens in groups.items()}
+    votes = majority_vote(task, [g for gens in groups.values() for g in gens])
+    hits = [bool(qid in votes and votes[qid].answer and task.equivalent(votes[qid].answer, gold))
+            for qid, gold in golds.items()]
+    return accuracy(hits)
+
+
+def pgr(x: float, weak: float, ceiling: float) -> float | None:
+    """Performance gap recovered, (x - weak) / (ceiling - weak); None when the gap is 0."""
+    gap = ceiling - weak
+    if abs(gap) < 1e-12:
+        return None
+    return (x - weak) / gap
+
+
+def golds_of(questions: Iterable[dict]) -> dict[str, str]:
+    """{id: gold answer} for the questions that carry one."""
+    return {str(q["id"]): str(q["answer"]) for q in questions if q.get("answer") not in (None, "")}
+
+
+def selection_diagnostics(task: Task, selection: Selection, questions: Sequence[dict]) -> dict:
+    """Coverage (selected / questions) and, where hidden gold is known, precision of the
+    selected answers (the agreed answer equals gold)."""
+    golds = golds_of(questions)
+    n = len(questions)
+    out = {"n_questions": n, "n_selected": len(selection.ids),
+           "coverage": len(selection.ids) / n if n else 0.0}
+    graded = [qid for qid in selection.ids if qid in golds]
+    if graded:
+        right = sum(task.equivalent(selection.answers[qid], golds[qid]) for qid in graded)
+        out.update(n_graded=len(graded), n_correct=right, precision=right / len(graded))
+    return out
+
+
+def pair_diagnostics(task: Task, pairs: Sequence[dict], questions: Sequence[dict]) -> dict:
+    """Against hidden gold: how often the chosen side is correct, the rejected side wrong,
+    and both at once (pair accuracy), overall and by which side the weak response is on."""
+    golds = golds_of(questions)
+
+    def answer(p: dict, side: str) -> str:
+        key = f"{side}_answer"
+        return p[key] if key in p else task.extract_answer(p[side])
+
+    out: dict = {"n_pairs": len(pairs)}
+    graded = [p for p in pairs if str(p["id"]) in golds]
+    if not graded:
+        return out
+    for label, subset in (("", graded),
+                          ("weak_chosen_", [p for p in graded if p.get("weak_side") == "chosen"]),
+                          ("weak_rejected_", [p for p in graded if p.get("weak_side") == "rejected"])):
+        if not subset:
+            continue
+        chosen_ok = [bool(answer(p, "chosen")) and task.equivalent(answer(p, "chosen"), golds[str(p["id"])])
+                     for p in subset]
+        rejected_ok = [bool(answer(p, "rejected")) and task.equivalent(answer(p, "rejected"), golds[str(p["id"])])
+                       for p in subset]
+        out[f"{label}n"] = len(subset)
+        out[f"{label}chosen_accuracy"] = accuracy(chosen_ok)
+        out[f"{label}rejected_accuracy"] = accuracy(rejected_ok)
+        out[f"{label}pair_accuracy"] = accuracy(c and not r for c, r in zip(chosen_ok, rejected_ok))
+    return out
+
+
+def correctness_by_id(task: Task, gens: Iterable[dict], golds: Mapping[str, str]) -> dict[str, list[bool]]:
+    """{id: [is sample i correct]} for every question of `golds` (a question without
+    generations gets an empty list, and so counts as wrong)."""
+    out: dict[str, list[bool]] = {qid: [] for qid in golds}
+    for qid, rs in group_by_id(gens).items():
+        if qid in golds:
+            preds = [task.extract_answer(r.get("response") or "") for r in rs]
+            out[qid] = [bool(p) and task.equivalent(p, golds[qid]) for p in preds]
+    return out
+
+
+def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[dict],
+                      samples: Iterable[dict] = ()) -> dict:
+    """A model's test scores: greedy accuracy, and with n samples per question, unbiased
+    pass@k and maj@k at k = n. Questions without a greedy answer count as wrong."""
+    golds = golds_of(questions)
+    greedy_ok = correctness_by_id(task, greedy, golds)
+    out: dict = {"n": len(golds), "accuracy": accuracy(bool(v) and v[0] for v in greedy_ok.values())}
+    samples = list(samples)
+    if samples:
+        per_q = correctness_by_id(task, samples, golds)
+        k = min((len(v) for v in per_q.values()), default=0)
+        if k > 0:
+            out.update({"k": k, "pass@k": pass_at_k({q: v[:k] for q, v in per_q.items()}, k),
+                        "maj@k": maj_at_k(task, samples, golds, k)})
+    return out

@@ -1,0 +1,193 @@
+"""The pretraining corpus of the toy world: the same kind of problems in many surface formats,
+the task's own format (`Question:` / `Answer:` / `####`) held out.
+
+Three kinds of document (shares set by `CorpusRecipe`):
+
+* problem documents — 2..6 problems, every problem of a document in ONE random surface format
+  (question key `Problem:`/`Q:`/`Task:`..., solution key `Solution:`/`Work:`/..., step layout,
+  equation style, final marker `Result: N`/`=> N`/...), so models learn to pick a format up
+  from context;
+* narrative documents — the same stories told with the running total stated after each event;
+* arithmetic facts — lists of single operations, one style per document.
+
+Equation styles: `compact` (`12+5=17`, bare number tokens, far from the task), `words`
+(`12 plus 5 is 17`), `verbal` (`add 5 to 12 to get 17`) and `spaced` (`12 + 5 = 17`, the
+task's own equation style) which is kept to a small share (`spaced_share`): removing it
+altogether starves the weak model (see docs/toy_world.md).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+
+from w2s.toy.world import Problem, WorldConfig, equation_operands, sample_problem, steps_key
+
+BANNED = ("Question", "Answer", "####")
+
+Q_KEYS = ["Problem:", "Q:", "Task:", "Puzzle:", "Exercise:", "Story:"]
+A_KEYS = ["Solution:", "A:", "Work:", "Steps:", "Reasoning:", "Sol:"]
+FINALS = ["Result: {a}", "So the result is {a}.", "Final: {a}", "=> {a}", "Total: {a}",
+          "{N} ends with {a} {obj}."]
+STARTS = ["{N} starts with {v} {obj}.", "Start: {v}.", "{N} has {v}.", ""]
+LAYOUTS = ["plain", "lines", "numbered", "numbered_lines"]
+
+
+@dataclass(frozen=True)
+class CorpusRecipe:
+    n_docs: int = 20000
+    share_problems: float = 0.5
+    share_narrative: float = 0.25
+    share_facts: float = 0.25
+    #: equation-style weights in problem and fact documents; `spaced` is the task's style
+    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.35), ("words", 0.3), ("verbal", 0.2),
+                                                ("spaced", 0.15))
+    problems_per_doc: tuple[int, int] = (2, 6)
+    stories_per_doc: tuple[int, int] = (2, 5)
+    facts_per_doc: tuple[int, int] = (20, 50)
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eq_styles"] = [list(x) for x in self.eq_styles]
+        d["world"] = self.world.to_dict()
+        return d
+
+
+# --------------------------------------------------------------------------- equations
+
+def equation(style: str, op: str, a: int, b: int, r: int) -> str:
+    if style == "spaced":
+        sym = {"add": "+", "sub": "-", "double": "*", "triple": "*", "half": "/"}[op]
+        return f"{a} {sym} {b} = {r}"
+    if style == "compact":
+        sym = {"add": "+", "sub": "-", "double": "*", "triple": "*", "half": "/"}[op]
+        return f"{a}{sym}{b}={r}"
+    if style == "words":
+        w = {"add": "plus", "sub": "minus", "double": "times", "triple": "times", "half": "divided by"}[op]
+        return f"{a} {w} {b} is {r}"
+    if style == "verbal":
+        return {"add": f"add {b} to {a} to get {r}", "sub": f"take {b} from {a} to get {r}",
+                "double": f"double {a} to get {r}", "triple": f"triple {a} to get {r}",
+                "half": f"halve {a} to get {r}"}[op]
+    raise ValueError(style)
+
+
+def _chain(p: Problem):
+    for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
+        op = step[0]
+        yield op, a, equation_operands(op, step[1] if len(step) > 1 else None), r
+
+
+# --------------------------------------------------------------------------- documents
+
+def _weighted(rng: random.Random, pairs) -> str:
+    names, weights = zip(*pairs)
+    return rng.choices(names, weights=weights)[0]
+
+
+def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
+    return {"q_key": rng.choice(Q_KEYS), "a_key": rng.choice(A_KEYS),
+            "key_sep": rng.choice([" ", "\n"]), "eq": _weighted(rng, recipe.eq_styles),
+            "layout": rng.choice(LAYOUTS), "start": rng.choice(STARTS),
+            "final": rng.choice(FINALS), "final_sep": rng.choice([" ", "\n"])}
+
+
+def render_problem(p: Problem, fmt: dict) -> str:
+    steps = []
+    if fmt["start"]:
+        steps.append(fmt["start"].format(N=p.name, v=p.values[0], obj=p.obj))
+    for j, (op, a, b, r) in enumerate(_chain(p), 1):
+        eq = equation(fmt["eq"], op, a, b, r)
+        eq = eq[0].upper() + eq[1:] + "."
+        steps.append(f"Step {j}: {eq}" if fmt["layout"].startswith("numbered") else eq)
+    body = ("\n" if fmt["layout"].endswith("lines") else " ").join(steps)
+    final = fmt["final"].format(a=p.answer, N=p.name, obj=p.obj)
+    sep = fmt["key_sep"]
+    return f"{fmt['q_key']}{sep}{p.question}\n{fmt['a_key']}{sep}{body}{fmt['final_sep']}{final}"
+
+
+def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
+    fmt = _problem_format(rng, recipe)
+    n = rng.randint(*recipe.problems_per_doc)
+    return "\n\n".join(render_problem(draw(), fmt) for _ in range(n))
+
+
+def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
+    stories = []
+    for _ in range(rng.randint(*recipe.stories_per_doc)):
+        p = draw()
+        out = []
+        for text, i in p.sentences:
+            if i is None or i == 0:
+                out.append(text)
+                continue
+            r = p.values[i]
+            if rng.random() < 0.5:
+                out.append(f"{text[:-1]}, so now {p.pronoun} has {r}.")
+            else:
+                out.append(f"{text} Now {p.pronoun} has {r} {p.obj}.")
+        out.append(rng.choice(["In the end, {N} has {a} {obj}.", "So {N} ends up with {a} {obj}.",
+                               "That leaves {N} with {a} {obj}."]).format(N=p.name, a=p.answer, obj=p.obj))
+        stories.append(" ".join(out))
+    return "\n\n".join(stories)
+
+
+def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
+    style = _weighted(rng, recipe.eq_styles)
+    sep = rng.choice(["\n", "\n", ". "])
+    cap = recipe.world.max_value
+    lines = []
+    for _ in range(rng.randint(*recipe.facts_per_doc)):
+        op = rng.choice(["add", "sub", "double", "triple", "half"])
+        if op == "add":
+            a = rng.randint(0, cap)
+            b = rng.randint(1, max(1, min(recipe.world.max_operand, cap - a)))
+            r = a + b
+        elif op == "sub":
+            a = rng.randint(1, cap)
+            b = rng.randint(1, min(recipe.world.max_operand, a))
+            r = a - b
+        elif op == "double":
+            a, b = rng.randint(1, cap // 2), 2
+            r = 2 * a
+        elif op == "triple":
+            a, b = rng.randint(1, cap // 3), 3
+            r = 3 * a
+        else:
+            r, b = rng.randint(1, cap // 2), 2
+            a = 2 * r
+        lines.append(equation(style, op, a, b, r))
+    return sep.join(lines) + ("." if sep == ". " else "")
+
+
+def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
+                 exclude: set | None = None) -> list[str]:
+    """`recipe.n_docs` documents, deterministic in (recipe, seed). Problems whose question text or
+    step list is in `exclude` (see `world.split_signatures`) are never used."""
+    recipe = recipe or CorpusRecipe()
+    exclude = exclude or set()
+    rng = random.Random(f"toy-corpus:{seed}")
+
+    def draw() -> Problem:
+        while True:
+            p = sample_problem(rng, recipe.world)
+            if p.question not in exclude and steps_key(p.steps) not in exclude:
+                return p
+
+    kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
+             ("facts", recipe.share_facts)]
+    docs = []
+    for _ in range(recipe.n_docs):
+        kind = _weighted(rng, kinds)
+        if kind == "problems":
+            doc = problem_doc(rng, recipe, draw)
+        elif kind == "narrative":
+            doc = narrative_doc(rng, recipe, draw)
+        else:
+            doc = facts_doc(rng, recipe)
+        docs.append(doc)
+    for d in docs:
+        if any(b in d for b in BANNED):  # pragma: no cover - guarded by construction
+            raise AssertionError("the task format leaked into the pretraining corpus")
+    return docs

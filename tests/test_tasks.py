@@ -1,0 +1,154 @@
+"""Tasks: prompts, gold and predicted answer extraction, equivalence; real data where present."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from w2s.tasks import get_task, task_names
+from w2s.tasks.math import last_boxed
+
+
+def test_registry():
+    assert {"gsm8k", "math", "custom"} <= set(task_names())
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("nope")
+
+
+# ---------------------------------------------------------------- gsm8k
+
+def test_gsm8k_prompt_and_completion():
+    t = get_task("gsm8k")
+    assert t.prompt("What is 2+2?") == "Question: What is 2+2?\nAnswer:"
+    assert t.completion("2+2 = 4\n#### 4\n\nQuestion: next") == " 2+2 = 4\n#### 4"
+    fs = t.fewshot_prompt([("A?", "a\n#### 1")], "B?")
+    assert fs == "Question: A?\nAnswer: a\n#### 1\n\nQuestion: B?\nAnswer:"
+
+
+@pytest.mark.parametrize("response,answer", [
+    ("48/2 = 24\n#### 72", "72"),
+    ("x\n#### 5\nmore\n#### 7", "7"),
+    ("x\n#### 5\nQuestion: another one\nAnswer: y\n#### 9", "5"),  # run-on is cut
+    ("so #### 5 Question: y #### 9", "5"),
+    ("So she earns $10.\nThe answer is $1,000.", "$1,000"),
+    ("no final answer here", ""),
+    ("#### ", ""),
+    ("#### " + "1" * 500, ""),  # degenerate loop
+    ("", ""),
+])
+def test_gsm8k_extract_answer(response, answer):
+    assert get_task("gsm8k").extract_answer(response) == answer
+
+
+def test_gsm8k_gold_and_solution():
+    t = get_task("gsm8k")
+    train_row = {"question": "q", "answer": "Half is 48/2 = <<48/2=24>>24.\n#### 72"}
+    assert t.gold_answer(train_row) == "72"
+    assert t.gold_solution(train_row) == "Half is 48/2 = 24.\n#### 72"
+    test_row = {"question": "q", "answer": "18", "solution": "a <<1+1=2>>2\n#### 18"}
+    assert t.gold_answer(test_row) == "18" and t.gold_solution(test_row) == "a 2\n#### 18"
+    assert t.gold_answer({"gold": "5"}) == "5"
+    with pytest.raises(KeyError):
+        t.gold_answer({})
+
+
+def test_gsm8k_equivalence():
+    t = get_task("gsm8k")
+    assert t.equivalent("4.20", "4.2") and t.equivalent("$1,000", "1000") and t.equivalent("3/4", "0.75")
+    assert not t.equivalent("", "") and not t.equivalent("5", "6")
+    assert t.is_correct("...\n#### 7.0", "7")
+
+
+def test_gsm8k_load_questions(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in [
+        {"id": 3, "question": "Q1", "answer": "a <<2*3=6>>6\n#### 6"},
+        {"question": "Q2", "answer": "b\n#### 1,000"},
+    ]) + "\n")
+    qs = get_task("gsm8k").load_questions(str(p))
+    assert qs == [{"id": "3", "question": "Q1", "answer": "6", "solution": "a 6\n#### 6"},
+                  {"id": "train-1", "question": "Q2", "answer": "1,000", "solution": "b\n#### 1,000"}]
+
+
+def test_gsm8k_real_weak_outputs_agree_with_recorded_results(shared_data):
+    """Our grader vs the authors' recorded flags: only trailing-zero decimals may differ,
+    and there our grader is right."""
+    t = get_task("gsm8k")
+    rows = [json.loads(line) for line in open(shared_data / "weak_outputs" / "gsm8k_train_2_mistral_7b.jsonl")]
+    disagree = [r for r in rows if t.is_correct(r["response"], r["gold"]) != r["result"]]
+    assert len(disagree) <= 0.005 * len(rows)
+    for r in disagree:
+        pred = t.extract_answer(r["response"])
+        assert not r["result"] and float(pred) == float(r["gold"]) and pred != r["gold"], r["id"]
+
+
+# ---------------------------------------------------------------- math
+
+@pytest.mark.parametrize("text,boxed", [
+    (r"so \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),
+    (r"\boxed{1} then \boxed{ \{1,2\} }", r"\{1,2\}"),
+    (r"\boxed{x^{2}} and \boxed{unclosed", "x^{2}"),
+    (r"\fbox{3}", "3"),
+    ("nothing", None),
+])
+def test_last_boxed(text, boxed):
+    assert last_boxed(text) == boxed
+
+
+def test_math_task_extraction_and_gold():
+    t = get_task("math")
+    assert t.rename == {"problem": "question"}
+    assert t.extract_answer(r"We get $\boxed{\dfrac{3}{4}}$.") == r"\dfrac{3}{4}"
+    assert t.extract_answer("So the answer is: $\\frac{1}{2}$.") == r"\frac{1}{2}"
+    assert t.extract_answer("The answer is: 5") == "5"
+    assert t.extract_answer("no answer") == ""
+    assert t.gold_answer({"solution": r"so \boxed{7}"}) == "7"
+    assert t.gold_answer({"answer": "8", "solution": r"\boxed{7}"}) == "8"
+    assert t.equivalent(r"\dfrac{3}{4}", "0.75")
+
+
+def test_math_extraction_is_fast_on_a_1mb_response():
+    t = get_task("math")
+    big = "x" * 1_000_000 + r"\boxed{42}"
+    start = time.monotonic()
+    assert t.extract_answer(big) == "42"
+    assert t.extract_answer(r"\boxed{" + "{" * 500_000) == ""
+    assert time.monotonic() - start < 2
+
+
+def test_math_load_questions(shared_data):
+    qs = get_task("math").load_questions(str(shared_data / "math" / "test.jsonl"))
+    assert len(qs) == 500 and qs[0]["id"] == "test-0" and qs[0]["question"].startswith("Convert the point")
+    assert qs[0]["answer"] == r"\left( 3, \frac{\pi}{2} \right)" and r"\boxed" in qs[0]["solution"]
+
+
+def test_math_gold_solutions_grade_correct(shared_data):
+    """A slice of MATH500: each gold solution's boxed answer equals the stated answer
+    (the full 500-row timing is in bench/grading.py)."""
+    t = get_task("math")
+    rows = [json.loads(line) for line in open(shared_data / "math" / "test.jsonl")][:150]
+    wrong = [r["answer"] for r in rows if not t.is_correct(r["solution"], r["answer"])]
+    assert len(wrong) <= 1, wrong
+
+
+# ---------------------------------------------------------------- custom
+
+def test_custom_task_fields_regex_and_equivalence(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"qid": "a", "problem": "1+1?", "final": "ANSWER: 2"}) + "\n")
+    t = get_task("custom", question_field="problem", answer_field="final", id_field="qid",
+                 answer_regex=r"ANSWER:\s*(\S+)")
+    qs = t.load_questions(str(p))
+    assert qs == [{"id": "a", "question": "1+1?", "answer": "2"}]
+    assert t.extract_answer("blah ANSWER: 3 ANSWER: 2.0") == "2.0"
+    assert t.is_correct("ANSWER: 2.00", "2")
+    exact = get_task("custom", equivalence="exact", prompt_template="Q: {question}\nA:")
+    assert exact.prompt("x") == "Q: x\nA:"
+    assert exact.equivalent("Paris", " Paris ") and not exact.equivalent("2.0", "2")
+    assert exact.extract_answer("so #### Paris") == "Paris"
+    with pytest.raises(ValueError):
+        get_task("custom", equivalence="fuzzy")
+    with pytest.raises(ValueError):
+        get_task("custom", answer_regex="(")
