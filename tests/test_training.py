@@ -304,3 +304,16 @@ def test_settings_validation_and_mapping():
     d = trl_compat.dpo_config(PreferenceSettings(beta=0.3, sft_weight=0.2), "/tmp/x")
     assert d.beta == 0.3 and list(d.loss_type) == ["sigmoid", "sft"] and list(d.loss_weights) == [1.0, 0.2]
     assert SFTSettings.from_dict(s.to_dict()) == s
+
+
+def test_orpo_fallback_when_trl_has_none(tiny_model, tmp_path, monkeypatch):
+    """Insulation: if a TRL release drops ORPO, our implementation of the published loss runs."""
+    from w2s.training import trl_compat
+
+    monkeypatch.setattr(trl_compat, "_orpo_classes", lambda: None)
+    prefs = _pref_records()
+    before = _margin(tiny_model, prefs)
+    out = train_preference(tiny_model, prefs, tmp_path / "orpo_fb",
+                           PreferenceSettings(method="orpo", beta=1.0, max_steps=8, **{**FAST, "learning_rate": 3e-3}))
+    assert _margin(out, prefs) > before + 1.0
+    assert read_lineage(out)["orpo_implementation"] == "w2s.training.orpo_fallback"

@@ -1,5 +1,65 @@
-"""(to be written)"""
+"""`w2s toy ...`: the toy world (data generation, pretraining of the base models).
+
+`w2s demo` (the end-to-end run on the toy world) is registered here later by the pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from w2s.cli.common import emit, user_errors
+
+toy_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                      help="The toy world: a seeded reasoning task and its small base models.")
+
+
+@toy_app.command("data")
+def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/train_2/test.jsonl."),
+         seed: int = typer.Option(0, "--seed", help="World seed (the test split depends only on it)."),
+         n_train_1: int = typer.Option(2000, "--n-train-1", help="Labeled questions (weak training)."),
+         n_train_2: int = typer.Option(2000, "--n-train-2", help="Unlabeled questions (strong training)."),
+         n_test: int = typer.Option(500, "--n-test", help="Test questions."),
+         min_steps: int = typer.Option(2, "--min-steps"),
+         max_steps: int = typer.Option(6, "--max-steps"),
+         max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
+         max_distractors: int = typer.Option(2, "--max-distractors"),
+         as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):
+    """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl."""
+    from w2s.io import write_json, write_jsonl
+    from w2s.toy.world import WorldConfig, make_splits
+
+    with user_errors():
+        cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
+                          max_distractors=max_distractors)
+        sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test}
+        splits = make_splits(seed, sizes, cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, rows in splits.items():
+            write_jsonl(out / f"{name}.jsonl", rows)
+        write_json(out / "world.json", {"seed": seed, "sizes": sizes, "config": cfg.to_dict()})
+    emit({"out": str(out), "seed": seed, **sizes}, as_json,
+         human=f"wrote {n_train_1} / {n_train_2} / {n_test} questions to {out} (seed {seed})")
+
+
+@toy_app.command("pretrain")
+def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak/ and strong/."),
+                 seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
+                 only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
+                 threads: int = typer.Option(0, "--threads",
+                                             help="torch threads (default: 2, or 1 on a busy machine)."),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Pretrain the toy world's weak and strong base models (CPU, about 10 minutes)."""
+    from w2s.toy.pretrain import pretrain
+
+    with user_errors():
+        which = (only,) if only else ("weak", "strong")
+        if any(w not in ("weak", "strong") for w in which):
+            raise ValueError("--only must be 'weak' or 'strong'")
+        paths = pretrain(out, seed=seed, which=which, log=typer.echo, threads=threads or None)
+    emit({k: str(v) for k, v in paths.items()}, as_json)
 
 
 def register(app) -> None:
-    pass
+    app.add_typer(toy_app, name="toy")

@@ -166,7 +166,7 @@ def eval_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N questions only."),
     backend: str = typer.Option("hf", "--backend", help="Generation backend (hf, vllm, ...)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write metrics JSON here."),
-    seed: int = _SEED,
+    seed: int = typer.Option(0, "--seed"),
     as_json: bool = _JSON,
 ):
     """Greedy accuracy, pass@k and maj@k of a model on a test set."""
@@ -175,9 +175,9 @@ def eval_cmd(
 
         metrics = evaluate(task, model, data, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                            limit=limit, backend=backend, out_path=out, seed=seed)
-    shown = {k: v for k, v in metrics.items() if k not in ("per_question",)}
-    human = ", ".join(f"{k}={v:.4f}" for k, v in shown.items() if isinstance(v, float))
-    emit(shown, as_json, human + (f" -> {out}" if out else ""))
+    keys = ["accuracy"] + [k for k in metrics if k.startswith(("pass@", "maj@")) and k[-1].isdigit()]
+    human = f"{metrics['n_questions']} questions: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
+    emit(metrics, as_json, human + (f" -> {out}" if out else ""))
 
 
 def register(app) -> None:

@@ -29,6 +29,22 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def _quiet_libraries() -> None:
+    """Our per-stage lines replace the libraries' own progress bars and info chatter."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
 class ProgressPrinter:
     """One line per stage with elapsed time and an overall ETA from the stages run so far."""
 
@@ -74,6 +90,11 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                  until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
                  quiet: bool = False) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
+    _quiet_libraries()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     handler = _attach_log_file(run_dir)

@@ -94,6 +94,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     name: str | None = None
+    #: torch CPU threads (None = torch's default). Tiny models run fastest on 1 thread; on a busy
+    #: machine extra OpenMP threads can slow them down by orders of magnitude.
+    threads: int | None = None
 
 
 BASELINES = ("weak", "strong_fewshot", "full_weak", "gold_sft")

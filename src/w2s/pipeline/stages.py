@@ -86,8 +86,9 @@ class W2SStages:
 
     def train_sft(self, ctx: StageContext, model: str, records: list[dict], out: str, settings: dict,
                   lora: dict | None):
-        from w2s import training
+        from w2s import generation, training
 
+        generation.unload()  # free the generation model's memory before training
         data_path = ctx.path(out) .parent / f"{Path(out).name}.train.jsonl"
         write_jsonl(data_path, records)
         kwargs = dict(settings)
@@ -353,8 +354,9 @@ class W2SStages:
 
     def preference_fn(self, method: str, m_plus: str):
         def fn(ctx):
-            from w2s import training
+            from w2s import generation, training
 
+            generation.unload()
             pairs_path = ctx.path("data/pairs.jsonl")
             if not read_records(pairs_path):
                 raise RuntimeError("no preference pairs were built; lower stage2.min_confidence or "

@@ -1,0 +1,57 @@
+"""The toy world: a seeded procedural reasoning task and small base models pretrained for it.
+
+    w2s.toy.world       problem generator, splits, independent step-list evaluator
+    w2s.toy.tokenizer   word/number-level PreTrainedTokenizerFast (every integer 0..299 one token)
+    w2s.toy.corpus      pretraining corpus in many surface formats, the task format held out
+    w2s.toy.pretrain    pretraining of the weak and strong base models
+    checkpoints/        the shipped weak and strong models (safetensors + tokenizer + manifest)
+
+`checkpoint_path("weak" | "strong")` returns the shipped model directory after checking every
+file's sha256 against its manifest. See docs/toy_world.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+_VERIFIED: set[str] = set()
+
+
+class CheckpointError(RuntimeError):
+    """A shipped checkpoint is missing or does not match its manifest."""
+
+
+def verify_checkpoint(path: str | Path) -> dict:
+    """Check every file listed in `path/manifest.json` against its sha256; returns the manifest."""
+    from w2s.io import file_sha256
+
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.exists():
+        raise CheckpointError(f"{path}: no manifest.json (run `w2s toy pretrain`?)")
+    manifest = json.loads(mf.read_text())
+    for name, digest in manifest["files"].items():
+        f = path / name
+        if not f.exists():
+            raise CheckpointError(f"{f}: missing (listed in the manifest)")
+        if file_sha256(f) != digest:
+            raise CheckpointError(f"{f}: sha256 does not match the manifest")
+    return manifest
+
+
+def checkpoint_path(which: str, verify: bool = True) -> Path:
+    """Directory of a shipped base model ("weak" or "strong"), loadable with
+    `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`."""
+    if which not in ("weak", "strong"):
+        raise ValueError(f"unknown toy checkpoint {which!r}; expected 'weak' or 'strong'")
+    path = CHECKPOINTS / which
+    if verify and which not in _VERIFIED:
+        verify_checkpoint(path)
+        _VERIFIED.add(which)
+    return path
+
+
+def manifest(which: str) -> dict:
+    return json.loads((checkpoint_path(which, verify=False) / "manifest.json").read_text())

@@ -12,8 +12,8 @@ Three kinds of document (shares set by `CorpusRecipe`):
 
 Equation styles: `compact` (`12+5=17`, bare number tokens, far from the task), `words`
 (`12 plus 5 is 17`), `verbal` (`add 5 to 12 to get 17`) and `spaced` (`12 + 5 = 17`, the
-task's own equation style) which is kept to a small share (`spaced_share`): removing it
-altogether starves the weak model (see docs/toy_world.md).
+task's own equation style) which is kept to a small share of problem documents (a larger
+one of fact documents): removing it altogether starves the weak model (docs/toy_world.md).
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ class CorpusRecipe:
     share_problems: float = 0.5
     share_narrative: float = 0.25
     share_facts: float = 0.25
-    #: equation-style weights in problem and fact documents; `spaced` is the task's style
-    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.35), ("words", 0.3), ("verbal", 0.2),
-                                                ("spaced", 0.15))
+    #: equation-style weights in problem documents; `spaced` is the task's style
+    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.4), ("words", 0.3), ("verbal", 0.2),
+                                                ("spaced", 0.1))
+    #: equation-style weights in arithmetic-fact documents
+    fact_styles: tuple[tuple[str, float], ...] = (("compact", 0.3), ("words", 0.3), ("verbal", 0.1),
+                                                  ("spaced", 0.3))
     problems_per_doc: tuple[int, int] = (2, 6)
     stories_per_doc: tuple[int, int] = (2, 5)
     facts_per_doc: tuple[int, int] = (20, 50)
@@ -50,6 +53,7 @@ class CorpusRecipe:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["eq_styles"] = [list(x) for x in self.eq_styles]
+        d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
         return d
 
@@ -134,14 +138,14 @@ def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
 
 
 def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
-    style = _weighted(rng, recipe.eq_styles)
+    style = _weighted(rng, recipe.fact_styles)
     sep = rng.choice(["\n", "\n", ". "])
     cap = recipe.world.max_value
     lines = []
     for _ in range(rng.randint(*recipe.facts_per_doc)):
         op = rng.choice(["add", "sub", "double", "triple", "half"])
         if op == "add":
-            a = rng.randint(0, cap)
+            a = rng.randint(0, cap - 1)
             b = rng.randint(1, max(1, min(recipe.world.max_operand, cap - a)))
             r = a + b
         elif op == "sub":

@@ -11,6 +11,7 @@ known pieces. A BOS token is prepended (as Llama tokenizers do); padding is on t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from typing import Iterable
@@ -54,7 +55,8 @@ def build_tokenizer(vocab: list[str]):
     return fast
 
 
-def default_vocab() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _default_vocab() -> tuple[str, ...]:
     """The vocabulary of the shipped checkpoints: integers plus every piece of a fixed sample
     of the world's problems (task format) and of the pretraining corpus."""
     from w2s.toy.corpus import CorpusRecipe, build_corpus
@@ -64,7 +66,13 @@ def default_vocab() -> list[str]:
                          config=WorldConfig())
     texts = [f"Question: {r['question']}\nAnswer: {r['solution']}" for r in splits["train_1"]]
     texts += build_corpus(CorpusRecipe(n_docs=3000), seed=12345)
-    return build_vocab(texts)
+    return tuple(build_vocab(texts))
+
+
+def default_vocab() -> list[str]:
+    """The vocabulary of the shipped checkpoints: integers plus every piece of a fixed sample
+    of the world's problems (task format) and of the pretraining corpus."""
+    return list(_default_vocab())
 
 
 def toy_tokenizer():

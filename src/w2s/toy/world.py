@@ -103,10 +103,15 @@ class Problem:
         return " ".join([s for s, _ in self.sentences] + [self.final])
 
     def signature(self) -> tuple:
-        return (self.name, self.obj, tuple(tuple(s) for s in self.steps))
+        """The computation (step list): two problems that differ only in names are the same."""
+        return steps_key(self.steps)
 
 
 # --------------------------------------------------------------------------- generator
+
+def steps_key(steps) -> tuple:
+    return tuple(tuple(s) for s in steps)
+
 
 def _apply(op: str, value: int, k: int | None) -> int:
     return {"add": lambda: value + k, "sub": lambda: value - k, "double": lambda: 2 * value,
@@ -305,10 +310,6 @@ def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
     for split in ("test", "train_1", "train_2"):
         out[split] = _fill(split, sz[split], seed, cfg, seen)
     return {s: out[s] for s in SPLITS}
-
-
-def steps_key(steps) -> tuple:
-    return tuple(tuple(s) for s in steps)
 
 
 def split_signatures(splits: dict[str, list[dict]]) -> set:

@@ -151,6 +151,8 @@ def load_model(path: str | os.PathLike, settings=None, dtype=None):
     kw: dict[str, Any] = {"use_safetensors": True}
     if dtype is not None:
         kw["dtype"] = dtype
+    if settings is not None and getattr(settings, "attn_implementation", None):
+        kw["attn_implementation"] = settings.attn_implementation
     if is_adapter_dir(path):
         from peft import PeftModel
 
@@ -209,7 +211,7 @@ def prepare_out_dir(out: Path, fp: str) -> str | None:
         if old != fp:
             shutil.rmtree(ckpt)
     for entry in out.iterdir():  # stale outputs of an earlier run
-        if entry.name == CHECKPOINTS:
+        if entry.name in (CHECKPOINTS, "logs"):
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -255,7 +257,7 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
     if not state.is_main_process:
         resume = trl_compat.last_checkpoint(str(out / CHECKPOINTS))
 
-    with quiet_logs(settings.quiet):
+    with quiet_logs(settings.quiet), trl_compat.log_dir(str(out / "logs")):
         set_seed(settings.seed)
         tokenizer = load_tokenizer(tokenizer_source(model))
         model_obj = load_model(model, settings)

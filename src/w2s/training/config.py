@@ -60,6 +60,8 @@ class TrainSettings:
     #: Weights dtype when loading: "auto" = bfloat16 with bf16, else float32.
     dtype: str = "auto"
     gradient_checkpointing: bool = False
+    #: Attention kernel when loading ("sdpa", "eager", "flash_attention_2"); None = transformers' default.
+    attn_implementation: str | None = None
     #: "none", "tensorboard", "wandb" (or a comma-separated list).
     report_to: str = "none"
     quiet: bool = True                       # no progress bars, warnings only

@@ -19,6 +19,7 @@ Known facts about the supported range (trl>=1.0,<2):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -90,7 +91,8 @@ def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
         gradient_checkpointing=bool(settings.gradient_checkpointing),
         report_to=_report_to(settings.report_to),
         logging_steps=settings.logging_steps,
-        logging_dir=os.path.join(output_dir, "logs"),
+        # transformers<5: OUT/logs beside OUT/checkpoints (deleted after success); 5.x: see log_dir()
+        logging_dir=os.path.join(os.path.dirname(os.path.abspath(output_dir)), "logs"),
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
@@ -245,6 +247,20 @@ def last_checkpoint(checkpoint_dir: str) -> str | None:
         return get_last_checkpoint(checkpoint_dir)
     except Exception:  # noqa: BLE001 - a broken dir means "no checkpoint"
         return None
+
+
+@contextlib.contextmanager
+def log_dir(path: str):
+    """Send TensorBoard logs to `path` (transformers 5 reads TENSORBOARD_LOGGING_DIR, else
+    writes under output_dir, i.e. OUT/checkpoints, which is deleted after success)."""
+    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    if old is None:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
 
 
 def silence(trainer) -> None:

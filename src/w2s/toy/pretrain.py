@@ -1,0 +1,201 @@
+"""Pretraining of the toy world's weak and strong base models (plain torch loop, CPU, fp32).
+
+Both models are `LlamaForCausalLM` with tied embeddings and the word/number tokenizer,
+trained on the SAME corpus (`w2s.toy.corpus`, the task format held out); the strong model
+is bigger and sees more tokens. Each output directory is an ordinary Hugging Face model
+directory (safetensors + tokenizer) with a `manifest.json`: config, spec, seed, corpus recipe,
+token counts, wall time, final loss and the sha256 of every file.
+
+    w2s toy pretrain --out DIR [--seed 0]      # reproduces src/w2s/toy/checkpoints/
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from w2s.io import file_sha256, write_json
+from w2s.toy.corpus import CorpusRecipe, build_corpus
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    steps: int
+    batch_size: int = 16
+    seq_len: int = 512
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    max_positions: int = 1024
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.batch_size * self.seq_len
+
+
+WEAK = ModelSpec("weak", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=192,
+                 steps=500, lr=3e-3)
+STRONG = ModelSpec("strong", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
+                   steps=700, lr=2e-3)
+SPECS = {"weak": WEAK, "strong": STRONG}
+SEED_OFFSET = {"weak": 1, "strong": 2}
+DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
+#: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
+EXCLUDE_WORLD_SEED = 0
+
+
+def corpus_tokens(tokenizer, docs: list[str]):
+    """Documents -> one token stream (<s> doc </s> <s> doc </s> ...)."""
+    import torch
+
+    enc = tokenizer(docs, add_special_tokens=True).input_ids  # <s> prepended
+    eos = tokenizer.eos_token_id
+    flat = [t for ids in enc for t in (*ids, eos)]
+    return torch.tensor(flat, dtype=torch.long)
+
+
+def build_model(spec: ModelSpec, tokenizer, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.max_positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True, rope_theta=10000.0)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    gc = model.generation_config
+    gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = (tokenizer.pad_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.bos_token_id)
+    return model
+
+
+def default_threads() -> int:
+    """2 threads on an idle 2-core machine; 1 when the machine is busy (intra-op threads that
+    wait on each other under contention run several times slower than one thread)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores * 0.75
+    except OSError:  # pragma: no cover
+        busy = False
+    return 1 if busy or cores < 2 else 2
+
+
+def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
+                log: Callable[[str], None] = print, threads: int | None = None) -> tuple:
+    """Train one model on a token stream; returns (model, stats)."""
+    import torch
+
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    model = build_model(spec, tokenizer, seed)
+    n_chunks = len(stream) // spec.seq_len
+    chunks = stream[: n_chunks * spec.seq_len].view(n_chunks, spec.seq_len)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n_chunks, generator=g)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=spec.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    def lr_at(step: int) -> float:
+        if step < spec.warmup_steps:
+            return spec.lr * (step + 1) / spec.warmup_steps
+        t = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+        return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    model.train()
+    t0 = time.time()
+    losses: list[float] = []
+    pos = 0
+    for step in range(spec.steps):
+        idx = [order[(pos + j) % n_chunks].item() for j in range(spec.batch_size)]
+        pos += spec.batch_size
+        x = chunks[idx]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == spec.steps:
+            dt = time.time() - t0
+            log(f"[{spec.name}] step {step + 1}/{spec.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
+                f"lr {lr_at(step):.2e} {(step + 1) * spec.batch_size * spec.seq_len / dt:.0f} tok/s {dt:.0f}s")
+    model.eval()
+    stats = {"steps": spec.steps, "tokens_seen": spec.tokens, "epochs": round(spec.tokens / len(stream), 3),
+             "wall_s": round(time.time() - t0, 1), "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+             "params": sum(p.numel() for p in model.parameters()), "threads": threads}
+    return model, stats
+
+
+def write_manifest(out: Path, extra: dict) -> dict:
+    files = {p.name: file_sha256(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"}
+    manifest = {**extra, "files": files}
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak", "strong"),
+             recipe: CorpusRecipe | None = None, specs: dict[str, ModelSpec] | None = None,
+             log: Callable[[str], None] = print, threads: int | None = None) -> dict[str, Path]:
+    """Build the corpus and pretrain the requested models into `out_dir/{weak,strong}`."""
+    import torch
+    import transformers
+
+    from w2s.toy.tokenizer import toy_tokenizer
+    from w2s.toy.world import make_splits, split_signatures
+
+    recipe = recipe or DEFAULT_RECIPE
+    specs = {**SPECS, **(specs or {})}
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    tokenizer = toy_tokenizer()
+    exclude = split_signatures(make_splits(EXCLUDE_WORLD_SEED))
+    docs = build_corpus(recipe, seed=seed, exclude=exclude)
+    stream = corpus_tokens(tokenizer, docs)
+    log(f"corpus: {len(docs)} documents, {len(stream)} tokens, vocab {len(tokenizer)} ({time.time() - t0:.0f}s)")
+    paths = {}
+    for name in which:
+        spec = specs[name]
+        model, stats = train_model(spec, tokenizer, stream, seed=seed * 1000 + SEED_OFFSET[name], log=log,
+                                   threads=threads)
+        out = out_dir / name
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():
+            if old.is_file():
+                old.unlink()
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        write_manifest(out, {
+            "name": f"w2s-toy-{name}", "seed": seed, "spec": asdict(spec),
+            "config": json.loads(model.config.to_json_string()),
+            "corpus_recipe": recipe.to_dict(),
+            "corpus": {"n_docs": len(docs), "n_tokens": int(len(stream)),
+                       "excluded_world_seed": EXCLUDE_WORLD_SEED, "vocab_size": len(tokenizer)},
+            **stats,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": platform.python_version()},
+        })
+        log(f"[{name}] saved to {out} ({stats['params']} params, {stats['wall_s']}s)")
+        paths[name] = out
+    return paths

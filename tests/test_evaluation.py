@@ -1,0 +1,68 @@
+"""w2s.evaluation: greedy accuracy, pass@k, maj@k from recorded generations (exact numbers)
+and from a tiny HF model (runs end to end), plus the `w2s eval` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from w2s.io import write_jsonl
+
+
+@pytest.fixture()
+def recorded(tmp_path):
+    questions = tmp_path / "test.jsonl"
+    write_jsonl(questions, [{"id": "q1", "question": "What is 9 times 2?", "answer": "18"},
+                            {"id": "q2", "question": "What is 1 plus 2?", "answer": "3"},
+                            {"id": "q3", "question": "What is 2 plus 2?", "answer": "4"}])
+    responses = {"q1": [" 9 * 2 = 18\n#### 18", " #### 18", " #### 5"],
+                 "q2": [" #### 4", " #### 3", " #### 4"],
+                 "q3": [" I do not know", " #### 5", " #### 6"]}
+    gens = tmp_path / "gens.jsonl"
+    write_jsonl(gens, [{"id": qid, "sample_index": i, "response": r, "finish_reason": "stop"}
+                       for qid, rs in responses.items() for i, r in enumerate(rs)])
+    return questions, gens
+
+
+def test_metrics_from_recorded_generations(recorded, tmp_path):
+    from w2s.evaluation import evaluate
+
+    questions, gens = recorded
+    m = evaluate("gsm8k", str(gens), questions, n=3, backend="replay", out_path=tmp_path / "out" / "m.json")
+    assert m["n_questions"] == 3
+    assert m["accuracy"] == pytest.approx(1 / 3)      # greedy = sample 0: only q1 right
+    assert m["pass@3"] == pytest.approx(2 / 3)        # q1 and q2 have a right sample
+    assert m["maj@3"] == pytest.approx(1 / 3)         # q1 majority 18 right; q2 majority 4 wrong
+    assert m["k"] == 3 and m["pass@k"] == m["pass@3"]
+    on_disk = json.loads((tmp_path / "out" / "m.json").read_text())
+    assert on_disk["accuracy"] == m["accuracy"]
+    assert (tmp_path / "out" / "m.greedy.jsonl").exists() and (tmp_path / "out" / "m.samples.jsonl").exists()
+
+    greedy_only = evaluate("gsm8k", str(gens), questions, n=0, backend="replay", limit=2)
+    assert greedy_only["n_questions"] == 2 and "pass@k" not in greedy_only
+
+
+def test_eval_cli(recorded, tmp_path):
+    from typer.testing import CliRunner
+
+    from w2s.cli import _register, app
+
+    _register()
+    questions, gens = recorded
+    out = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["eval", "--task", "gsm8k", "--model", str(gens), "--data", str(questions),
+                                   "--n", "3", "--backend", "replay", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["maj@3"] == pytest.approx(1 / 3) and json.loads(out.read_text())["pass@3"] == pytest.approx(2 / 3)
+
+
+def test_evaluate_tiny_hf_model(tiny_model, tmp_path, shared_data):
+    pytest.importorskip("torch")
+    from w2s.evaluation import evaluate
+
+    m = evaluate("gsm8k", tiny_model, shared_data / "gsm8k" / "test.jsonl", n=2, limit=2, max_new_tokens=8,
+                 out_path=tmp_path / "tiny.json")
+    assert m["n_questions"] == 2 and 0.0 <= m["accuracy"] <= 1.0
+    assert {"pass@2", "maj@2"} <= set(m) and m["truncated_greedy"] <= 2

@@ -1,0 +1,231 @@
+"""The toy world: generator, splits, independent evaluator, corpus, tokenizer, task."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from w2s.tasks import get_task
+from w2s.toy.corpus import BANNED, CorpusRecipe, build_corpus
+from w2s.toy.world import (WorldConfig, check_solution, evaluate_steps, make_splits, sample_problem,
+                           split_signatures, steps_key)
+
+SIZES = {"train_1": 300, "train_2": 300, "test": 200}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_splits(0, SIZES)
+
+
+# --------------------------------------------------------------------------- generator
+
+def test_deterministic_per_seed(splits):
+    assert make_splits(0, SIZES) == splits
+    other = make_splits(1, SIZES)
+    assert [r["question"] for r in other["test"]] != [r["question"] for r in splits["test"]]
+
+
+def test_test_split_fixed_for_a_seed_whatever_the_train_sizes(splits):
+    bigger = make_splits(0, {"train_1": 50, "train_2": 700, "test": 200})
+    assert bigger["test"] == splits["test"]
+    # and a longer test split extends the shorter one
+    assert make_splits(0, {"train_1": 0, "train_2": 0, "test": 250})["test"][:200] == splits["test"]
+
+
+def test_splits_disjoint_and_ids_unique(splits):
+    qs = {name: {r["question"] for r in rows} for name, rows in splits.items()}
+    keys = {name: {steps_key(r["steps"]) for r in rows} for name, rows in splits.items()}
+    for a, b in [("train_1", "train_2"), ("train_1", "test"), ("train_2", "test")]:
+        assert not qs[a] & qs[b]
+        assert not keys[a] & keys[b]
+    for name, rows in splits.items():
+        assert len(qs[name]) == len(rows) == SIZES[name]
+    ids = [r["id"] for rows in splits.values() for r in rows]
+    assert len(set(ids)) == len(ids)
+
+
+def test_independent_evaluator_agrees(splits):
+    for rows in splits.values():
+        for r in rows:
+            ans = evaluate_steps(r["steps"])
+            assert str(ans) == r["answer"]
+            assert check_solution(r["solution"]) == ans
+            assert r["solution"].endswith(f"\n#### {ans}")
+
+
+def test_difficulty_knobs():
+    cfg = WorldConfig(min_steps=3, max_steps=3, max_operand=9, max_distractors=0, max_value=99)
+    rng = random.Random(0)
+    for _ in range(200):
+        p = sample_problem(rng, cfg)
+        assert len(p.steps) == 4
+        assert all(0 <= v <= 99 for v in p.values)
+        assert all(s[1] <= 9 for s in p.steps[1:] if len(s) > 1)
+        assert all(i is not None for _, i in p.sentences)
+        assert evaluate_steps(p.steps) == p.answer
+
+
+def test_values_in_tokenizer_range_and_distractors_present(splits):
+    from w2s.toy.tokenizer import MAX_INT
+
+    rows = [r for rs in splits.values() for r in rs]
+    n_distractor_q = 0
+    for r in rows:
+        assert 2 <= r["n_steps"] <= 6
+        nums = [int(t) for t in __import__("re").findall(r"\d+", r["question"] + r["solution"])]
+        assert max(nums) <= MAX_INT
+        n_distractor_q += len(__import__("re").findall(r"\d+", r["question"])) > r["n_steps"] + 1 - sum(
+            1 for s in r["steps"][1:] if len(s) == 1)
+    assert n_distractor_q > len(rows) / 3
+
+
+def test_evaluator_rejects_bad_lists_and_solutions():
+    with pytest.raises(ValueError):
+        evaluate_steps([["add", 3]])
+    with pytest.raises(ValueError):
+        evaluate_steps([["start", 3], ["half"]])
+    assert check_solution("Mia starts with 3 apples. 3 + 4 = 7.\n#### 7") == 7
+    assert check_solution("3 + 4 = 8.\n#### 8") is None        # false equation
+    assert check_solution("3 + 4 = 7. 6 * 2 = 12.\n#### 12") is None  # does not chain
+    assert check_solution("3 + 4 = 7.\n#### 9") is None        # wrong final line
+
+
+# --------------------------------------------------------------------------- corpus
+
+def test_corpus_holds_out_task_format_and_splits(splits):
+    exclude = split_signatures(splits)
+    docs = build_corpus(CorpusRecipe(n_docs=300), seed=0, exclude=exclude)
+    assert docs == build_corpus(CorpusRecipe(n_docs=300), seed=0, exclude=exclude)
+    text = "\n".join(docs)
+    for banned in BANNED:
+        assert banned not in text
+    for r in splits["test"]:
+        assert r["question"] not in text
+    # several surface formats, one per document
+    assert sum(d.startswith(("Problem:", "Q:", "Task:", "Puzzle:", "Exercise:", "Story:")) for d in docs) > 50
+    assert any("+" in d and "=" in d for d in docs) and any(" plus " in d for d in docs)
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from w2s.toy.tokenizer import toy_tokenizer
+
+    return toy_tokenizer()
+
+
+def test_every_integer_is_one_token(tokenizer):
+    from w2s.toy.tokenizer import MAX_INT
+
+    unk = tokenizer.unk_token_id
+    for n in range(MAX_INT + 1):
+        for text in (f" {n}", str(n)):
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            assert len(ids) == 1 and ids[0] != unk, text
+            assert tokenizer.decode(ids) == text
+
+
+def test_tokenizer_round_trips_world_and_corpus(tokenizer, splits):
+    from transformers import PreTrainedTokenizerFast
+
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    task = get_task("toy")
+    texts = [task.fewshot_prompt([(r["question"], r["solution"])], r["question"]) for r in splits["test"][:50]]
+    texts += build_corpus(CorpusRecipe(n_docs=100), seed=3)
+    for t in texts:
+        ids = tokenizer(t).input_ids
+        assert ids[0] == tokenizer.bos_token_id
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == t
+    assert len(tokenizer) < 1000
+
+
+def test_tokenizer_saves_and_loads(tokenizer, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Question: Mia has 12 apples.\nAnswer: 12 + 5 = 17.\n#### 17"
+    assert again(text).input_ids == tokenizer(text).input_ids
+    assert again.padding_side == "left"
+    batch = again(["1 + 2", "Mia has 3 apples."], padding=True).input_ids
+    assert batch[0][0] == again.pad_token_id
+
+
+# --------------------------------------------------------------------------- task
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("toy")
+
+
+def test_task_format(task, splits):
+    r = splits["train_1"][0]
+    assert task.prompt(r["question"]) == f"Question: {r['question']}\nAnswer:"
+    assert task.extract_answer(" " + r["solution"]) == r["answer"]
+    assert task.is_correct(" " + r["solution"] + "\n\nQuestion: next", r["answer"])
+    assert task.completion(" " + r["solution"] + "\n\nQuestion: more") == " " + r["solution"]
+
+
+def test_load_questions(task, splits, tmp_path):
+    from w2s.io import write_jsonl
+
+    write_jsonl(tmp_path / "t.jsonl", splits["train_1"][:5])
+    qs = task.load_questions(str(tmp_path / "t.jsonl"))
+    assert [q["id"] for q in qs] == [r["id"] for r in splits["train_1"][:5]]
+    assert all(q["answer"] == r["answer"] and q["solution"] == r["solution"]
+               for q, r in zip(qs, splits["train_1"]))
+
+
+@pytest.mark.parametrize("response,answer", [
+    (" 3 + 4 = 7.\n#### 7", "7"),
+    (" 3 + 4 = 7.\n#### 7\n#### 9", "7"),
+    (" 3 + 4 = 7.\n####7", "7"),
+    (" 3+4=7. 7*2=14.\nResult: 14\n\nProblem: Mia has 3 apples.", "14"),
+    (" Add 4 to 3 to get 7. So the result is 7.", "7"),
+    (" 3 plus 4 is 7. => 7", "7"),
+    (" Step 1: 3 + 4 = 7. Final: 7", "7"),
+    (" 3 + 4 = 7. Total: 7", "7"),
+    (" 3 + 4 = 7. Mia ends with 7 apples.", "7"),
+    (" 3 + 4 = 7. 7 * 2 = 14", "14"),               # last number
+    (" nothing here", ""),
+    ("", ""),
+])
+def test_lenient_extraction(task, response, answer):
+    assert task.extract_answer(response) == answer
+
+
+def test_strict_mode_only_reads_hashes():
+    strict = get_task("toy", lenient=False)
+    assert strict.extract_answer(" 3 + 4 = 7.\n#### 7") == "7"
+    assert strict.extract_answer(" 3 + 4 = 7. Result: 7") == ""
+
+
+@pytest.mark.parametrize("response,completion", [
+    (" 3+4=7. 7*2=14.\nResult: 14\n\nProblem: x", " 3+4=7. 7*2=14.\n#### 14"),
+    (" Mia starts with 3 apples. 3 + 4 = 7. So the result is 7.", " Mia starts with 3 apples. 3 + 4 = 7.\n#### 7"),
+    (" 3 + 4 = 7. => 7", " 3 + 4 = 7.\n#### 7"),
+    (" 3 + 4 = 7", " 3 + 4 = 7\n#### 7"),
+    (" 3 + 4 = 7.\n#### 7\n\nQuestion: x", " 3 + 4 = 7.\n#### 7"),
+    (" no answer", " no answer"),
+])
+def test_completion_normalised_to_task_format(task, response, completion):
+    out = task.completion(response)
+    assert out == completion
+    if "####" in out:
+        assert task.extract_answer(out) == task.extract_answer(response)
+
+
+def test_equivalence(task):
+    assert task.equivalent("27", "27")
+    assert task.equivalent("27", "27.0") and task.equivalent("27.0", "27")
+    assert task.equivalent("1,234", "1234")
+    assert not task.equivalent("27", "28")
+    assert not task.equivalent("", "")
+    assert not task.equivalent("", "0") and not task.equivalent("0", "")
+    assert not task.equivalent("x", "x")
+    assert task.gold_answer({"answer": "steps\n#### 42"}) == "42"
+    assert task.gold_answer({"answer": 42}) == "42"
