@@ -5,7 +5,8 @@ Each area registers its commands from its own module:
   gen.py    generate                            (generation)
   train.py  train sft|dpo|orpo, merge, eval     (training)
   run.py    run, status, report                 (pipeline)
-  toy.py    demo, toy ...                       (toy world)
+  demo.py   demo                                (the toy world, end to end)
+  toy.py    toy data, toy pretrain              (toy world)
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _register() -> None:
-    from w2s.cli import data, gen, run, toy, train
+    from w2s.cli import data, demo, gen, run, toy, train
 
-    for module in (data, gen, train, run, toy):
+    for module in (data, gen, train, run, demo, toy):
         module.register(app)
 
 

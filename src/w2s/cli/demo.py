@@ -1,0 +1,24 @@
+"""`w2s demo`: the whole method on the toy world, on a laptop CPU, in minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from w2s.cli.common import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run directory (resumable)"),
+             seed: int = typer.Option(0, "--seed", help="world, data and training seed"),
+             quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
+             quiet: bool = typer.Option(False, "--quiet")):
+        """Run the full pipeline with every baseline on the toy world and print the results table."""
+        from w2s.cli.run import _print_results
+        from w2s.toy.demo import run_demo
+
+        with user_errors():
+            run_demo(out, seed=seed, quick=quick, quiet=quiet)
+        _print_results(out)

@@ -1,0 +1,63 @@
+"""`w2s demo`: the real pipeline (the same code as `w2s run`) on the toy world.
+
+The demo writes the toy data and a run config into its output directory, then runs the
+pipeline there; rerunning resumes it like any run. Settings are the toy world's tuned ones
+(see docs/toy_world.md); `--quick` shrinks the data and budgets for smoke tests and CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+FULL = {"sizes": {"train_1": 2000, "train_2": 2000, "test": 500}, "weak_steps": 300, "strong_steps": 250,
+        "pref_steps": 120, "samples": 10, "eval_n": 4, "iterations": 2}
+QUICK = {"sizes": {"train_1": 300, "train_2": 200, "test": 100}, "weak_steps": 60, "strong_steps": 40,
+         "pref_steps": 20, "samples": 4, "eval_n": 2, "iterations": 2}
+
+
+def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
+    from w2s.toy import checkpoint_path
+
+    p = QUICK if quick else FULL
+    sft = {"learning_rate": 1.0e-3, "batch_size": 32, "max_length": 256, "warmup_ratio": 0.05,
+           "lr_scheduler": "cosine", "save_steps": 50}
+    return {
+        "name": "toy_demo" + ("_quick" if quick else ""),
+        "task": "toy",
+        "seed": seed,
+        "threads": 1,
+        "data": {"gold": str(data_dir / "train_1.jsonl"), "unlabeled": str(data_dir / "train_2.jsonl"),
+                 "test": str(data_dir / "test.jsonl")},
+        "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
+                 "train": {**sft, "max_steps": p["weak_steps"]}},
+        "strong": {"model": str(checkpoint_path("strong")),
+                   "train": {**sft, "learning_rate": 5.0e-4, "max_steps": p["strong_steps"]}},
+        "generation": {"backend": "hf", "max_new_tokens": 96, "options": {"batch_size": 64}},
+        "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
+        "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
+                   "max_pairs": 1, "method": "both",
+                   "train": {"learning_rate": 5.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
+                             "sft_weight": 1.0, "max_length": 256, "save_steps": 50}},
+        "baselines": ["weak", "strong_fewshot", "full_weak", "gold_sft"],
+        "eval": {"n": p["eval_n"], "temperature": 1.0},
+    }
+
+
+def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False) -> Path:
+    from w2s.io import write_jsonl
+    from w2s.pipeline import run_pipeline
+    from w2s.pipeline.config import config_from_dict
+    from w2s.toy.world import make_splits
+
+    out = Path(out)
+    data_dir = out / "toy_data"
+    p = QUICK if quick else FULL
+    if not all((data_dir / f"{s}.jsonl").exists() for s in p["sizes"]):
+        for split, rows in make_splits(seed, p["sizes"]).items():
+            write_jsonl(data_dir / f"{split}.jsonl", rows)
+    raw = demo_config(data_dir, seed, quick)
+    (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_pipeline(config_from_dict(raw), out, quiet=quiet)
+    return out

@@ -1,0 +1,50 @@
+"""The report: metrics.json shape, PGR, tables and a self-contained HTML page."""
+
+import json
+
+from w2s.io import write_json
+from w2s.report import collect_metrics, pgr, render_markdown, write_report
+
+
+def fake_run(tmp_path):
+    scores = {"weak": 0.30, "strong_fewshot": 0.50, "full_weak": 0.31, "gold_sft": 0.80,
+              "stage1_iter1_hybrid": 0.55, "m_pro_dpo": 0.65}
+    for name, acc in scores.items():
+        write_json(tmp_path / "eval" / f"{name}.json", {"accuracy": acc, "pass@k": acc + 0.1, "maj@k": acc, "k": 4})
+    write_json(tmp_path / "data" / "iter1" / "summary.json",
+               {"iteration": 1, "n_questions": 100, "n_selected": 30, "coverage": 0.3, "precision": 0.9,
+                "weak_accuracy": 0.3})
+    write_json(tmp_path / "data" / "pairs_summary.json",
+               {"n_questions": 100, "n_pairs": 20, "weak_chosen": 5, "weak_rejected": 15,
+                "chosen_accuracy": 0.8, "rejected_accuracy": 0.1, "confidences": [0.5, 0.9, 1.0]})
+    write_json(tmp_path / "manifest.json", {"stages": {"weak_sft": {"seconds": 1.5}}, "invocations": []})
+    models = {"weak": "weak_sft", "strong_fewshot": "@strong_fewshot", "full_weak": "full_weak",
+              "gold_sft": "gold_sft", "stage1_iter1_hybrid": "sft_iter1_hybrid", "m_plus": "sft_iter1_hybrid",
+              "m_pro_dpo": "m_pro_dpo"}
+    return models
+
+
+def test_metrics_shape_and_pgr(tmp_path):
+    metrics = collect_metrics(tmp_path, fake_run(tmp_path))
+    m = metrics["models"]
+    assert list(m)[:3] == ["weak", "strong_fewshot", "full_weak"]
+    assert m["m_plus"]["accuracy"] == m["stage1_iter1_hybrid"]["accuracy"] == 0.55
+    assert abs(m["m_pro_dpo"]["pgr"] - (0.65 - 0.30) / (0.80 - 0.30)) < 1e-9
+    assert m["weak"]["pgr"] == 0.0 and m["gold_sft"]["pgr"] == 1.0
+    assert metrics["timings"] == {"weak_sft": 1.5}
+    assert metrics["selection"]["iterations"][0]["precision"] == 0.9
+    assert pgr(0.5, 0.4, 0.4) is None  # no gap, no ratio
+
+
+def test_report_files(tmp_path):
+    metrics = collect_metrics(tmp_path, fake_run(tmp_path))
+    write_report(tmp_path, metrics)
+    assert json.loads((tmp_path / "metrics.json").read_text())["models"]["m_pro_dpo"]["accuracy"] == 0.65
+    md = (tmp_path / "report.md").read_text()
+    assert "| M_pro DPO (Stage II) | 65.0 | 75.0 | 65.0 | 0.70 |" in md
+    assert "| 1 | 30/100 | 30.0 | 90.0 | 30.0 |" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2      # accuracy bars + confidence histogram
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
+    assert "chosen side correct 80.0%" in html
+    assert "Stage I iter 1 hybrid" in render_markdown(metrics)
