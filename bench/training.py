@@ -13,10 +13,10 @@ default unless --no-bf16; best of --repeats runs, round-robin):
   padding_free   ours: flattened batches, no pad tokens (positions restart per example)
   packing        ours: best-fit-decreasing packing into max_length blocks (padding-free attention)
 
-`padding` is w2s's default SFT configuration. On CPU (and on GPU without FlashAttention's
-varlen kernels) padding-free / packed batches attend over one long block-masked sequence, so
-they cost MORE than padded batches of GSM8K-length examples; they pay off with
-`attn_implementation="flash_attention_2"` on GPU, where they remove all pad compute.
+`padding` is w2s's default SFT configuration (TRL's defaults minus gradient checkpointing).
+Padding-free / packed batches only remove pad compute with FlashAttention's varlen kernels
+(GPU, `attn_implementation="flash_attention_2"`); with SDPA/eager attention (CPU) a flattened
+batch is one long block-masked sequence, which measured here no faster than padding.
 
 On a shared machine wall-clock rates move with other load; tokens per CPU-second of this
 process (all its threads) are reported beside them and are steadier.

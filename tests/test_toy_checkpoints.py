@@ -25,7 +25,7 @@ def test_shipped_checkpoint_loads_and_matches_manifest(which):
     assert sum(p.numel() for p in model.parameters()) == manifest["params"]
     assert model.config.vocab_size == len(tok)
     for n in (0, 57, 299):
-        assert len(tok(f" {n}", add_special_tokens=False).input_ids) == 1
+        assert len(tok(str(n), add_special_tokens=False).input_ids) == 1
 
 
 def test_strong_is_bigger_and_pretrained_longer():

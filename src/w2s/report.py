@@ -84,7 +84,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
 def _fmt(x, pct=True):
     if x is None:
         return "–"
-    return f"{100 * x:.1f}" if pct else f"{x:.2f}"
+    text = f"{100 * x:.1f}" if pct else f"{x:.2f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
 def results_table(metrics: dict) -> list[list[str]]:

@@ -45,7 +45,7 @@ class ModelSpec:
 
 
 WEAK = ModelSpec("weak", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=192,
-                 steps=500, lr=3e-3)
+                 steps=600, batch_size=32, seq_len=256, lr=3e-3)
 STRONG = ModelSpec("strong", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
                    steps=700, lr=2e-3)
 SPECS = {"weak": WEAK, "strong": STRONG}
