@@ -126,9 +126,13 @@ def _plots(metrics: dict) -> dict[str, str]:
         ax.bar(range(len(names)), accs, color=colors)
         for i, a in enumerate(accs):
             ax.text(i, a + 0.5, f"{a:.1f}", ha="center", fontsize=8)
+        for ref, style in (("weak", ":"), ("gold_sft", "--")):
+            if ref in metrics["models"]:
+                ax.axhline(100 * (metrics["models"][ref]["accuracy"] or 0), color="#555", ls=style, lw=1)
+        ax.set_ylim(0, max(accs + [1.0]) * 1.18)
         ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title("Greedy test accuracy")
+        ax.set_title("Greedy test accuracy (dotted: weak floor, dashed: gold-SFT ceiling)", fontsize=9)
         fig.tight_layout()
         out["accuracy"] = _png(fig, plt)
     conf = metrics["selection"].get("pairs", {}).get("confidences")

@@ -104,6 +104,24 @@ def _remove_outputs(run_dir: Path, stage: Stage) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def _dep_fingerprints(stage: Stage, fingerprints: dict[str, str], manifest: Manifest,
+                      required: bool) -> list[str] | None:
+    """Fingerprints of a stage's dependencies, from this invocation or the manifest. None when
+    one has never completed (an error if the stage itself must run)."""
+    out = []
+    for d in stage.deps:
+        if d not in fingerprints:
+            prev = manifest.entry(d)
+            if prev.get("status") != "done":
+                if required:
+                    raise RuntimeError(f"stage {stage.name!r} needs {d!r}, which has not run "
+                                       f"(run without --only, or with --until {stage.name})")
+                return None
+            fingerprints[d] = prev["fingerprint"]
+        out.append(fingerprints[d])
+    return out
+
+
 def select_stages(stages: list[Stage], only: list[str] | None = None,
                   until: str | None = None) -> set[str]:
     names = {s.name for s in stages}
@@ -141,59 +159,50 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     emit = on_event or (lambda *a: None)
 
     for index, stage in enumerate(stages):
-        dep_prints = []
-        for d in stage.deps:
-            if d not in fingerprints:
-                prev = manifest.entry(d)
-                if prev.get("status") != "done":
-                    if stage.name in wanted:
-                        raise RuntimeError(f"stage {stage.name!r} needs {d!r}, which has not run "
-                                           f"(run without --only, or with --until {stage.name})")
-                    break
-                fingerprints[d] = prev["fingerprint"]
-            dep_prints.append(fingerprints[d])
-        else:
-            key = _hash({"stage": stage.name, "params": stage.params, "deps": dep_prints})
-            prev = manifest.entry(stage.name)
-            done = (prev.get("status") == "done" and prev.get("key") == key
-                    and _outputs_exist(run_dir, stage))
-            if stage.name not in wanted:
-                if done:
-                    fingerprints[stage.name] = prev["fingerprint"]
-                continue
-            info = {"index": index, "total": len(stages)}
-            if done and stage.name not in force and not stage.always:
+        dep_prints = _dep_fingerprints(stage, fingerprints, manifest, required=stage.name in wanted)
+        if dep_prints is None:
+            continue  # not wanted, and an upstream stage has not run: nothing to know here
+        key = _hash({"stage": stage.name, "params": stage.params, "deps": dep_prints})
+        prev = manifest.entry(stage.name)
+        done = prev.get("status") == "done" and prev.get("key") == key and _outputs_exist(run_dir, stage)
+        if stage.name not in wanted:
+            if done:
                 fingerprints[stage.name] = prev["fingerprint"]
-                invocation["cached"].append(stage.name)
-                emit("cached", stage, {**info, **prev})
-                continue
-            if prev.get("key") != key or stage.name in force:
-                _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
-            resumed = prev.get("status") == "running" and prev.get("key") == key
-            attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
-            manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
-                         deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
-            emit("start", stage, {**info, "resumed": resumed})
-            t0 = time.time()
-            try:
-                result = stage.fn(StageContext(stage, run_dir, key)) or {}
-            except BaseException as e:
-                manifest.set(stage.name, status="failed" if isinstance(e, Exception) else "running",
-                             error=f"{type(e).__name__}: {e}")
-                emit("failed", stage, {**info, "error": str(e)})
-                raise
-            seconds = time.time() - t0
-            missing = [o for o in stage.outputs if not (run_dir / o).exists()]
-            if missing:
-                manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
-                raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
-            fingerprints[stage.name] = _fingerprint(run_dir, stage, key)
-            manifest.set(stage.name, status="done", fingerprint=fingerprints[stage.name],
-                         seconds=round(seconds, 3), finished=time.time(), resumed=resumed,
-                         info=result, error=None)
-            invocation["ran"].append(stage.name)
-            manifest.save()
-            emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
+            continue
+        info = {"index": index, "total": len(stages)}
+        if done and stage.name not in force and not stage.always:
+            fingerprints[stage.name] = prev["fingerprint"]
+            invocation["cached"].append(stage.name)
+            emit("cached", stage, {**info, **prev})
+            continue
+        if prev.get("key") != key or stage.name in force:
+            _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
+        resumed = prev.get("status") == "running" and prev.get("key") == key
+        attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
+        manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
+                     deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
+        emit("start", stage, {**info, "resumed": resumed})
+        t0 = time.time()
+        try:
+            result = stage.fn(StageContext(stage, run_dir, key)) or {}
+        except BaseException as e:
+            # An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable).
+            manifest.set(stage.name, status="failed" if isinstance(e, Exception) else "running",
+                         error=f"{type(e).__name__}: {e}")
+            emit("failed", stage, {**info, "error": str(e)})
+            raise
+        seconds = time.time() - t0
+        missing = [o for o in stage.outputs if not (run_dir / o).exists()]
+        if missing:
+            manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
+            raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
+        fingerprints[stage.name] = _fingerprint(run_dir, stage, key)
+        manifest.set(stage.name, status="done", fingerprint=fingerprints[stage.name],
+                     seconds=round(seconds, 3), finished=time.time(), resumed=resumed,
+                     info=result, error=None)
+        invocation["ran"].append(stage.name)
+        manifest.save()
+        emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
     invocation["finished"] = time.time()
     manifest.save()
     return manifest

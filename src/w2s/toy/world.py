@@ -66,7 +66,7 @@ class WorldConfig:
     min_start: int = 2
     max_start: int = 99
     max_operand: int = 99         # operand of add / sub
-    max_value: int = 299          # cap on every intermediate value (tokenizer covers 0..299)
+    max_value: int = 99           # cap on every intermediate value (the tokenizer covers 0..299)
     max_distractors: int = 2      # 0..max_distractors distractor sentences per question
     ops: tuple[str, ...] = OPS
 
