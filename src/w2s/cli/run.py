@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole two-stage method with every baseline; resumes and reuses cached stages."""
         from w2s.pipeline import run_pipeline
         from w2s.pipeline.config import ConfigError, _deep_merge, parse_override
+        from w2s.pipeline.runner import StageFailed
 
         with user_errors():
             try:
@@ -35,6 +36,10 @@ def register(app: typer.Typer) -> None:
             except ConfigError as e:
                 typer.echo(f"config error: {e}", err=True)
                 raise typer.Exit(2) from None
+            except StageFailed as e:
+                typer.echo(f"error: {e}\n(traceback in {run_dir / 'log.txt'}; finished stages are kept, "
+                           f"rerun the same command to resume)", err=True)
+                raise typer.Exit(1) from None
         _print_results(run_dir)
 
     @app.command("status")

@@ -70,6 +70,8 @@ class ProgressPrinter:
             eta = avg * len(self.remaining)
             msg = (f"{prefix} done in {info['seconds']:.1f}s  (elapsed {time.time() - self.t0:.0f}s, "
                    f"ETA ~{eta:.0f}s)")
+        elif event == "interrupted":
+            msg = f"{prefix} interrupted (rerun the same command to resume)"
         else:
             msg = f"{prefix} FAILED: {info.get('error')}"
         log.info(msg)

@@ -27,6 +27,14 @@ from w2s.io import file_sha256, read_records, write_json
 log = logging.getLogger("w2s.pipeline")
 
 
+class StageFailed(RuntimeError):
+    """A stage raised; finished stages stay cached, so fixing the cause and rerunning resumes."""
+
+    def __init__(self, stage: str, cause: BaseException):
+        self.stage, self.cause = stage, cause
+        super().__init__(f"stage {stage!r} failed: {type(cause).__name__}: {cause}")
+
+
 @dataclass
 class Stage:
     name: str
@@ -187,9 +195,12 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
             result = stage.fn(StageContext(stage, run_dir, key)) or {}
         except BaseException as e:
             # An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable).
+            log.exception("stage %s failed", stage.name)
             manifest.set(stage.name, status="failed" if isinstance(e, Exception) else "running",
                          error=f"{type(e).__name__}: {e}")
-            emit("failed", stage, {**info, "error": str(e)})
+            emit("failed" if isinstance(e, Exception) else "interrupted", stage, {**info, "error": str(e)})
+            if isinstance(e, Exception):
+                raise StageFailed(stage.name, e) from e
             raise
         seconds = time.time() - t0
         missing = [o for o in stage.outputs if not (run_dir / o).exists()]
