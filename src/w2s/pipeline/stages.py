@@ -119,7 +119,8 @@ class W2SStages:
     # ---- the graph -------------------------------------------------------------
     def build(self) -> list[Stage]:
         cfg = self.cfg
-        self.add("load_data", self.load_data, params={"data": dataclasses.asdict(cfg.data)},
+        self.add("load_data", self.load_data, params={"data": dataclasses.asdict(cfg.data),
+                                                      "contents": _data_hashes(cfg.data)},
                  outputs=[Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST])
 
         for role in ("weak", "strong"):  # tiny locally built base models (CPU examples, tests)
@@ -415,6 +416,18 @@ class W2SStages:
         metrics = collect_metrics(ctx.run_dir, self.models)
         write_report(ctx.run_dir, metrics)
         return {"models": sorted(metrics["models"])}
+
+
+def _data_hashes(data) -> dict:
+    """Content hashes of the local data files, so that editing a file in place reruns what depends on it."""
+    from w2s.io import file_sha256
+
+    out = {}
+    for name in ("gold", "unlabeled", "test", "hidden_gold"):
+        p = getattr(data, name)
+        if p and Path(p).is_file():
+            out[name] = file_sha256(p)
+    return out
 
 
 def _join_questions(gens: list[dict], questions: list[dict]) -> list[dict]:
