@@ -232,3 +232,28 @@ def test_equivalence(task):
     assert not task.equivalent("x", "x")
     assert task.gold_answer({"answer": "steps\n#### 42"}) == "42"
     assert task.gold_answer({"answer": 42}) == "42"
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_toy_data(tmp_path, splits):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from w2s.cli import toy as toy_cli
+    from w2s.io import read_jsonl
+
+    app = typer.Typer()
+    toy_cli.register(app)
+    app.command("noop")(lambda: None)  # keep `toy` a sub-command group
+    out = tmp_path / "data"
+    res = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--n-train-1", "30", "--n-train-2", "30",
+                                   "--n-test", "200", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["test"] == 200
+    assert read_jsonl(out / "test.jsonl") == splits["test"]
+    assert len(read_jsonl(out / "train_1.jsonl")) == 30
+    bad = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--min-steps", "5", "--max-steps", "2"])
+    assert bad.exit_code == 2 and "min_steps" in bad.output

@@ -39,22 +39,20 @@ OPS = ("add", "sub", "double", "triple", "half")
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
-Q_START = ["{N} has {v} {obj}.", "{N} starts with {v} {obj}.", "{N} owns {v} {obj}."]
+# One template per operation: richer surfaces (several templates per operation, connectives
+# such as "Next," / "After that,", seven distractor kinds) made the step -> sentence pointer too
+# hard for the toy models (docs/toy_world.md, runs v1-v4).
+Q_START = ["{N} has {v} {obj}."]
 Q_OPS = {
-    "add": ["{S} buys {k} more {obj}.", "{S} finds {k} more {obj}.",
-            "{S} gets {k} more {obj} from a friend.", "{S} wins {k} more {obj}."],
-    "sub": ["{S} gives away {k} {obj}.", "{S} loses {k} {obj}.", "{S} sells {k} {obj}.",
-            "{S} gives {k} {obj} to a friend."],
-    "double": ["{S} doubles {pos} {obj}.", "Then the number of {obj} {s} has doubles."],
-    "triple": ["{S} triples {pos} {obj}.", "Then the number of {obj} {s} has triples."],
-    "half": ["{S} gives half of {pos} {obj} to a friend.", "{S} loses half of {pos} {obj}.",
-             "{S} sells half of {pos} {obj}."],
+    "add": ["{S} buys {k} more {obj}."],
+    "sub": ["{S} gives away {k} {obj}."],
+    "double": ["{S} doubles {pos} {obj}."],
+    "triple": ["{S} triples {pos} {obj}."],
+    "half": ["{S} gives half of {pos} {obj} to a friend."],
 }
-Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{Pos} friend {N2} has {k} {obj}.", "{N} is {k} years old.",
-                 "The shop sells {k} {obj2} each day.", "{N2} buys {k} {obj2}.",
-                 "{N} also has {k} {obj2}.", "{N2} gives away {k} {obj}."]
-Q_FINAL = ["How many {obj} does {N} have now?", "How many {obj} does {N} have at the end?"]
-CONNECTORS = ["", "", "", "Then ", "Next, ", "After that, "]
+Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} {obj2}."]
+Q_FINAL = ["How many {obj} does {N} have now?"]
+CONNECTORS = [""]
 
 
 @dataclass(frozen=True)
