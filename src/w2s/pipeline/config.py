@@ -97,6 +97,9 @@ class RunConfig:
     #: torch CPU threads (None = torch's default). Tiny models run fastest on 1 thread; on a busy
     #: machine extra OpenMP threads can slow them down by orders of magnitude.
     threads: int | None = None
+    #: Run training stages under this launcher in a subprocess (multi-GPU), e.g.
+    #: "accelerate launch --config_file examples/accelerate/ddp.yaml". None = in-process.
+    launcher: str | None = None
 
 
 BASELINES = ("weak", "strong_fewshot", "full_weak", "gold_sft")

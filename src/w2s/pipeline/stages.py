@@ -86,18 +86,27 @@ class W2SStages:
 
     def train_sft(self, ctx: StageContext, model: str, records: list[dict], out: str, settings: dict,
                   lora: dict | None):
-        from w2s import generation, training
+        from w2s import generation
 
         generation.unload()  # free the generation model's memory before training
-        data_path = ctx.path(out) .parent / f"{Path(out).name}.train.jsonl"
+        data_path = ctx.work_path(".train.jsonl")
         write_jsonl(data_path, records)
-        kwargs = dict(settings)
+        kwargs = {"seed": self.cfg.seed, **settings}
         if lora is not None:
-            kwargs["lora"] = training.LoraSettings(**lora)
-        training.train_sft(model, str(data_path), str(ctx.path(out)), training.SFTSettings(
-            seed=kwargs.pop("seed", self.cfg.seed), **kwargs))
+            kwargs["lora"] = dict(lora)
+        self.train("sft", ctx, model, data_path, ctx.path(out), kwargs)
         data_path.unlink(missing_ok=True)
         return {"n_train": len(records)}
+
+    def train(self, kind: str, ctx: StageContext, model: str, data: Path, out: Path, settings: dict) -> None:
+        """Train in-process, or under the configured launcher (multi-GPU) in a subprocess."""
+        from w2s.training import launch
+
+        job = {"kind": kind, "model": model, "data": str(data), "out_dir": str(out), "settings": settings}
+        if self.cfg.launcher:
+            launch.launch_job(self.cfg.launcher, job, ctx.work_path(".job.json"))
+        else:
+            launch.run_job(job)
 
     def strong_sft_params(self) -> dict:
         return {"strong": self.cfg.strong.model, "train": self.cfg.strong.train, "lora": self.cfg.strong.lora,
@@ -355,19 +364,18 @@ class W2SStages:
 
     def preference_fn(self, method: str, m_plus: str):
         def fn(ctx):
-            from w2s import generation, training
+            from w2s import generation
 
             generation.unload()
             pairs_path = ctx.path("data/pairs.jsonl")
             if not read_records(pairs_path):
                 raise RuntimeError("no preference pairs were built; lower stage2.min_confidence or "
                                    "stage2.flip_confidence, or sample more (stage2.samples)")
-            kwargs = dict(self.cfg.stage2.train)
+            kwargs = {"seed": self.cfg.seed, **self.cfg.stage2.train, "method": method}
             if self.cfg.strong.lora is not None:
-                kwargs["lora"] = training.LoraSettings(**self.cfg.strong.lora)
-            settings = training.PreferenceSettings(method=method, seed=kwargs.pop("seed", self.cfg.seed), **kwargs)
-            training.train_preference(self.model_dir(m_plus), str(pairs_path), str(ctx.path(f"models/m_pro_{method}")),
-                                      settings)
+                kwargs["lora"] = dict(self.cfg.strong.lora)
+            self.train("preference", ctx, self.model_dir(m_plus), pairs_path, ctx.path(f"models/m_pro_{method}"),
+                       kwargs)
             return {}
         return fn
 

@@ -1,0 +1,53 @@
+"""Run one training job described by a JSON file, so a caller can put any launcher in front:
+
+    accelerate launch --config_file examples/accelerate/ddp.yaml -m w2s.training.launch job.json
+
+job.json: {"kind": "sft" | "preference", "model": str, "data": str, "out_dir": str,
+           "settings": {...SFTSettings / PreferenceSettings fields...}}
+
+The pipeline uses this when its config sets `launcher` (multi-GPU training stages), and runs
+training in-process otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from w2s.training.config import LoraSettings, PreferenceSettings, SFTSettings
+
+
+def job_settings(job: dict):
+    settings = dict(job.get("settings") or {})
+    if isinstance(settings.get("lora"), dict):
+        settings["lora"] = LoraSettings(**settings["lora"])
+    cls = {"sft": SFTSettings, "preference": PreferenceSettings}[job["kind"]]
+    return cls(**settings)
+
+
+def run_job(job: dict) -> Path:
+    from w2s.training import train_preference, train_sft
+
+    fn = train_sft if job["kind"] == "sft" else train_preference
+    return fn(job["model"], job["data"], job["out_dir"], job_settings(job))
+
+
+def launch_job(launcher: str, job: dict, job_path: str | Path) -> None:
+    """Write `job` to `job_path` and run it under `launcher` (e.g. "accelerate launch ...")."""
+    job_settings(job)  # fail fast, in this process, on a bad setting
+    Path(job_path).write_text(json.dumps(job, indent=2))
+    cmd = shlex.split(launcher) + ["-m", "w2s.training.launch", str(job_path)]
+    if cmd[0] in ("python", "python3"):
+        cmd[0] = sys.executable
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training job failed under `{launcher}` (exit {proc.returncode}); job: {job_path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m w2s.training.launch JOB.json")
+    run_job(json.loads(Path(sys.argv[1]).read_text()))
