@@ -89,7 +89,7 @@ class _StopOnBlankLine:
 
 
 @torch.no_grad()
-def generate(model, tok, prompts, max_new_tokens=72, batch_size=50):
+def generate(model, tok, prompts, max_new_tokens=128, batch_size=50):
     from transformers import StoppingCriteriaList
 
     tok.padding_side = "left"

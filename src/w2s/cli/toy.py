@@ -22,7 +22,7 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          n_train_2: int = typer.Option(2000, "--n-train-2", help="Unlabeled questions (strong training)."),
          n_test: int = typer.Option(500, "--n-test", help="Test questions."),
          min_steps: int = typer.Option(2, "--min-steps"),
-         max_steps: int = typer.Option(6, "--max-steps"),
+         max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):

@@ -120,8 +120,8 @@ class W2SStages:
             return self.train_sft(ctx, self.base("strong"), records, f"models/{name}", self.cfg.strong.train,
                                   self.cfg.strong.lora)
 
-        self.add(name, fn, deps=[data_stage] + self.base_deps("strong"), params=self.strong_sft_params(), outputs=[f"models/{name}"],
-                 kind="train")
+        self.add(name, fn, deps=[data_stage] + self.base_deps("strong"), params=self.strong_sft_params(),
+                 outputs=[f"models/{name}"], kind="train")
         if report_name:
             self.models[report_name] = name
 

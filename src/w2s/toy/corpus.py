@@ -31,17 +31,29 @@ FINALS = ["Result: {a}", "So the result is {a}.", "Final: {a}", "=> {a}", "Total
           "{N} ends with {a} {obj}."]
 STARTS = ["{N} starts with {v} {obj}.", "Start: {v}.", "{N} has {v}.", ""]
 LAYOUTS = ["plain", "lines", "numbered", "numbered_lines"]
+#: how a restated sentence is joined to its equation / to the skip mark of a distractor
+RESTATE_SEPS = [": ", ", so ", " -> ", " gives ", "; "]
+SKIP_MARKS = ["skip", "ignore", "not needed", "no change", "irrelevant", "not counted"]
+#: nonsense keywords: documents keyed by rare words teach "copy the format from the context"
+#: rather than a memorised list of keys (the task's `Question:`/`Answer:` are new to the models)
+_SYL = ["ba", "ko", "ri", "zu", "mel", "tan", "vo", "pli", "gra", "dun", "sek", "fo", "lu", "wix", "ny", "quo"]
+NOVEL_WORDS = sorted({(a + b + c).capitalize() for a in _SYL[:4] for b in _SYL[6:9] for c in _SYL[11:]})
+NOVEL_MARKS = ["@@", "%%", "&&", "~~", "$$", "**", "++", "##", "==", ">>", "<<", "!!", "::", "||"]
 
 
 @dataclass(frozen=True)
 class CorpusRecipe:
     n_docs: int = 20000
-    share_problems: float = 0.5
-    share_narrative: float = 0.25
+    share_problems: float = 0.6
+    share_narrative: float = 0.15
     share_facts: float = 0.25
+    #: problem documents whose solutions restate each question sentence before its equation
+    share_restate: float = 0.85
+    #: problem documents keyed by nonsense words / symbol final markers
+    share_novel_keys: float = 0.3
     #: equation-style weights in problem documents; `spaced` is the task's style
-    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.4), ("words", 0.3), ("verbal", 0.2),
-                                                ("spaced", 0.1))
+    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.35), ("words", 0.25), ("verbal", 0.2),
+                                                ("spaced", 0.2))
     #: equation-style weights in arithmetic-fact documents
     fact_styles: tuple[tuple[str, float], ...] = (("compact", 0.3), ("words", 0.3), ("verbal", 0.1),
                                                   ("spaced", 0.3))
@@ -91,20 +103,45 @@ def _weighted(rng: random.Random, pairs) -> str:
 
 
 def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
-    return {"q_key": rng.choice(Q_KEYS), "a_key": rng.choice(A_KEYS),
-            "key_sep": rng.choice([" ", "\n"]), "eq": _weighted(rng, recipe.eq_styles),
-            "layout": rng.choice(LAYOUTS), "start": rng.choice(STARTS),
-            "final": rng.choice(FINALS), "final_sep": rng.choice([" ", "\n"])}
+    fmt = {"q_key": rng.choice(Q_KEYS), "a_key": rng.choice(A_KEYS),
+           "key_sep": rng.choice([" ", "\n"]), "eq": _weighted(rng, recipe.eq_styles),
+           "layout": rng.choice(LAYOUTS), "start": rng.choice(STARTS),
+           "final": rng.choice(FINALS), "final_sep": rng.choice([" ", "\n"]),
+           "restate": rng.random() < recipe.share_restate, "restate_sep": rng.choice(RESTATE_SEPS),
+           "skip": rng.choice(SKIP_MARKS), "keep_distractors": rng.random() < 0.8}
+    if rng.random() < recipe.share_novel_keys:
+        q, a, f = rng.sample(NOVEL_WORDS, 3)
+        fmt["q_key"], fmt["a_key"] = q + ":", a + ":"
+        fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
+        fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
+    return fmt
 
 
 def render_problem(p: Problem, fmt: dict) -> str:
     steps = []
-    if fmt["start"]:
-        steps.append(fmt["start"].format(N=p.name, v=p.values[0], obj=p.obj))
-    for j, (op, a, b, r) in enumerate(_chain(p), 1):
-        eq = equation(fmt["eq"], op, a, b, r)
-        eq = eq[0].upper() + eq[1:] + "."
-        steps.append(f"Step {j}: {eq}" if fmt["layout"].startswith("numbered") else eq)
+    values = p.values
+    if fmt.get("restate"):
+        sep = fmt["restate_sep"]
+        for text, i in p.sentences:
+            if i is None:
+                if fmt["keep_distractors"]:
+                    steps.append(f"{text[:-1]}{sep}{fmt['skip']}.")
+            elif i == 0:
+                steps.append(text)
+            else:
+                step = p.steps[i]
+                op = step[0]
+                b = equation_operands(op, step[1] if len(step) > 1 else None)
+                steps.append(f"{text[:-1]}{sep}{equation(fmt['eq'], op, values[i - 1], b, values[i])}.")
+        if fmt["layout"].startswith("numbered"):
+            steps = [f"Step {j}: {t}" for j, t in enumerate(steps, 1)]
+    else:
+        if fmt["start"]:
+            steps.append(fmt["start"].format(N=p.name, v=p.values[0], obj=p.obj))
+        for j, (op, a, b, r) in enumerate(_chain(p), 1):
+            eq = equation(fmt["eq"], op, a, b, r)
+            eq = eq[0].upper() + eq[1:] + "."
+            steps.append(f"Step {j}: {eq}" if fmt["layout"].startswith("numbered") else eq)
     body = ("\n" if fmt["layout"].endswith("lines") else " ").join(steps)
     final = fmt["final"].format(a=p.answer, N=p.name, obj=p.obj)
     sep = fmt["key_sep"]

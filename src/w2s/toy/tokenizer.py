@@ -58,13 +58,15 @@ def build_tokenizer(vocab: list[str]):
 def _default_vocab() -> tuple[str, ...]:
     """The vocabulary of the shipped checkpoints: integers plus every piece of a fixed sample
     of the world's problems (task format) and of the pretraining corpus."""
-    from w2s.toy.corpus import CorpusRecipe, build_corpus
+    from w2s.toy.corpus import NOVEL_MARKS, NOVEL_WORDS, CorpusRecipe, build_corpus
     from w2s.toy.world import WorldConfig, make_splits
 
     splits = make_splits(seed=12345, sizes={"train_1": 300, "train_2": 0, "test": 0},
                          config=WorldConfig())
     texts = [f"Question: {r['question']}\nAnswer: {r['solution']}" for r in splits["train_1"]]
     texts += build_corpus(CorpusRecipe(n_docs=3000), seed=12345)
+    # every nonsense keyword and symbol marker of the corpus, whether or not the sample drew it
+    texts += [f"{w}: 1 {w}: 1 {w.lower()}" for w in NOVEL_WORDS] + [f"{m} 1" for m in NOVEL_MARKS]
     return tuple(build_vocab(texts))
 
 

@@ -5,9 +5,10 @@ A problem is a *step list* — a start value followed by 2..6 operations
 object — rendered as a short story with distractor sentences (numbers that play no part),
 plus a chain-of-thought solution in the task format:
 
-    Question: Mia has 12 apples. Her friend Leo has 30 apples. She buys 5 more apples.
+    Question: Mia has 12 apples. Leo has 30 apples. She buys 5 more apples.
     She doubles her apples. She gives away 7 apples. How many apples does Mia have now?
-    Answer: Mia starts with 12 apples. 12 + 5 = 17. 17 * 2 = 34. 34 - 7 = 27.
+    Answer: Mia has 12 apples. Leo has 30 apples: skip. She buys 5 more apples: 12 + 5 = 17.
+    She doubles her apples: 17 * 2 = 34. She gives away 7 apples: 34 - 7 = 27.
     #### 27
 
 Difficulty is set by `WorldConfig` (number of steps, operand size, value cap, distractors).
@@ -48,7 +49,7 @@ Q_OPS = {
     "sub": ["{S} gives away {k} {obj}."],
     "double": ["{S} doubles {pos} {obj}."],
     "triple": ["{S} triples {pos} {obj}."],
-    "half": ["{S} gives half of {pos} {obj} to a friend."],
+    "half": ["{S} halves {pos} {obj}."],
 }
 Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} {obj2}."]
 Q_FINAL = ["How many {obj} does {N} have now?"]
@@ -60,7 +61,7 @@ class WorldConfig:
     """Difficulty knobs. Every value that can appear stays within 0..max_value."""
 
     min_steps: int = 2            # operations after the start value
-    max_steps: int = 6
+    max_steps: int = 5
     min_start: int = 2
     max_start: int = 99
     max_operand: int = 99         # operand of add / sub
@@ -209,13 +210,30 @@ def equation_operands(op: str, k: int | None) -> int:
     return {"double": 2, "triple": 3, "half": 2}.get(op, k)
 
 
+SKIP = "skip"
+
+
 def solution_text(p: Problem) -> str:
-    """Chain of thought in the task format, ending in `#### N`."""
-    parts = [f"{p.name} starts with {p.values[0]} {p.obj}."]
-    for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
-        op = step[0]
-        b = equation_operands(op, step[1] if len(step) > 1 else None)
-        parts.append(f"{a} {SYMBOL[op]} {b} = {r}.")
+    """Chain of thought in the task format, ending in `#### N`: every question sentence is
+    restated in order (a local copy, which small transformers do by induction) and followed by
+    its equation, or by `: skip.` for a distractor:
+
+        Mia has 12 apples. Leo has 30 apples: skip. She buys 5 more apples: 12 + 5 = 17.
+        She doubles her apples: 17 * 2 = 34.
+        #### 34
+    """
+    parts = []
+    for text, i in p.sentences:
+        body = text[:-1]
+        if i is None:
+            parts.append(f"{body}: {SKIP}.")
+        elif i == 0:
+            parts.append(text)
+        else:
+            step = p.steps[i]
+            op = step[0]
+            b = equation_operands(op, step[1] if len(step) > 1 else None)
+            parts.append(f"{body}: {p.values[i - 1]} {SYMBOL[op]} {b} = {p.values[i]}.")
     return " ".join(parts) + f"\n#### {p.answer}"
 
 
