@@ -125,3 +125,16 @@ def build_from_spec(spec: str, out_dir: str | Path, texts: list[str]) -> Path:
         pretrain_tiny(path, texts, steps=o["steps"], lr=o.get("lr", 3e-3), batch=o.get("batch", 16),
                       seq_len=o.get("seq_len", 256), seed=o.get("seed", 0))
     return path
+
+
+def default_threads() -> int:
+    """Torch CPU threads for small models: all cores (at most 2) on an idle machine, 1 when it is
+    busy (intra-op threads that wait on each other under contention run many times slower)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores * 0.75
+    except OSError:
+        busy = False
+    return 1 if busy or cores < 2 else 2

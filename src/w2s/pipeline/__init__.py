@@ -93,10 +93,12 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                  quiet: bool = False) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
     _quiet_libraries()
-    if cfg.threads:
+    if cfg.threads is not None:
         import torch
 
-        torch.set_num_threads(cfg.threads)
+        from w2s.tiny import default_threads
+
+        torch.set_num_threads(cfg.threads or default_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     handler = _attach_log_file(run_dir)

@@ -94,8 +94,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     name: str | None = None
-    #: torch CPU threads (None = torch's default). Tiny models run fastest on 1 thread; on a busy
-    #: machine extra OpenMP threads can slow them down by orders of magnitude.
+    #: torch CPU threads (None = torch's default, 0 = 2 on an idle machine and 1 on a busy one).
+    #: On a busy machine extra OpenMP threads can slow small models down by orders of magnitude.
     threads: int | None = None
     #: Run training stages under this launcher in a subprocess (multi-GPU), e.g.
     #: "accelerate launch --config_file examples/accelerate/ddp.yaml". None = in-process.

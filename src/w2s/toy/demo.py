@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-FULL = {"sizes": {"train_1": 2000, "train_2": 2000, "test": 500}, "weak_steps": 300, "strong_steps": 250,
-        "pref_steps": 120, "samples": 10, "eval_n": 4, "iterations": 2}
-QUICK = {"sizes": {"train_1": 300, "train_2": 200, "test": 100}, "weak_steps": 60, "strong_steps": 40,
-         "pref_steps": 20, "samples": 4, "eval_n": 2, "iterations": 2}
+FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 400}, "weak_steps": 500, "strong_steps": 150,
+        "pref_steps": 60, "samples": 10, "eval_n": 2, "iterations": 2}
+QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 300, "strong_steps": 30,
+         "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
 
 
 def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
@@ -27,14 +27,14 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
         "name": "toy_demo" + ("_quick" if quick else ""),
         "task": "toy",
         "seed": seed,
-        "threads": 1,
+        "threads": 0,  # auto: 2 on an idle machine, 1 on a busy one
         "data": {"gold": str(data_dir / "train_1.jsonl"), "unlabeled": str(data_dir / "train_2.jsonl"),
                  "test": str(data_dir / "test.jsonl")},
         "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
                  "train": {**sft, "max_steps": p["weak_steps"]}},
         "strong": {"model": str(checkpoint_path("strong")),
-                   "train": {**sft, "learning_rate": 5.0e-4, "max_steps": p["strong_steps"]}},
-        "generation": {"backend": "hf", "max_new_tokens": 96, "options": {"batch_size": 64}},
+                   "train": {**sft, "learning_rate": 5.0e-4, "batch_size": 16, "max_steps": p["strong_steps"]}},
+        "generation": {"backend": "hf", "max_new_tokens": 96, "options": {"batch_size": 128}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
