@@ -154,12 +154,16 @@ def normalize_latex(s: str) -> str:
     return s.rstrip(".")
 
 
+# Text that looks like code never reaches a parser (belt and braces: nothing here evaluates it).
+_CODE_LIKE = re.compile(r"import |lambda|__|def |\b(?:exec|eval)\s*\(")
+
+
 def safe_for_sympy(s: str) -> bool:
     """Refuse input that could make sympy run away before it gets there: long text, deep
     nesting, power towers (9^{9^{9}}), many fractions, code."""
     if len(s) > MAX_LATEX_CHARS:
         return False
-    if any(k in s for k in ("import ", "lambda", "__", "def ", "exec(", "eval(")):
+    if _CODE_LIKE.search(s):
         return False
     depth = max_depth = 0
     exp_stack: list[bool] = []  # per open brace: does it open an exponent?
