@@ -48,3 +48,16 @@ def test_report_files(tmp_path):
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
     assert "chosen side correct 80.0%" in html
     assert "Stage I iter 1 hybrid" in render_markdown(metrics)
+
+
+def test_untrained_models_are_marked(tmp_path, tiny_model):
+    from w2s.training import is_complete, untrained_copy
+
+    models = fake_run(tmp_path)
+    untrained_copy(tiny_model, tmp_path / "models" / "m_pro_dpo", "no preference pairs")
+    assert is_complete(tmp_path / "models" / "m_pro_dpo")
+    assert (tmp_path / "models" / "m_pro_dpo" / "model.safetensors").read_bytes() == \
+        (tiny_model / "model.safetensors").read_bytes()
+    metrics = collect_metrics(tmp_path, models)
+    assert metrics["models"]["m_pro_dpo"]["untrained"] is True
+    assert "M_pro DPO (Stage II) (no training data: unchanged)" in render_markdown(metrics)

@@ -60,6 +60,9 @@ def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
         if f.exists():
             s = json.loads(f.read_text())
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
+            lineage = run_dir / "models" / stage / "lineage.json"
+            if lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
+                scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
     weak = scores.get("weak", {}).get("accuracy")
     ceiling = scores.get("gold_sft", {}).get("accuracy")
     for s in scores.values():
@@ -91,7 +94,7 @@ def _fmt(x, pct=True):
 def results_table(metrics: dict) -> list[list[str]]:
     rows = [["Model", "Accuracy %", "pass@k %", "maj@k %", "PGR"]]
     for name, m in metrics["models"].items():
-        rows.append([label(name), _fmt(m.get("accuracy")), _fmt(m.get("pass@k")), _fmt(m.get("maj@k")),
+        rows.append([label(name) + (" (no training data: unchanged)" if m.get("untrained") else ""), _fmt(m.get("accuracy")), _fmt(m.get("pass@k")), _fmt(m.get("maj@k")),
                      _fmt(m.get("pgr"), pct=False)])
     return rows
 

@@ -50,7 +50,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  as_json: bool = typer.Option(False, "--json")):
-    """Pretrain the toy world's weak and strong base models (CPU, about 10 minutes)."""
+    """Pretrain the toy world's weak and strong base models (CPU, about 15 minutes)."""
     from w2s.toy.pretrain import pretrain
 
     with user_errors():

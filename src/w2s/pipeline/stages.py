@@ -115,8 +115,12 @@ class W2SStages:
     def strong_sft_stage(self, name: str, data_stage: str, data_rel: str, report_name: str | None):
         def fn(ctx):
             records = read_records(ctx.path(data_rel))
-            if not records:
-                raise RuntimeError(f"{name}: no training data in {data_rel} (nothing was selected)")
+            if not records:  # nothing selected: fine-tuning on an empty set is the identity
+                from w2s.training import untrained_copy
+
+                log.warning("%s: %s is empty; the model is the strong base, unchanged", name, data_rel)
+                untrained_copy(self.base("strong"), ctx.path(f"models/{name}"), f"{data_rel} is empty")
+                return {"n_train": 0, "untrained": True}
             return self.train_sft(ctx, self.base("strong"), records, f"models/{name}", self.cfg.strong.train,
                                   self.cfg.strong.lora)
 
@@ -368,9 +372,13 @@ class W2SStages:
 
             generation.unload()
             pairs_path = ctx.path("data/pairs.jsonl")
-            if not read_records(pairs_path):
-                raise RuntimeError("no preference pairs were built; lower stage2.min_confidence or "
-                                   "stage2.flip_confidence, or sample more (stage2.samples)")
+            if not read_records(pairs_path):  # no pairs: preference optimisation is the identity
+                from w2s.training import untrained_copy
+
+                log.warning("no preference pairs were built; m_pro_%s = M_plus unchanged (lower "
+                            "stage2.min_confidence / flip_confidence, or sample more)", method)
+                untrained_copy(self.model_dir(m_plus), ctx.path(f"models/m_pro_{method}"), "no preference pairs")
+                return {"n_train": 0, "untrained": True}
             kwargs = {"seed": self.cfg.seed, **self.cfg.stage2.train, "method": method}
             if self.cfg.strong.lora is not None:
                 kwargs["lora"] = dict(self.cfg.strong.lora)

@@ -6,7 +6,8 @@ Three kinds of document (shares set by `CorpusRecipe`):
 * problem documents — 2..6 problems, every problem of a document in ONE random surface format
   (question key `Problem:`/`Q:`/`Task:`..., solution key `Solution:`/`Work:`/..., step layout,
   equation style, final marker `Result: N`/`=> N`/...), so models learn to pick a format up
-  from context;
+  from context; most solutions restate each question sentence before its equation (the task's
+  solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
 * narrative documents — the same stories told with the running total stated after each event;
 * arithmetic facts — lists of single operations, one style per document.
 

@@ -13,7 +13,7 @@ import yaml
 
 FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 400}, "weak_steps": 500, "strong_steps": 150,
         "pref_steps": 60, "samples": 10, "eval_n": 2, "iterations": 2}
-QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 300, "strong_steps": 30,
+QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 200, "strong_steps": 30,
          "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
 
 
@@ -21,7 +21,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
     from w2s.toy import checkpoint_path
 
     p = QUICK if quick else FULL
-    sft = {"learning_rate": 1.0e-3, "batch_size": 32, "max_length": 256, "warmup_ratio": 0.05,
+    sft = {"learning_rate": 2.0e-3, "batch_size": 32, "max_length": 384, "warmup_ratio": 0.05,
            "lr_scheduler": "cosine", "save_steps": 50}
     return {
         "name": "toy_demo" + ("_quick" if quick else ""),
@@ -33,13 +33,14 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
         "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
                  "train": {**sft, "max_steps": p["weak_steps"]}},
         "strong": {"model": str(checkpoint_path("strong")),
-                   "train": {**sft, "learning_rate": 5.0e-4, "batch_size": 16, "max_steps": p["strong_steps"]}},
-        "generation": {"backend": "hf", "max_new_tokens": 96, "options": {"batch_size": 128}},
+                   "train": {**sft, "learning_rate": 1.0e-3, "batch_size": 16, "max_steps": p["strong_steps"]}},
+        # toy solutions restate every sentence: up to ~110 tokens
+        "generation": {"backend": "hf", "max_new_tokens": 128, "options": {"batch_size": 128}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
                    "train": {"learning_rate": 5.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
-                             "sft_weight": 1.0, "max_length": 256, "save_steps": 50}},
+                             "sft_weight": 1.0, "max_length": 384, "save_steps": 50}},
         "baselines": ["weak", "strong_fewshot", "full_weak", "gold_sft"],
         "eval": {"n": p["eval_n"], "temperature": 1.0},
     }

@@ -45,9 +45,9 @@ class ModelSpec:
 
 
 WEAK = ModelSpec("weak", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=192,
-                 steps=500, batch_size=32, seq_len=256, lr=3e-3)
+                 steps=1500, batch_size=32, seq_len=256, lr=3e-3)
 STRONG = ModelSpec("strong", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
-                   steps=600, batch_size=12, seq_len=768, lr=2e-3)
+                   steps=1800, batch_size=8, seq_len=768, lr=3e-3)
 SPECS = {"weak": WEAK, "strong": STRONG}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)

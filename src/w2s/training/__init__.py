@@ -16,7 +16,7 @@ from w2s.training.config import (
     SFTSettings,
     TrainSettings,
 )
-from w2s.training.lineage import is_complete, read_lineage
+from w2s.training.lineage import is_complete, read_lineage, untrained_copy
 from w2s.training.merge import merge_adapter
 from w2s.training.preference import train_preference
 from w2s.training.sft import train_sft
@@ -34,4 +34,5 @@ __all__ = [
     "read_lineage",
     "train_preference",
     "train_sft",
+    "untrained_copy",
 ]
