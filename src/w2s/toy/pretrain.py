@@ -21,6 +21,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
+from w2s.tiny import default_threads  # shared with the pipeline
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,6 @@ def build_model(spec: ModelSpec, tokenizer, seed: int):
     gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = (tokenizer.pad_token_id, tokenizer.eos_token_id,
                                                          tokenizer.bos_token_id)
     return model
-
-
-def default_threads() -> int:
-    """2 threads on an idle 2-core machine; 1 when the machine is busy (intra-op threads that
-    wait on each other under contention run several times slower than one thread)."""
-    import os
-
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] > cores * 0.75
-    except OSError:  # pragma: no cover
-        busy = False
-    return 1 if busy or cores < 2 else 2
 
 
 def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
