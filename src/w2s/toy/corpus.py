@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from w2s.toy.world import Problem, WorldConfig, equation_operands, sample_problem, steps_key
+from w2s.toy.world import Problem, WorldConfig, equation_operands, restated_steps, sample_problem, steps_key
 
 BANNED = ("Question", "Answer", "####")
 
@@ -120,20 +120,9 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
 
 def render_problem(p: Problem, fmt: dict) -> str:
     steps = []
-    values = p.values
     if fmt.get("restate"):
-        sep = fmt["restate_sep"]
-        for text, i in p.sentences:
-            if i is None:
-                if fmt["keep_distractors"]:
-                    steps.append(f"{text[:-1]}{sep}{fmt['skip']}.")
-            elif i == 0:
-                steps.append(text)
-            else:
-                step = p.steps[i]
-                op = step[0]
-                b = equation_operands(op, step[1] if len(step) > 1 else None)
-                steps.append(f"{text[:-1]}{sep}{equation(fmt['eq'], op, values[i - 1], b, values[i])}.")
+        steps = restated_steps(p, lambda op, a, b, r: equation(fmt["eq"], op, a, b, r),
+                               sep=fmt["restate_sep"], skip=fmt["skip"], keep_distractors=fmt["keep_distractors"])
         if fmt["layout"].startswith("numbered"):
             steps = [f"Step {j}: {t}" for j, t in enumerate(steps, 1)]
     else:

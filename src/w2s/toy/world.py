@@ -213,6 +213,25 @@ def equation_operands(op: str, k: int | None) -> int:
 SKIP = "skip"
 
 
+def restated_steps(p: Problem, render_equation, sep: str = ": ", skip: str = SKIP,
+                   keep_distractors: bool = True) -> list[str]:
+    """Every question sentence in order, each operation followed by `sep` and its equation
+    (`render_equation(op, a, b, result)`), each distractor by `sep` and `skip`. Shared by the
+    task's solutions and the corpus's restating formats."""
+    parts = []
+    for text, i in p.sentences:
+        if i is None:
+            if keep_distractors:
+                parts.append(f"{text[:-1]}{sep}{skip}.")
+        elif i == 0:
+            parts.append(text)
+        else:
+            step = p.steps[i]
+            b = equation_operands(step[0], step[1] if len(step) > 1 else None)
+            parts.append(f"{text[:-1]}{sep}{render_equation(step[0], p.values[i - 1], b, p.values[i])}.")
+    return parts
+
+
 def solution_text(p: Problem) -> str:
     """Chain of thought in the task format, ending in `#### N`: every question sentence is
     restated in order (a local copy, which small transformers do by induction) and followed by
@@ -222,18 +241,7 @@ def solution_text(p: Problem) -> str:
         She doubles her apples: 17 * 2 = 34.
         #### 34
     """
-    parts = []
-    for text, i in p.sentences:
-        body = text[:-1]
-        if i is None:
-            parts.append(f"{body}: {SKIP}.")
-        elif i == 0:
-            parts.append(text)
-        else:
-            step = p.steps[i]
-            op = step[0]
-            b = equation_operands(op, step[1] if len(step) > 1 else None)
-            parts.append(f"{body}: {p.values[i - 1]} {SYMBOL[op]} {b} = {p.values[i]}.")
+    parts = restated_steps(p, lambda op, a, b, r: f"{a} {SYMBOL[op]} {b} = {r}")
     return " ".join(parts) + f"\n#### {p.answer}"
 
 
