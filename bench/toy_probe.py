@@ -25,7 +25,7 @@ import torch
 
 from w2s.tasks import get_task
 from w2s.tasks.base import seeded_rng
-from w2s.toy.world import make_splits
+from w2s.toy.world import WorldConfig, make_splits
 
 
 def load(path):
@@ -115,11 +115,15 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--steps", type=int, default=300, help="SFT steps (batch 32)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--shots", type=int, default=4)
+    ap.add_argument("--shots", default="4", help="comma list, e.g. 2,4")
     ap.add_argument("--gold", action="store_true", help="also the gold-SFT ceiling (slow)")
     ap.add_argument("--skip", default="", help="comma list of probes to skip: weak,zero,few")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--show", type=int, default=2, help="example responses to print per probe")
+    ap.add_argument("--max-steps", type=int, default=None, help="world difficulty (default: WorldConfig)")
+    ap.add_argument("--max-distractors", type=int, default=None)
+    ap.add_argument("--demo-world", action="store_true",
+                    help="the demo's world (w2s.toy.demo.DEMO_WORLD), decontaminated like the demo's data")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.models:
@@ -129,10 +133,18 @@ def main(argv=None):
 
         paths = {w: str(checkpoint_path(w)) for w in ("weak", "strong")}
     task = get_task("toy")
-    splits = make_splits(a.seed)
+    knobs = {k: v for k, v in (("max_steps", a.max_steps), ("max_distractors", a.max_distractors)) if v is not None}
+    exclude = None
+    if a.demo_world:
+        from w2s.toy.demo import DEMO_WORLD
+        from w2s.toy.pretrain import corpus_signatures
+
+        knobs, exclude = {**DEMO_WORLD, **knobs}, corpus_signatures(seed=0)
+    splits = make_splits(a.seed, config=WorldConfig(**knobs), exclude=exclude)
     test = splits["test"][:a.n_test]
     skip = set(filter(None, a.skip.split(",")))
-    res = {"models": a.models or "shipped", "n_test": len(test), "sft_steps": a.steps}
+    res = {"models": a.models or "shipped", "n_test": len(test), "sft_steps": a.steps, "world": knobs,
+           "decontaminated": exclude is not None}
 
     def report(name, responses, t0):
         acc = accuracy(task, responses, test)
@@ -156,15 +168,15 @@ def main(argv=None):
     if "zero" not in skip:
         t0 = time.time()
         report("strong_zero_shot", generate(model, tok, zero_prompts), t0)
-    if "few" not in skip:
+    for shots in ([] if "few" in skip else [int(k) for k in a.shots.split(",")]):
         t0 = time.time()
         demos_pool = splits["train_1"]
         prompts = []
         for r in test:
             rng = seeded_rng(0, "probe-demos", r["id"])
-            demos = rng.sample(demos_pool, a.shots)
+            demos = rng.sample(demos_pool, shots)
             prompts.append(task.fewshot_prompt([(d["question"], d["solution"]) for d in demos], r["question"]))
-        report(f"strong_{a.shots}shot", generate(model, tok, prompts, batch_size=25), t0)
+        report(f"strong_{shots}shot", generate(model, tok, prompts, batch_size=25), t0)
     if a.gold:
         t0 = time.time()
         pairs = [(task.prompt(r["question"]), task.completion(" " + r["solution"])) for r in splits["train_2"]]

@@ -139,14 +139,23 @@ def test_every_integer_is_one_token(tokenizer):
     from w2s.toy.tokenizer import MAX_INT
 
     unk = tokenizer.unk_token_id
-    space = tokenizer.convert_tokens_to_ids(" ")
     for n in range(MAX_INT + 1):
         ids = tokenizer(str(n), add_special_tokens=False).input_ids
+        spaced = tokenizer(f" {n}", add_special_tokens=False).input_ids
         assert len(ids) == 1 and ids[0] != unk, n
-        assert tokenizer.decode(ids) == str(n)
-        # the same token whatever the context: "has 12", "12+5", "= 12."
-        assert tokenizer(f" {n}", add_special_tokens=False).input_ids == [space, ids[0]]
-        assert ids[0] in tokenizer(f"{n}+1={n}.", add_special_tokens=False).input_ids
+        assert len(spaced) == 1 and spaced[0] not in (unk, ids[0]), n
+        assert tokenizer.decode(ids) == str(n) and tokenizer.decode(spaced) == f" {n}"
+        # the same token whatever the context: "12*12=." / "has 12 apples: more + 12 ="
+        assert tokenizer(f"{n}*{n}=.", add_special_tokens=False).input_ids.count(ids[0]) == 2
+        assert tokenizer(f"has {n} apples: more + {n} =", add_special_tokens=False).input_ids.count(spaced[0]) == 2
+
+
+def test_numbers_follow_their_context_word(tokenizer):
+    # "has 12" must be [" has", " 12"]: the token before a number identifies it (induction copying)
+    toks = tokenizer.convert_ids_to_tokens(tokenizer("Mia has 12 apples. She buys 5 more: 12 + 5 = 17.",
+                                                     add_special_tokens=False).input_ids)
+    assert toks == ["Mia", " has", " 12", " apples", ".", " She", " buys", " 5", " more", ":", " 12", " +", " 5",
+                    " =", " 17", "."]
 
 
 def test_tokenizer_round_trips_world_and_corpus(tokenizer, splits):
@@ -161,7 +170,7 @@ def test_tokenizer_round_trips_world_and_corpus(tokenizer, splits):
         assert ids[0] == tokenizer.bos_token_id
         assert tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == t
-    assert len(tokenizer) < 1000
+    assert len(tokenizer) < 1100
 
 
 def test_tokenizer_saves_and_loads(tokenizer, tmp_path):
@@ -254,6 +263,18 @@ def test_equivalence(task):
 
 # --------------------------------------------------------------------------- CLI
 
+def test_splits_decontaminated_against_a_corpus():
+    world = WorldConfig(max_steps=2, max_distractors=1)   # small space: collisions are common
+    used: set = set()
+    build_corpus(CorpusRecipe(n_docs=400, world=world), seed=0, used=used)
+    dirty = make_splits(0, {"train_1": 300, "train_2": 100, "test": 200}, world)
+    assert sum(steps_key(r["steps"]) in used for rows in dirty.values() for r in rows) > 0
+    clean = make_splits(0, {"train_1": 300, "train_2": 100, "test": 200}, world, exclude=used)
+    for rows in clean.values():
+        assert not any(steps_key(r["steps"]) in used or r["question"] in used for r in rows)
+    assert clean == make_splits(0, {"train_1": 300, "train_2": 100, "test": 200}, world, exclude=used)
+
+
 def test_cli_toy_data(tmp_path, splits):
     import json
 
@@ -268,10 +289,15 @@ def test_cli_toy_data(tmp_path, splits):
     app.command("noop")(lambda: None)  # keep `toy` a sub-command group
     out = tmp_path / "data"
     res = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--n-train-1", "30", "--n-train-2", "30",
-                                   "--n-test", "200", "--json"])
+                                   "--n-test", "200", "--no-decontaminate", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["test"] == 200
     assert read_jsonl(out / "test.jsonl") == splits["test"]
     assert len(read_jsonl(out / "train_1.jsonl")) == 30
+    # default: decontaminated against the shipped models' pretraining corpus
+    res = CliRunner().invoke(app, ["toy", "data", "--out", str(tmp_path / "clean"), "--n-train-1", "30",
+                                   "--n-train-2", "30", "--n-test", "200", "--max-steps", "3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "clean" / "world.json").read_text())["decontaminated_against_corpus_seed"] == 0
     bad = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--min-steps", "5", "--max-steps", "2"])
     assert bad.exit_code == 2 and "min_steps" in bad.output

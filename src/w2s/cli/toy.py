@@ -25,6 +25,9 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
+         decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
+                                            help="Redraw problems that occur in the shipped models' "
+                                                 "pretraining corpus (same text or step list)."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):
     """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl."""
     from w2s.io import write_json, write_jsonl
@@ -34,11 +37,17 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
         cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
                           max_distractors=max_distractors)
         sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test}
-        splits = make_splits(seed, sizes, cfg)
+        exclude = None
+        if decontaminate:
+            from w2s.toy.pretrain import corpus_signatures
+
+            exclude = corpus_signatures(seed=0)
+        splits = make_splits(seed, sizes, cfg, exclude=exclude)
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in splits.items():
             write_jsonl(out / f"{name}.jsonl", rows)
-        write_json(out / "world.json", {"seed": seed, "sizes": sizes, "config": cfg.to_dict()})
+        write_json(out / "world.json", {"seed": seed, "sizes": sizes, "config": cfg.to_dict(),
+                                        "decontaminated_against_corpus_seed": 0 if decontaminate else None})
     emit({"out": str(out), "seed": seed, **sizes}, as_json,
          human=f"wrote {n_train_1} / {n_train_2} / {n_test} questions to {out} (seed {seed})")
 

@@ -53,8 +53,8 @@ class CorpusRecipe:
     #: problem documents keyed by nonsense words / symbol final markers
     share_novel_keys: float = 0.3
     #: equation-style weights in problem documents; `spaced` is the task's style
-    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.35), ("words", 0.25), ("verbal", 0.2),
-                                                ("spaced", 0.2))
+    eq_styles: tuple[tuple[str, float], ...] = (("compact", 0.3), ("words", 0.2), ("verbal", 0.2),
+                                                ("spaced", 0.3))
     #: equation-style weights in arithmetic-fact documents
     fact_styles: tuple[tuple[str, float], ...] = (("compact", 0.3), ("words", 0.3), ("verbal", 0.1),
                                                   ("spaced", 0.3))
@@ -193,9 +193,10 @@ def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
 
 
 def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
-                 exclude: set | None = None) -> list[str]:
+                 exclude: set | None = None, used: set | None = None) -> list[str]:
     """`recipe.n_docs` documents, deterministic in (recipe, seed). Problems whose question text or
-    step list is in `exclude` (see `world.split_signatures`) are never used."""
+    step list is in `exclude` (see `world.split_signatures`) are never used; the question text
+    and step list of every problem used are added to `used` when given (for decontamination)."""
     recipe = recipe or CorpusRecipe()
     exclude = exclude or set()
     rng = random.Random(f"toy-corpus:{seed}")
@@ -204,6 +205,8 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
         while True:
             p = sample_problem(rng, recipe.world)
             if p.question not in exclude and steps_key(p.steps) not in exclude:
+                if used is not None:
+                    used.update((p.question, steps_key(p.steps)))
                 return p
 
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),

@@ -7,9 +7,15 @@ pipeline there; rerunning resumes it like any run. Settings are the toy world's 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
+
+#: the demo's world: 2-3 operations and at most one distractor. On the default world (2-5 steps,
+#: up to 2 distractors) the fine-tuned weak model is right 4-8 % of the time and the method has
+#: nothing to select; here about 20 % (docs/toy_world.md, "Difficulty probe").
+DEMO_WORLD = {"max_steps": 3, "max_distractors": 1}
 
 FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 400}, "weak_steps": 500, "strong_steps": 150,
         "pref_steps": 60, "samples": 10, "eval_n": 2, "iterations": 2}
@@ -21,7 +27,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
     from w2s.toy import checkpoint_path
 
     p = QUICK if quick else FULL
-    sft = {"learning_rate": 2.0e-3, "batch_size": 32, "max_length": 384, "warmup_ratio": 0.05,
+    sft = {"learning_rate": 2.0e-3, "batch_size": 32, "max_length": 256, "warmup_ratio": 0.05,
            "lr_scheduler": "cosine", "save_steps": 50}
     return {
         "name": "toy_demo" + ("_quick" if quick else ""),
@@ -34,30 +40,36 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
                  "train": {**sft, "max_steps": p["weak_steps"]}},
         "strong": {"model": str(checkpoint_path("strong")),
                    "train": {**sft, "learning_rate": 1.0e-3, "batch_size": 16, "max_steps": p["strong_steps"]}},
-        # toy solutions restate every sentence: up to ~110 tokens
-        "generation": {"backend": "hf", "max_new_tokens": 128, "options": {"batch_size": 128}},
+        # demo-world solutions restate every sentence: at most 53 tokens
+        "generation": {"backend": "hf", "max_new_tokens": 80, "options": {"batch_size": 128}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
                    "train": {"learning_rate": 5.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
-                             "sft_weight": 1.0, "max_length": 384, "save_steps": 50}},
+                             "sft_weight": 1.0, "max_length": 256, "save_steps": 50}},
         "baselines": ["weak", "strong_fewshot", "full_weak", "gold_sft"],
         "eval": {"n": p["eval_n"], "temperature": 1.0},
     }
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False) -> Path:
-    from w2s.io import write_jsonl
+    from w2s.io import write_json, write_jsonl
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import config_from_dict
-    from w2s.toy.world import make_splits
+    from w2s.toy.pretrain import corpus_signatures
+    from w2s.toy.world import WorldConfig, make_splits
 
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
-    if not all((data_dir / f"{s}.jsonl").exists() for s in p["sizes"]):
-        for split, rows in make_splits(seed, p["sizes"]).items():
+    world = WorldConfig(**DEMO_WORLD)
+    info = {"seed": seed, "sizes": p["sizes"], "config": world.to_dict(), "decontaminated_against_corpus_seed": 0}
+    info_path = data_dir / "world.json"
+    if not info_path.exists() or json.loads(info_path.read_text()) != info:
+        # no question (text or step list) of the base models' pretraining corpus in any split
+        for split, rows in make_splits(seed, p["sizes"], world, exclude=corpus_signatures(seed=0)).items():
             write_jsonl(data_dir / f"{split}.jsonl", rows)
+        write_json(info_path, info)  # written last: the data is complete
     raw = demo_config(data_dir, seed, quick)
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(config_from_dict(raw), out, quiet=quiet)

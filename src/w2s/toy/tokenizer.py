@@ -1,10 +1,13 @@
 """A word/number-level tokenizer for the toy world, saved as a `PreTrainedTokenizerFast`.
 
-Pieces are GPT-2-like: a word or one punctuation character, with or without ONE leading
-space (" apples", "apples", " .", "."), an integer (always bare: a space before a number is its
-own " " token, so `12` in "12+5=17" and in "has 12 apples" is the same token), "\n", " " and
-"####". Every integer 0..MAX_INT is a single token; other pieces come from a fixed sample of the
-toy world's texts (problems and pretraining corpus), anything else is <unk>. Decoding
+Pieces are GPT-2-like: a word, an integer or one punctuation character, with or without ONE
+leading space (" apples", "apples", " 12", "12", " .", "."), "\n", " " and "####". Every integer
+0..MAX_INT is a single token in both variants, so "has 12 apples" is `[" has", " 12", " apples"]`:
+the number directly follows its context word, which is what lets a small model copy it by
+induction (find the previous " has", take the token after it). An earlier version kept integers
+bare with the space as its own token; then the token before EVERY number was the same " ", and
+the models copied a random number of the context (docs/toy_world.md, v8). Other pieces come from
+a fixed sample of the toy world's texts (problems and pretraining corpus), anything else is <unk>. Decoding
 concatenates the pieces, so decode(encode(text)) == text for every text made of known pieces.
 A BOS token is prepended (as Llama tokenizers do); padding is on the left.
 """
@@ -18,7 +21,7 @@ from typing import Iterable
 
 MAX_INT = 299
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-PIECE_PATTERN = r"####| ?[A-Za-z]+|[0-9]+| ?[^A-Za-z0-9\s]|\n| "
+PIECE_PATTERN = r"####| ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\n| "
 _PIECE = re.compile(PIECE_PATTERN)
 
 
@@ -31,8 +34,8 @@ def build_vocab(texts: Iterable[str], max_int: int = MAX_INT) -> list[str]:
     """Specials, then every integer (both variants), then the sample's pieces by frequency."""
     vocab = [SPECIAL["pad_token"], SPECIAL["bos_token"], SPECIAL["eos_token"], SPECIAL["unk_token"],
              "\n", " "]
-    vocab += [str(n) for n in range(max_int + 1)]
-    counts = Counter(p for t in texts for p in pieces(t) if not p.isdigit())
+    vocab += [str(n) for n in range(max_int + 1)] + [f" {n}" for n in range(max_int + 1)]
+    counts = Counter(p for t in texts for p in pieces(t) if not p.strip().isdigit())
     known = set(vocab)
     vocab += sorted((p for p in counts if p not in known), key=lambda p: (-counts[p], p))
     return vocab

@@ -322,14 +322,16 @@ def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[di
 
 
 def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
-                config: WorldConfig | None = None) -> dict[str, list[dict]]:
+                config: WorldConfig | None = None, exclude: set | None = None) -> dict[str, list[dict]]:
     """train_1 / train_2 / test question records (with gold answer, solution, step list).
 
-    The test split is drawn first, so it depends only on (seed, config, its size);
-    train_1 then train_2 avoid every earlier question (text and step-list signature)."""
+    The test split is drawn first, so it depends only on (seed, config, its size, exclude);
+    train_1 then train_2 avoid every earlier question (text and step-list signature).
+    `exclude` (question texts and step lists, e.g. `w2s.toy.pretrain.corpus_signatures()`)
+    is avoided by every split: decontamination against a pretraining corpus."""
     cfg = config or WorldConfig()
     sz = {**DEFAULT_SIZES, **(sizes or {})}
-    seen: set = set()
+    seen: set = set(exclude or ())
     out = {}
     for split in ("test", "train_1", "train_2"):
         out[split] = _fill(split, sz[split], seed, cfg, seen)
