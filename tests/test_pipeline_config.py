@@ -45,6 +45,9 @@ def test_minimal_config_gets_paper_defaults(files):
     ({"strong": {"model": "./no/such/dir"}}, "strong.model: model directory not found"),
     ({"strong": {"train": {"learning_rat": 1.0}}}, "strong.train.learning_rat: unknown key"),
     ({"eval": {"n": True}}, "eval.n: expected an integer"),
+    ({"strong": {"train": {"learning_rate": "fast"}}}, "strong.train.learning_rate: expected a number"),
+    ({"strong": {"train": {"max_steps": 1.5}}}, "strong.train.max_steps: expected an integer"),
+    ({"stage2": {"train": {"beta": -1}}}, "stage2.train: beta must be positive"),
 ])
 def test_errors_name_the_key(files, patch, message):
     raw = base(files)
@@ -69,8 +72,11 @@ def test_relative_paths_resolve_against_the_config_file(files):
     assert cfg.data.gold == str((files / "gold.jsonl").resolve())
 
 
-def test_overrides():
+def test_overrides(files):
     assert parse_override("stage2.min_confidence=0.7") == {"stage2": {"min_confidence": 0.7}}
+    # PyYAML reads `3e-4` as a string (YAML 1.1 wants `3.0e-4`): numbers fields accept it
+    cfg = config_from_dict(base(files), overrides=parse_override("strong.train.learning_rate=3e-4"))
+    assert cfg.strong.train["learning_rate"] == 3e-4
     with pytest.raises(ConfigError):
         parse_override("nokey")
 

@@ -8,6 +8,7 @@ whose field names are validated when the config loads.
 from __future__ import annotations
 
 import dataclasses
+import re
 import os
 import types
 import typing
@@ -106,6 +107,9 @@ BASELINES = ("weak", "strong_fewshot", "full_weak", "gold_sft")
 VARIANTS = ("weak", "icl", "hybrid")
 
 
+_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _check_type(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -138,6 +142,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if tp is float:
+        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads `3e-4` as a string; `3.0e-4` as a float
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
@@ -228,9 +234,15 @@ def _validate_training_keys(cfg: RunConfig) -> None:
         if cls is None:
             continue
         known = {f.name for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
         for k in values:
             if k not in known:
                 raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+            values[k] = _check_type(values[k], hints[k], f"{key}.{k}")
+        try:
+            cls(**values)  # the settings' own checks (ranges, choices), before any stage runs
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{key}: {e}") from None
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
