@@ -158,6 +158,12 @@ def test_numbers_follow_their_context_word(tokenizer):
                     " =", " 17", "."]
 
 
+def test_answer_marker_is_made_of_known_tokens(tokenizer):
+    # `####` is four `#` (the corpus knows `#` from its `## N` markers), not a word no model has seen
+    toks = tokenizer.convert_ids_to_tokens(tokenizer("= 72.\n#### 72", add_special_tokens=False).input_ids)
+    assert toks[-6:] == ["\n", "#", "#", "#", "#", " 72"]
+
+
 def test_tokenizer_round_trips_world_and_corpus(tokenizer, splits):
     from transformers import PreTrainedTokenizerFast
 

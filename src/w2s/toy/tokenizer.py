@@ -1,7 +1,7 @@
 """A word/number-level tokenizer for the toy world, saved as a `PreTrainedTokenizerFast`.
 
 Pieces are GPT-2-like: a word, an integer or one punctuation character, with or without ONE
-leading space (" apples", "apples", " 12", "12", " .", "."), "\n", " " and "####". Every integer
+leading space (" apples", "apples", " 12", "12", " .", "."), "\n" and " ". Every integer
 0..MAX_INT is a single token in both variants, so "has 12 apples" is `[" has", " 12", " apples"]`:
 the number directly follows its context word, which is what lets a small model copy it by
 induction (find the previous " has", take the token after it). An earlier version kept integers
@@ -9,6 +9,10 @@ bare with the space as its own token; then the token before EVERY number was the
 the models copied a random number of the context (docs/toy_world.md, v8). Other pieces come from
 a fixed sample of the toy world's texts (problems and pretraining corpus), anything else is <unk>. Decoding
 concatenates the pieces, so decode(encode(text)) == text for every text made of known pieces.
+The task's answer marker `####` is four `#` tokens, as in real tokenizers: the pretraining corpus
+never contains it (it has `## N` among its nonsense final markers), and a dedicated `####` token
+would be a word no model has seen, whose embedding only fine-tuning can shape (v9: at SFT lr 3e-4
+the models wrote the right chain and then a wrong number after `####`).
 A BOS token is prepended (as Llama tokenizers do); padding is on the left.
 """
 
@@ -21,7 +25,7 @@ from typing import Iterable
 
 MAX_INT = 299
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-PIECE_PATTERN = r"####| ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\n| "
+PIECE_PATTERN = r" ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\n| "
 _PIECE = re.compile(PIECE_PATTERN)
 
 
