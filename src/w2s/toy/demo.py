@@ -17,7 +17,7 @@ import yaml
 #: nothing to select; here about 20 % (docs/toy_world.md, "Difficulty probe").
 DEMO_WORLD = {"max_steps": 3, "max_distractors": 1}
 
-FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 400}, "weak_steps": 500, "strong_steps": 150,
+FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 1000}, "weak_steps": 500, "strong_steps": 150,
         "pref_steps": 60, "samples": 10, "eval_n": 2, "iterations": 2}
 QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 200, "strong_steps": 30,
          "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
@@ -39,13 +39,13 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
         "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
                  "train": {**sft, "max_steps": p["weak_steps"]}},
         "strong": {"model": str(checkpoint_path("strong")),
-                   "train": {**sft, "learning_rate": 1.0e-3, "batch_size": 16, "max_steps": p["strong_steps"]}},
+                   "train": {**sft, "learning_rate": 3.0e-4, "batch_size": 16, "max_steps": p["strong_steps"]}},
         # demo-world solutions restate every sentence: at most 53 tokens
         "generation": {"backend": "hf", "max_new_tokens": 80, "options": {"batch_size": 128}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
-                   "train": {"learning_rate": 5.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
+                   "train": {"learning_rate": 1.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
                              "sft_weight": 1.0, "max_length": 256, "save_steps": 50}},
         "baselines": ["weak", "strong_fewshot", "full_weak", "gold_sft"],
         "eval": {"n": p["eval_n"], "temperature": 1.0},
