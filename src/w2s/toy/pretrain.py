@@ -108,7 +108,7 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     model = build_model(spec, tokenizer, seed)
-    # Tokens the corpus never uses (the task's `Question`, `Answer`, `####`; integers past the
+    # Tokens the corpus never uses (the task's `Question` and `Answer`; integers past the
     # world's range) are kept out of the softmax. With tied embeddings they would otherwise all
     # receive the same "never predict" gradient and collapse onto ONE vector (measured: cosine 1.00
     # between `Question`, `Answer` and `####` in v7), so a few-shot prompt could not tell the
