@@ -94,7 +94,8 @@ def _fmt(x, pct=True):
 def results_table(metrics: dict) -> list[list[str]]:
     rows = [["Model", "Accuracy %", "pass@k %", "maj@k %", "PGR"]]
     for name, m in metrics["models"].items():
-        rows.append([label(name) + (" (no training data: unchanged)" if m.get("untrained") else ""), _fmt(m.get("accuracy")), _fmt(m.get("pass@k")), _fmt(m.get("maj@k")),
+        name_cell = label(name) + (" (no training data: unchanged)" if m.get("untrained") else "")
+        rows.append([name_cell, _fmt(m.get("accuracy")), _fmt(m.get("pass@k")), _fmt(m.get("maj@k")),
                      _fmt(m.get("pgr"), pct=False)])
     return rows
 

@@ -130,6 +130,7 @@ def build_from_spec(spec: str, out_dir: str | Path, texts: list[str]) -> Path:
 def _other_cpu_load(interval: float = 0.3) -> float | None:
     """Cores kept busy by other processes right now (/proc/stat over `interval` s; None elsewhere).
     The 1-minute load average lags: just after a previous job it still reads "busy"."""
+    import os
     import time
 
     def sample():
@@ -143,8 +144,6 @@ def _other_cpu_load(interval: float = 0.3) -> float | None:
         t1, i1 = sample()
     except (OSError, ValueError, IndexError):
         return None
-    import os
-
     return (1 - (i1 - i0) / max(1, t1 - t0)) * (os.cpu_count() or 1)
 
 

@@ -30,24 +30,13 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                                  "pretraining corpus (same text or step list)."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):
     """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl."""
-    from w2s.io import write_json, write_jsonl
-    from w2s.toy.world import WorldConfig, make_splits
+    from w2s.toy.world import WorldConfig, write_splits
 
     with user_errors():
         cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
                           max_distractors=max_distractors)
         sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test}
-        exclude = None
-        if decontaminate:
-            from w2s.toy.pretrain import corpus_signatures
-
-            exclude = corpus_signatures(seed=0)
-        splits = make_splits(seed, sizes, cfg, exclude=exclude)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, rows in splits.items():
-            write_jsonl(out / f"{name}.jsonl", rows)
-        write_json(out / "world.json", {"seed": seed, "sizes": sizes, "config": cfg.to_dict(),
-                                        "decontaminated_against_corpus_seed": 0 if decontaminate else None})
+        write_splits(out, seed, sizes, cfg, decontaminate=decontaminate)
     emit({"out": str(out), "seed": seed, **sizes}, as_json,
          human=f"wrote {n_train_1} / {n_train_2} / {n_test} questions to {out} (seed {seed})")
 
@@ -59,7 +48,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  as_json: bool = typer.Option(False, "--json")):
-    """Pretrain the toy world's weak and strong base models (CPU, about 15 minutes)."""
+    """Pretrain the toy world's weak and strong base models (CPU, about 18 minutes)."""
     from w2s.toy.pretrain import pretrain
 
     with user_errors():

@@ -8,8 +8,8 @@ whose field names are validated when the config loads.
 from __future__ import annotations
 
 import dataclasses
-import re
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field

@@ -14,7 +14,7 @@ import yaml
 
 #: the demo's world: 2-3 operations and at most one distractor. On the default world (2-5 steps,
 #: up to 2 distractors) the fine-tuned weak model is right 4-8 % of the time and the method has
-#: nothing to select; here about 20 % (docs/toy_world.md, "Difficulty probe").
+#: nothing to select; here 30-35 % (docs/toy_world.md, "Difficulty probe" and "Status").
 DEMO_WORLD = {"max_steps": 3, "max_distractors": 1}
 
 FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 1000}, "weak_steps": 500, "strong_steps": 150,
@@ -53,23 +53,17 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False) -> Path:
-    from w2s.io import write_json, write_jsonl
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import config_from_dict
-    from w2s.toy.pretrain import corpus_signatures
-    from w2s.toy.world import WorldConfig, make_splits
+    from w2s.toy.world import WorldConfig, world_info, write_splits
 
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
     world = WorldConfig(**DEMO_WORLD)
-    info = {"seed": seed, "sizes": p["sizes"], "config": world.to_dict(), "decontaminated_against_corpus_seed": 0}
     info_path = data_dir / "world.json"
-    if not info_path.exists() or json.loads(info_path.read_text()) != info:
-        # no question (text or step list) of the base models' pretraining corpus in any split
-        for split, rows in make_splits(seed, p["sizes"], world, exclude=corpus_signatures(seed=0)).items():
-            write_jsonl(data_dir / f"{split}.jsonl", rows)
-        write_json(info_path, info)  # written last: the data is complete
+    if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
+        write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
     raw = demo_config(data_dir, seed, quick)
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(config_from_dict(raw), out, quiet=quiet)

@@ -63,12 +63,16 @@ EXCLUDE_WORLD_SEED = 0
 def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0) -> set:
     """Question texts and step lists of every problem in the pretraining corpus (seed, recipe):
     `make_splits(..., exclude=...)` keeps them out of a dataset (a few seconds to rebuild)."""
+    used: set = set()
+    build_corpus(recipe or DEFAULT_RECIPE, seed=seed, exclude=_held_out_splits(), used=used)
+    return used
+
+
+def _held_out_splits() -> set:
+    """Question texts and step lists of the EXCLUDE_WORLD_SEED splits: never in the corpus."""
     from w2s.toy.world import make_splits, split_signatures
 
-    used: set = set()
-    build_corpus(recipe or DEFAULT_RECIPE, seed=seed, exclude=split_signatures(make_splits(EXCLUDE_WORLD_SEED)),
-                 used=used)
-    return used
+    return split_signatures(make_splits(EXCLUDE_WORLD_SEED))
 
 
 def corpus_tokens(tokenizer, docs: list[str]):
@@ -174,15 +178,13 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     import transformers
 
     from w2s.toy.tokenizer import toy_tokenizer
-    from w2s.toy.world import make_splits, split_signatures
 
     recipe = recipe or DEFAULT_RECIPE
     specs = {**SPECS, **(specs or {})}
     out_dir = Path(out_dir)
     t0 = time.time()
     tokenizer = toy_tokenizer()
-    exclude = split_signatures(make_splits(EXCLUDE_WORLD_SEED))
-    docs = build_corpus(recipe, seed=seed, exclude=exclude)
+    docs = build_corpus(recipe, seed=seed, exclude=_held_out_splits())
     stream = corpus_tokens(tokenizer, docs)
     log(f"corpus: {len(docs)} documents, {len(stream)} tokens, vocab {len(tokenizer)} ({time.time() - t0:.0f}s)")
     paths = {}

@@ -338,6 +338,36 @@ def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
     return {s: out[s] for s in SPLITS}
 
 
+def write_splits(out_dir, seed: int = 0, sizes: dict[str, int] | None = None, config: WorldConfig | None = None,
+                 decontaminate: bool = True) -> dict:
+    """Write train_1/train_2/test.jsonl and world.json (written last: its presence means the data
+    is complete) to `out_dir`; returns the world.json contents. With `decontaminate`, no split
+    holds a question (text or step list) of the shipped models' pretraining corpus (seed 0)."""
+    from pathlib import Path
+
+    from w2s.io import write_json, write_jsonl
+
+    cfg = config or WorldConfig()
+    exclude = None
+    if decontaminate:
+        from w2s.toy.pretrain import corpus_signatures
+
+        exclude = corpus_signatures(seed=0)
+    sz = {**DEFAULT_SIZES, **(sizes or {})}
+    out_dir = Path(out_dir)
+    for name, rows in make_splits(seed, sz, cfg, exclude=exclude).items():
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+    info = world_info(seed, sz, cfg, decontaminate)
+    write_json(out_dir / "world.json", info)
+    return info
+
+
+def world_info(seed: int, sizes: dict[str, int], config: WorldConfig, decontaminate: bool = True) -> dict:
+    """What `write_splits` records in world.json (compare to decide whether data can be reused)."""
+    return {"seed": seed, "sizes": {**DEFAULT_SIZES, **sizes}, "config": config.to_dict(),
+            "decontaminated_against_corpus_seed": 0 if decontaminate else None}
+
+
 def split_signatures(splits: dict[str, list[dict]]) -> set:
     """Question texts and step lists of the splits (kept out of the pretraining corpus)."""
     out: set = set()
