@@ -123,7 +123,7 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=None, help="world difficulty (default: WorldConfig)")
     ap.add_argument("--max-distractors", type=int, default=None)
     ap.add_argument("--demo-world", action="store_true",
-                    help="the demo's world (w2s.toy.demo.DEMO_WORLD), decontaminated like the demo's data")
+                    help="the demo's world (w2s.demo.DEMO_WORLD), decontaminated like the demo's data")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.models:
@@ -136,7 +136,7 @@ def main(argv=None):
     knobs = {k: v for k, v in (("max_steps", a.max_steps), ("max_distractors", a.max_distractors)) if v is not None}
     exclude = None
     if a.demo_world:
-        from w2s.toy.demo import DEMO_WORLD
+        from w2s.demo import DEMO_WORLD
         from w2s.toy.pretrain import corpus_signatures
 
         knobs, exclude = {**DEMO_WORLD, **knobs}, corpus_signatures(seed=0)

@@ -142,3 +142,32 @@ def test_export_rejects_bad_input(app, tmp_path):
     assert "row 1" in r.output and "rejected" in r.output
     r = run(app, "export", "--format", "axolotl", "--input", bad, "--out", tmp_path / "o.jsonl", code=2)
     assert "llamafactory or trl" in r.output
+
+
+def test_select_refuses_questions_that_do_not_join(app, tmp_path):
+    """--questions whose ids match no generation used to be ignored silently."""
+    weak, qs = tmp_path / "w.jsonl", tmp_path / "q.jsonl"
+    write_jsonl(weak, [gen(1, "4"), gen(2, "5")])
+    write_jsonl(qs, [{"id": "gsm8k_1", "question": "Q1?", "answer": "#### 4"}])
+    r = run(app, "select", "--task", "gsm8k", "--weak", weak, "--icl", weak, "--out", tmp_path / "o",
+            "--questions", qs, code=2)
+    assert "q.jsonl" in r.output and "'1'" in r.output and "2 of the 2" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["select", "pairs"])
+def test_non_string_response_is_named(app, tmp_path, command):
+    weak = tmp_path / "w.jsonl"
+    write_jsonl(weak, [gen(1, "4"), {**gen(2, "5"), "response": 5}])
+    other = "--icl" if command == "select" else "--samples"
+    r = run(app, command, "--task", "gsm8k", "--weak", weak, other, weak, "--out", tmp_path / "o", code=2)
+    assert "w.jsonl, row 2, field 'response'" in r.output and "Traceback" not in r.output
+
+
+def test_pairs_writes_the_pipelines_summary_beside_the_pairs(app, tmp_path):
+    weak, samples, out = tmp_path / "w.jsonl", tmp_path / "s.jsonl", tmp_path / "pairs.jsonl"
+    write_jsonl(weak, [gen(1, "4", "weak")])
+    write_jsonl(samples, [gen(1, a, f"s{k}", k) for k, a in enumerate(["4"] * 3 + ["7"])])
+    s = last_json(run(app, "pairs", "--task", "gsm8k", "--weak", weak, "--samples", samples, "--out", out, "--json"))
+    on_disk = json.loads((tmp_path / "pairs_summary.json").read_text())
+    assert on_disk == s and on_disk["confidences"] == [0.75] and on_disk["n_pairs"] == 1

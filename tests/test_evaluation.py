@@ -66,3 +66,36 @@ def test_evaluate_tiny_hf_model(tiny_model, tmp_path, shared_data):
                  out_path=tmp_path / "tiny.json")
     assert m["n_questions"] == 2 and 0.0 <= m["accuracy"] <= 1.0
     assert {"pass@2", "maj@2"} <= set(m) and m["truncated_greedy"] <= 2
+
+
+def test_eval_cache_is_keyed_by_settings_and_model(recorded, tmp_path, caplog):
+    """A rerun with other settings, or of a model rewritten at the same path, regenerates: the
+    metrics file never describes generations made with other settings."""
+    import os
+
+    from w2s.evaluation import evaluate
+
+    questions, gens = recorded
+    out = tmp_path / "out" / "m.json"
+    first = evaluate("gsm8k", str(gens), questions, n=3, backend="replay", out_path=out)
+    assert first["accuracy"] == pytest.approx(1 / 3)
+    key_file = tmp_path / "out" / "m.generations.json"
+    keys = json.loads(key_file.read_text())
+
+    # the same settings reuse the cache (keys unchanged, same numbers)
+    assert evaluate("gsm8k", str(gens), questions, n=3, backend="replay", out_path=out)["accuracy"] == first["accuracy"]
+    assert json.loads(key_file.read_text()) == keys
+
+    # other sampling settings: both caches are regenerated (the greedy one too, max_new_tokens shapes it)
+    caplog.set_level("WARNING", logger="w2s.evaluation")
+    evaluate("gsm8k", str(gens), questions, n=3, temperature=0.5, max_new_tokens=64, backend="replay", out_path=out)
+    assert sum("regenerating" in r.message for r in caplog.records) == 2
+    assert json.loads(key_file.read_text()) != keys
+
+    # the "model" rewritten in place (a retrain at the same path): new answers are scored, not the cached ones
+    write_jsonl(gens, [{"id": q, "sample_index": i, "response": f" #### {a}", "finish_reason": "stop"}
+                       for q, a in (("q1", 18), ("q2", 3), ("q3", 4)) for i in range(3)])
+    os.utime(gens, ns=(1, 1))  # a different stamp even within the file system's time resolution
+    again = evaluate("gsm8k", str(gens), questions, n=3, temperature=0.5, max_new_tokens=64, backend="replay",
+                     out_path=out)
+    assert again["accuracy"] == 1.0 and again["maj@3"] == 1.0

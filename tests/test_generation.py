@@ -262,3 +262,35 @@ def test_cli_generate_zero_and_few_shot(tiny_model, tmp_path):
 
     result = runner.invoke(app, ["generate", *common, "--out", str(tmp_path / "x.jsonl"), "--shots", "2"])
     assert result.exit_code == 2 and "--demos" in result.output
+
+    # demonstrations whose ids join no question: an error, not zero-shot prompts with exit 0
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text("\n".join(json.dumps({"id": str(i), "prompt": "", "response": f" It is {i}.\n#### {i}"})
+                               for i in range(len(QUESTIONS))) + "\n")
+    result = runner.invoke(app, ["generate", *common, "--out", str(tmp_path / "y.jsonl"), "--shots", "2",
+                                 "--demos", str(stray)])
+    assert result.exit_code == 2 and "joins a question by id" in result.output
+    assert not (tmp_path / "y.jsonl").exists()
+
+
+def test_cli_generate_and_eval_take_custom_task_options(tmp_path):
+    """`w2s generate` / `w2s eval` build their task like every command (make_task), so the
+    custom task works with its field options."""
+    from typer.testing import CliRunner
+
+    from w2s.cli import _register, app
+
+    _register()
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "problem": "2+2?", "target": "4"}) + "\n")
+    gens = tmp_path / "g.jsonl"
+    gens.write_text(json.dumps({"id": "a", "sample_index": 0, "response": "The answer is 4"}) + "\n")
+    opts = ["--task", "custom", "--task-option", "question_field=problem", "--task-option", "answer_field=target"]
+    res = CliRunner().invoke(app, ["eval", *opts, "--model", str(gens), "--data", str(data), "--n", "0",
+                                   "--backend", "replay", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["accuracy"] == 1.0
+    res = CliRunner().invoke(app, ["generate", *opts, "--model", str(gens), "--input", str(data), "--backend", "replay",
+                                   "--out", str(tmp_path / "o.jsonl"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert read_jsonl(tmp_path / "o.jsonl")[0]["response"] == "The answer is 4"

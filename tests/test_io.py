@@ -10,7 +10,7 @@ import pytest
 
 from w2s.io import (DataError, JsonlAppender, read_jsonl, read_records, records_sha256, write_json,
                     write_jsonl, write_text)
-from w2s.records import by_id, group_by_id
+from w2s.records import group_by_id
 
 
 def test_jsonl_round_trip_and_int_ids(tmp_path):
@@ -125,7 +125,6 @@ def test_join_by_id_not_position():
     gens = [{"id": "2", "sample_index": 1, "r": "b"}, {"id": "1", "r": "x"}, {"id": "2", "sample_index": 0, "r": "a"}]
     groups = group_by_id(gens)
     assert [g["r"] for g in groups["2"]] == ["a", "b"]
-    assert by_id([{"id": 5, "v": 1}])["5"]["v"] == 1
 
 
 def test_records_hash_is_order_sensitive_but_key_order_free():

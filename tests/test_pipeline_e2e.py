@@ -186,3 +186,33 @@ def test_changed_threshold_reruns_only_stage2_downstream(reference_run, tmp_path
     assert "pairs" in last["ran"]
     assert set(last["ran"]) <= allowed, last["ran"]
     assert "samples" in last["cached"] and "sft_iter2_hybrid" in last["cached"]
+
+
+def test_cli_select_and_pairs_equal_the_pipeline_stages(reference_run, tmp_path):
+    """`w2s select` / `w2s pairs` on the run's files call the same steps as the stages: same
+    records, same summaries (the CLI reads gold from --questions, the pipeline from hidden gold)."""
+    from w2s.io import read_jsonl, write_jsonl
+
+    _, run_dir, _ = reference_run
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    hidden = {r["id"]: r for r in read_jsonl(run_dir / "data/questions/hidden_gold.jsonl")}
+    questions = tmp_path / "q.jsonl"
+    write_jsonl(questions, [{**q, "answer": hidden[q["id"]]["answer"]}
+                            for q in read_jsonl(run_dir / "data/questions/unlabeled.jsonl")])
+    proc = w2s("select", "--task", "gsm8k", "--weak", run_dir / "data/d_weak.jsonl", "--icl",
+               run_dir / "data/d_icl.jsonl", "--questions", questions, "--out", tmp_path / "sel")
+    assert proc.returncode == 0, proc.stderr
+    for v in ("weak", "icl", "hybrid"):
+        assert (tmp_path / "sel" / f"{v}.jsonl").read_bytes() == (run_dir / f"data/iter1/{v}.jsonl").read_bytes()
+    stage_summary = json.loads((run_dir / "data/iter1/summary.json").read_text())
+    assert {"iteration": 1, **json.loads((tmp_path / "sel" / "summary.json").read_text())} == stage_summary
+
+    s2 = cfg["stage2"]
+    proc = w2s("pairs", "--task", "gsm8k", "--weak", run_dir / "data/d_weak.jsonl", "--samples",
+               run_dir / "data/samples.jsonl", "--questions", questions, "--out", tmp_path / "pairs.jsonl",
+               "--min-confidence", s2["min_confidence"], "--flip-confidence", s2["flip_confidence"],
+               "--max-pairs", s2["max_pairs"], "--seed", cfg["seed"])
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pairs.jsonl").read_bytes() == (run_dir / "data/pairs.jsonl").read_bytes()
+    assert (json.loads((tmp_path / "pairs_summary.json").read_text())
+            == json.loads((run_dir / "data/pairs_summary.json").read_text()))

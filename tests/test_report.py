@@ -3,7 +3,8 @@
 import json
 
 from w2s.io import write_json
-from w2s.report import collect_metrics, pgr, render_markdown, write_report
+from w2s.method.metrics import pgr
+from w2s.report import ModelRef, collect_metrics, render_markdown, write_report
 
 
 def fake_run(tmp_path):
@@ -18,9 +19,11 @@ def fake_run(tmp_path):
                {"n_questions": 100, "n_pairs": 20, "weak_chosen": 5, "weak_rejected": 15,
                 "chosen_accuracy": 0.8, "rejected_accuracy": 0.1, "confidences": [0.5, 0.9, 1.0]})
     write_json(tmp_path / "manifest.json", {"stages": {"weak_sft": {"seconds": 1.5}}, "invocations": []})
-    models = {"weak": "weak_sft", "strong_fewshot": "@strong_fewshot", "full_weak": "full_weak",
-              "gold_sft": "gold_sft", "stage1_iter1_hybrid": "sft_iter1_hybrid", "m_plus": "sft_iter1_hybrid",
-              "m_pro_dpo": "m_pro_dpo"}
+    models = {"weak": ModelRef("weak_sft", "weak"), "strong_fewshot": ModelRef(None, "strong_fewshot"),
+              "full_weak": ModelRef("full_weak", "full_weak"), "gold_sft": ModelRef("gold_sft", "gold_sft"),
+              "stage1_iter1_hybrid": ModelRef("sft_iter1_hybrid", "stage1_iter1_hybrid"),
+              "m_plus": ModelRef("sft_iter1_hybrid", "stage1_iter1_hybrid"),
+              "m_pro_dpo": ModelRef("m_pro_dpo", "m_pro_dpo")}
     return models
 
 
@@ -32,6 +35,7 @@ def test_metrics_shape_and_pgr(tmp_path):
     assert abs(m["m_pro_dpo"]["pgr"] - (0.65 - 0.30) / (0.80 - 0.30)) < 1e-9
     assert m["weak"]["pgr"] == 0.0 and m["gold_sft"]["pgr"] == 1.0
     assert metrics["timings"] == {"weak_sft": 1.5}
+    assert metrics["aliases"] == {"m_plus": "stage1_iter1_hybrid"}
     assert metrics["selection"]["iterations"][0]["precision"] == 0.9
     assert pgr(0.5, 0.4, 0.4) is None  # no gap, no ratio
 

@@ -1,91 +1,96 @@
 """Evaluate a model on a test set: greedy accuracy, and with n samples per question,
-unbiased pass@n and maj@n. Generation is `w2s.generation.generate`, grading the task's,
-scoring `w2s.method.metrics.score_generations`.
+unbiased pass@n and maj@n. The ONE evaluator: `w2s eval` and the pipeline's eval stages both
+call `evaluate`. Generation is `w2s.generation.generate`, grading the task's, scoring
+`w2s.method.metrics.score_generations`.
 
     from w2s.evaluation import evaluate
     m = evaluate("gsm8k", "runs/m_plus", "data/gsm8k/test.jsonl", n=10, out_path="m_plus.json")
     m["accuracy"], m["pass@k"], m["maj@k"]
+
+Generations are a cache beside the metrics (`<stem>.greedy.jsonl`, `<stem>.samples.jsonl`),
+keyed by everything that shapes them (`<stem>.generations.json`: model, adapter, backend,
+prompts, sampling, backend options): a rerun with the same settings resumes or reuses them,
+a rerun with other settings regenerates, so a metrics file never describes generations made
+with other settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
 import os
 import time
 from pathlib import Path
 
-from w2s.io import DataError, write_json
+from w2s.io import DataError, read_json, write_json
 
+log = logging.getLogger("w2s.evaluation")
 
-def _task(task):
-    if isinstance(task, str):
-        import w2s.tasks  # noqa: F401 - registers the built-in tasks
-        from w2s.tasks.base import get_task
-
-        return get_task(task)
-    return task
+# Options that change speed, never the generated text.
+SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens", "concurrency")
 
 
 def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: float = 1.0,
              top_p: float = 1.0, max_new_tokens: int = 512, limit: int | None = None, backend: str = "hf",
              out_path: str | os.PathLike | None = None, gen_dir: str | os.PathLike | None = None,
-             adapter: str | None = None, seed: int = 0, progress: bool = False,
-             **backend_options) -> dict:
+             adapter: str | None = None, seed: int = 0, prompts: list[dict] | None = None,
+             progress: bool = False, **backend_options) -> dict:
     """Score `model` on the questions of `data` (a file, or question records).
 
     Greedy decoding gives `accuracy`; with `n > 0`, `n` samples at `temperature` give
     `pass@k` and `maj@k` (k = n; also stored under `pass@{n}` / `maj@{n}`). Questions need a
-    gold answer. Generations are kept (and resumed) in `gen_dir`, by default beside `out_path`
-    (`<stem>.greedy.jsonl`, `<stem>.samples.jsonl`). The metrics dict is written to `out_path`
-    as JSON when given, and returned.
+    gold answer. `prompts` ({"id", "prompt"} per question) replace the task's zero-shot prompts
+    (e.g. few-shot evaluation). Generations are cached in `gen_dir`, by default beside
+    `out_path`. The metrics dict is written to `out_path` as JSON when given, and returned.
     """
     from w2s.generation import SamplingConfig, generate
     from w2s.method.metrics import score_generations
+    from w2s.steps import zero_shot_prompts
+    from w2s.tasks import make_task
 
-    t = _task(task)
-    if isinstance(data, (str, os.PathLike)):
-        questions = t.load_questions(str(data))
-        data_desc = str(Path(data).resolve())
-    else:
-        questions = [dict(q) for q in data]
-        data_desc = None
-    if limit is not None:
-        questions = questions[:limit]
-    questions = [q for q in questions if q.get("answer") not in (None, "")]
-    if not questions:
-        raise DataError(data_desc, "no questions with a gold answer to evaluate on", field="answer")
+    t = make_task(task)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or absent), got {limit}")
+    if isinstance(data, (str, os.PathLike)):
+        questions = t.load_questions(str(data))
+        data_desc = str(data)
+    else:
+        questions, data_desc = [dict(q) for q in data], None
+    questions = [q for q in questions[:limit] if q.get("answer") not in (None, "")]
+    if not questions:
+        raise DataError(data_desc, "no questions with a gold answer to evaluate on", field="answer")
+    if prompts is None:
+        prompts = zero_shot_prompts(t, questions)
 
-    prompts = [{"id": q["id"], "prompt": t.prompt(q["question"])} for q in questions]
     stop = tuple(t.stop)
+    greedy_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop, seed=seed)
+    sample_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                n=max(n, 1), stop=stop, seed=seed)
     greedy_path = samples_path = None
     base = Path(gen_dir) if gen_dir else (Path(out_path).parent if out_path else None)
     if base is not None:
         stem = Path(out_path).stem if out_path else "eval"
         greedy_path, samples_path = base / f"{stem}.greedy.jsonl", base / f"{stem}.samples.jsonl"
+        _key_generation_cache(base / f"{stem}.generations.json", {
+            "greedy": (greedy_path, _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)),
+            "samples": (samples_path, _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})
 
     t0 = time.time()
-    greedy = generate(str(model), prompts, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
-                                                          stop=stop, seed=seed),
-                      backend=backend, out_path=greedy_path, adapter=adapter, progress=progress, **backend_options)
-    samples: list[dict] = []
-    if n > 0:
-        samples = generate(str(model), prompts,
-                           SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                          n=n, stop=stop, seed=seed),
-                           backend=backend, out_path=samples_path, adapter=adapter, progress=progress,
-                           **backend_options)
+    run = dict(backend=backend, adapter=adapter, progress=progress, **backend_options)
+    greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
+    samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
     if backend == "hf":
-        try:
-            from w2s.generation import unload
+        from w2s.generation import unload
 
-            unload()  # free the cached model: the pipeline may train next
-        except Exception:  # noqa: BLE001
-            pass
+        unload()  # free the cached model: the pipeline may train next
 
     scores = score_generations(t, questions, greedy, samples)
-    metrics: dict = {"task": getattr(t, "name", str(task)), "model": str(model), "adapter": adapter,
-                     "data": data_desc, "n_questions": len(questions), **scores}
+    metrics: dict = {"task": t.name, "model": str(model), "adapter": adapter, "data": data_desc,
+                     "n_questions": len(questions), **scores}
     if "k" in scores:
         metrics[f"pass@{scores['k']}"] = scores["pass@k"]
         metrics[f"maj@{scores['k']}"] = scores["maj@k"]
@@ -94,7 +99,40 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
                     "truncated_greedy": sum(1 for g in greedy if g.get("finish_reason") == "length"),
                     "seconds": round(time.time() - t0, 3)})
     if greedy_path is not None:
-        metrics["generations"] = {"greedy": str(greedy_path), "samples": str(samples_path) if n > 0 else None}
+        metrics["generations"] = {"greedy": greedy_path.name, "samples": samples_path.name if n > 0 else None}
     if out_path is not None:
         write_json(out_path, metrics)
     return metrics
+
+
+def _cache_key(model, adapter, backend: str, prompts: list[dict], sampling, options: dict) -> str:
+    """Everything that shapes a generation file, hashed. The sample count is left out: samples
+    are seeded per (seed, id, index), so the first k of n are the same records as a run of k."""
+    shaping = {k: v for k, v in options.items() if k not in SPEED_ONLY_OPTIONS}
+    blob = json.dumps({"model": str(model), "model_files": _files_stamp(model), "adapter": adapter,
+                       "adapter_files": _files_stamp(adapter), "backend": backend, "options": shaping,
+                       "prompts": [[p["id"], p["prompt"]] for p in prompts],
+                       "sampling": {k: v for k, v in dataclasses.asdict(sampling).items() if k != "n"}},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _files_stamp(path) -> list | None:
+    """(name, size, mtime) of a local model's files: a model retrained at the same path is
+    another model. None for a hub name or served model."""
+    if path is None or not Path(path).exists():
+        return None
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and "checkpoints" not in f.parts)
+    return [[str(f.relative_to(p)) if f != p else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _key_generation_cache(key_file: Path, files: dict[str, tuple[Path, str]]) -> None:
+    """Drop cached generation files that were made with other settings (or whose settings are
+    unknown), then record the current keys. The files are this evaluator's own cache."""
+    old = read_json(key_file) if key_file.exists() else {}
+    for name, (path, key) in files.items():
+        if path.exists() and old.get(name) != key:
+            log.warning("%s was generated with other settings (or unknown ones); regenerating it", path)
+            path.unlink()
+    write_json(key_file, {name: key for name, (_, key) in files.items()})

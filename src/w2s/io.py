@@ -199,6 +199,16 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     _atomic_write_text(path, w)
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's value; a file that is not valid JSON is a DataError naming it and the spot."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not valid JSON ({e})") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     _atomic_write_text(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
 

@@ -18,22 +18,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
+# Required fields of each shape (what readers check before training or exporting).
 QUESTION_FIELDS = ("id", "question")
 GENERATION_FIELDS = ("id", "prompt", "response")
 SFT_FIELDS = ("id", "prompt", "completion")
 PREFERENCE_FIELDS = ("id", "prompt", "chosen", "rejected")
-
-SHAPES = {
-    "question": QUESTION_FIELDS,
-    "generation": GENERATION_FIELDS,
-    "sft": SFT_FIELDS,
-    "preference": PREFERENCE_FIELDS,
-}
-
-
-def by_id(records: Iterable[dict]) -> dict[str, dict]:
-    """Index records by id; the last record wins if an id repeats."""
-    return {str(r["id"]): r for r in records}
 
 
 def group_by_id(records: Iterable[dict]) -> dict[str, list[dict]]:

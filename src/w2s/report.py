@@ -11,9 +11,11 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from w2s.io import write_json, write_text
+from w2s.method.metrics import pgr
 
 ORDER = ["weak", "strong_fewshot", "full_weak"]
 LABELS = {
@@ -43,30 +45,35 @@ def label(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def pgr(x: float | None, weak: float | None, ceiling: float | None) -> float | None:
-    if x is None or weak is None or ceiling is None or ceiling == weak:
-        return None
-    return (x - weak) / (ceiling - weak)
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the report scores: the directory it lives in (`models/<model_dir>`; None for a
+    base model used as is) and the file holding its scores (`eval/<eval_name>.json`: another
+    model's when they are the same model, as M_plus is the last Stage I hybrid)."""
+
+    model_dir: str | None
+    eval_name: str
 
 
-def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
+def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     """Gather per-model scores, selection diagnostics and timings into the metrics.json shape:
-    {"models": {NAME: {"accuracy", "pass@k", "maj@k", "pgr", ...}}, "selection": {...}, "timings": {...}}"""
+    {"models": {NAME: {"accuracy", "pass@k", "maj@k", "pgr", ...}}, "aliases": {NAME: NAME},
+     "selection": {...}, "timings": {...}}"""
     run_dir = Path(run_dir)
     scores: dict[str, dict] = {}
-    for name, stage in models.items():
-        src = "stage1_iter" + stage[len("sft_iter"):] if name == "m_plus" else name
-        f = run_dir / "eval" / f"{src}.json"
+    for name, ref in models.items():
+        f = run_dir / "eval" / f"{ref.eval_name}.json"
         if f.exists():
             s = json.loads(f.read_text())
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
-            lineage = run_dir / "models" / stage / "lineage.json"
-            if lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
+            lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
+            if lineage and lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
                 scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
     weak = scores.get("weak", {}).get("accuracy")
     ceiling = scores.get("gold_sft", {}).get("accuracy")
     for s in scores.values():
-        s["pgr"] = pgr(s["accuracy"], weak, ceiling)
+        s["pgr"] = None if weak is None or ceiling is None else pgr(s["accuracy"], weak, ceiling)
+    aliases = {name: ref.eval_name for name, ref in models.items() if ref.eval_name != name and name in scores}
 
     selection: dict = {"iterations": []}
     for summ in sorted(run_dir.glob("data/iter*/summary.json"), key=lambda p: int(p.parent.name[4:])):
@@ -81,7 +88,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
         for name, e in json.loads(manifest.read_text())["stages"].items():
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
-    return {"models": {n: scores[n] for n in _order(scores)}, "selection": selection, "timings": timings}
+    return {"models": {n: scores[n] for n in _order(scores)}, "aliases": aliases, "selection": selection,
+            "timings": timings}
 
 
 def _fmt(x, pct=True):

@@ -1,7 +1,8 @@
 """Core data commands on files: grade, select, pairs, export.
 
 Each prints a human summary; with --json the last line of output is one JSON object.
-All logic lives in w2s.method / w2s.tasks; this module only reads, calls and writes.
+Each command reads its files and calls the same `w2s.steps` function as the pipeline's stage,
+so its records and summary are the pipeline's.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ TASK_HELP = "Task name (gsm8k, math, custom, ...)."
 OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem for custom)."
 
 
-def _task(name: str, options: list[str] | None):
-    from w2s.tasks import get_task
+def task_from_options(name: str, options: list[str] | None):
+    """A task from --task NAME and its repeatable -o KEY=VALUE options (shared by every command)."""
+    from w2s.tasks import make_task
 
-    kwargs = {}
+    spec = {"name": name}
     for item in options or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"task option {item!r} is not KEY=VALUE")
-        kwargs[key.strip()] = value
-    try:
-        return get_task(name, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"task {name!r} does not take these options: {e}") from None
+        spec[key.strip()] = value
+    return make_task(spec)
 
 
 def _questions(task, questions_path: str | None, *generation_sets: list[dict]) -> list[dict]:
@@ -46,12 +45,13 @@ def _questions(task, questions_path: str | None, *generation_sets: list[dict]) -
                                 row=i, field="question")
         return recovered
     given = {q["id"]: q for q in task.load_questions(questions_path)}
+    unknown = [q["id"] for q in recovered if q["id"] not in given]
+    if unknown:  # a --questions file that does not join would be silently ignored
+        raise DataError(questions_path, f"has no question with id {unknown[0]!r} ({len(unknown)} of the "
+                                        f"{len(recovered)} generation ids are not in it)", field="id")
     out = []
     for q in recovered:  # generation ids, question text and gold from the questions file
-        rec = dict(given.get(q["id"], q))
-        if "question" not in rec:
-            raise DataError(questions_path, f"no question with id {q['id']!r} (needed by the generations)",
-                            field="id")
+        rec = dict(given[q["id"]])
         if "answer" not in rec and "answer" in q:
             rec["answer"] = q["answer"]
         out.append(rec)
@@ -71,7 +71,7 @@ def grade(
     from w2s.method.metrics import grade_records
 
     with user_errors():
-        t = _task(task, task_option)
+        t = task_from_options(task, task_option)
         rows = read_records(input)
         graded = grade_records(t, rows, response_field=response_field, gold_field=gold_field, path=input)
         write_jsonl(out, graded)
@@ -94,22 +94,16 @@ def select(
 
     Writes OUT/weak.jsonl, OUT/icl.jsonl, OUT/hybrid.jsonl (SFT records) and OUT/summary.json.
     """
-    from w2s.method.metrics import selection_diagnostics
-    from w2s.method.selection import select_consistent
+    from w2s import steps
 
     with user_errors():
-        t = _task(task, task_option)
-        weak_gens = read_records(weak, required=("id", "response"))
-        icl_gens = read_records(icl, required=("id", "response"))
+        t = task_from_options(task, task_option)
+        weak_gens = steps.read_generations(weak)
+        icl_gens = steps.read_generations(icl)
         qs = _questions(t, questions, weak_gens, icl_gens)
-        sel = select_consistent(t, qs, weak_gens, icl_gens)
+        sel, summary = steps.select(t, qs, weak_gens, icl_gens)
         out_dir = Path(out)
-        write_jsonl(out_dir / "weak.jsonl", sel.weak)
-        write_jsonl(out_dir / "icl.jsonl", sel.icl)
-        write_jsonl(out_dir / "hybrid.jsonl", sel.hybrid)
-        summary = selection_diagnostics(t, sel, qs)
-        summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
-        write_json(out_dir / "summary.json", summary)
+        steps.write_selection(out_dir, sel, summary)
         human = (f"selected {summary['n_selected']} of {summary['n_questions']} questions "
                  f"({100 * summary['coverage']:.1f}%) -> {out_dir}/{{weak,icl,hybrid}}.jsonl")
         if "precision" in summary:
@@ -130,24 +124,21 @@ def pairs(
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
-    """Stage II: preference pairs from the weak responses and the strong model's samples."""
-    from w2s.method.metrics import pair_diagnostics
-    from w2s.method.pairs import build_pairs
+    """Stage II: preference pairs from the weak responses and the strong model's samples.
+
+    Writes OUT (preference records) and OUT's summary beside it (OUT_summary.json).
+    """
+    from w2s import steps
 
     with user_errors():
-        t = _task(task, task_option)
-        weak_gens = read_records(weak, required=("id", "response"))
-        sample_gens = read_records(samples, required=("id", "response"))
+        t = task_from_options(task, task_option)
+        weak_gens = steps.read_generations(weak)
+        sample_gens = steps.read_generations(samples)
         qs = _questions(t, questions, weak_gens)
-        prefs = build_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
-                            flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed)
+        prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
+                                                flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed)
         write_jsonl(out, prefs)
-        summary = {"n_questions": len(qs), "n_pairs": len(prefs),
-                   "n_questions_with_pairs": len({p["id"] for p in prefs}),
-                   "weak_chosen": sum(p["weak_side"] == "chosen" for p in prefs),
-                   "weak_rejected": sum(p["weak_side"] == "rejected" for p in prefs)}
-        diag = pair_diagnostics(t, prefs, qs)
-        summary.update({k: v for k, v in diag.items() if k != "n_pairs"})
+        write_json(_summary_path(out), summary)
         human = (f"{summary['n_pairs']} pairs from {summary['n_questions_with_pairs']} of "
                  f"{summary['n_questions']} questions (weak chosen {summary['weak_chosen']}, "
                  f"weak rejected {summary['weak_rejected']}) -> {out}")
@@ -156,8 +147,15 @@ def pairs(
         emit(summary, as_json, human)
 
 
+def _summary_path(out: str) -> Path:
+    p = Path(out)
+    return p.with_name(f"{p.stem}_summary.json")
+
+
 def _export_rows(records: list[dict], fmt: str, kind: str, path: str) -> list[dict]:
-    need = ("prompt", "chosen", "rejected") if kind == "preference" else ("prompt", "completion")
+    from w2s.records import PREFERENCE_FIELDS, SFT_FIELDS
+
+    need = [f for f in (PREFERENCE_FIELDS if kind == "preference" else SFT_FIELDS) if f != "id"]
     for i, r in enumerate(records, 1):
         for f in need:
             if not isinstance(r.get(f), str):

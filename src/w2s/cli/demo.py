@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
              quiet: bool = typer.Option(False, "--quiet")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import _print_results
-        from w2s.toy.demo import run_demo
+        from w2s.demo import run_demo
 
         with user_errors():
             run_demo(out, seed=seed, quick=quick, quiet=quiet)

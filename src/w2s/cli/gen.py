@@ -45,28 +45,26 @@ def generate_cmd(
     concurrency: int = typer.Option(8, "--concurrency", help="openai: requests in flight."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option",
+                                                    help="Task option KEY=VALUE, repeatable (custom task fields)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ):
     """Generate answers for every question of INPUT with MODEL; resumable (rerun to finish)."""
+    from w2s import steps
+    from w2s.cli.data import task_from_options
     from w2s.generation import GenerationError, SamplingConfig, generate
-    from w2s.tasks import get_task
 
     with user_errors():
-        the_task = get_task(task)
-        questions = the_task.load_questions(str(input))
-        if limit is not None:
-            questions = questions[:limit]
+        the_task = task_from_options(task, task_option)
+        questions = steps.load_questions(the_task, str(input), limit)
         if shots > 0:
             if demos is None:
                 raise ValueError("--shots needs --demos (a generations file to draw demonstrations from)")
-            from w2s.io import read_records
-            from w2s.method.fewshot import build_fewshot_prompts
-
-            prompts = build_fewshot_prompts(the_task, questions, read_records(str(demos), required=("id", "response")),
+            prompts = steps.fewshot_prompts(the_task, questions, steps.read_generations(demos),
                                             shots, seed)
         else:
-            prompts = [{"id": q["id"], "prompt": the_task.prompt(q["question"])} for q in questions]
+            prompts = steps.zero_shot_prompts(the_task, questions)
         stops = tuple(dict.fromkeys([*the_task.stop, *stop]))
         sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                   top_k=top_k, n=n, stop=stops, seed=seed)

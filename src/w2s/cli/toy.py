@@ -1,7 +1,5 @@
 """`w2s toy ...`: the toy world (data generation, pretraining of the base models).
-
-`w2s demo` (the end-to-end run on the toy world) is registered here later by the pipeline.
-"""
+`w2s demo`, the whole method on the toy world, is `cli/demo.py` over `w2s.demo`."""
 
 from __future__ import annotations
 
@@ -30,7 +28,8 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                                  "pretraining corpus (same text or step list)."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):
     """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl."""
-    from w2s.toy.world import WorldConfig, write_splits
+    from w2s.toy.data import write_splits
+    from w2s.toy.world import WorldConfig
 
     with user_errors():
         cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,

@@ -7,7 +7,7 @@ w2s.evaluation. The same commands run under `accelerate launch` (DDP / DeepSpeed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -167,14 +167,18 @@ def eval_cmd(
     backend: str = typer.Option("hf", "--backend", help="Generation backend (hf, vllm, ...)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write metrics JSON here."),
     seed: int = typer.Option(0, "--seed"),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option",
+                                                    help="Task option KEY=VALUE, repeatable (custom task fields)."),
     as_json: bool = _JSON,
 ):
-    """Greedy accuracy, pass@k and maj@k of a model on a test set."""
+    """Greedy accuracy, pass@k and maj@k of a model on a test set. Generations are kept beside
+    --out and reused by a rerun with the same settings (regenerated when a setting changes)."""
     with user_errors():
+        from w2s.cli.data import task_from_options
         from w2s.evaluation import evaluate
 
-        metrics = evaluate(task, model, data, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                           limit=limit, backend=backend, out_path=out, seed=seed)
+        metrics = evaluate(task_from_options(task, task_option), model, data, n=n, temperature=temperature,
+                           max_new_tokens=max_new_tokens, limit=limit, backend=backend, out_path=out, seed=seed)
     keys = ["accuracy"] + [k for k in metrics if k.startswith(("pass@", "maj@")) and k[-1].isdigit()]
     human = f"{metrics['n_questions']} questions: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
     emit(metrics, as_json, human + (f" -> {out}" if out else ""))

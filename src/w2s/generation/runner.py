@@ -42,7 +42,7 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
 
     With `out_path`, records are appended as they finish and a rerun (after a crash or Ctrl-C)
     only generates the (id, sample_index) pairs that are not in the file yet; once complete,
-    the file is rewritten in input order. The file must
+    the file holds them in input order. The file must
     come from the same model and prompts; change the path when you change sampling settings.
     """
     if not isinstance(sampling, SamplingConfig):
@@ -52,6 +52,7 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
     label = model_label(model, adapter)
     done = (_load_done(Path(out_path), prompts, sampling.n, label, check_model=backend != "replay")
             if out_path else {})
+    in_order = list(done) == [(p["id"], i) for p in prompts for i in range(sampling.n)]  # a file that is whole
     pending = [WorkItem(p["id"], p["prompt"], i, derive_seed(sampling.seed, p["id"], i))
                for p in prompts for i in range(sampling.n) if (p["id"], i) not in done]
     if pending:
@@ -70,8 +71,9 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
             bar.close()
             if appender:
                 appender.close()
-    ordered = [done[(p["id"], i)] for p in prompts for i in range(sampling.n)]
-    if out_path and pending:
+    wanted = [(p["id"], i) for p in prompts for i in range(sampling.n)]
+    ordered = [done[key] for key in wanted]
+    if out_path and (pending or not in_order):
         _rewrite_in_input_order(Path(out_path), ordered)
     return ordered
 

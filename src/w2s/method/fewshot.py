@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from w2s.method.selection import first_generation
+from w2s.method.voting import usable_answer
 from w2s.tasks.base import Task, seeded_rng
 
 
@@ -18,18 +19,18 @@ def demo_pool(task: Task, questions: Sequence[dict], demos: Iterable[dict]) -> l
     for qid, g in first_generation(demos).items():
         if isinstance(g.get("question"), str):
             text.setdefault(qid, g["question"])
-        if qid not in text or g.get("finish_reason") == "length":
+        if qid not in text or not usable_answer(task, g):
             continue
-        response = g.get("response") or ""
-        if not task.extract_answer(response):
-            continue
-        pool.append((qid, text[qid], task.clean_response(response).strip()))
+        pool.append((qid, text[qid], task.clean_response(g.get("response") or "").strip()))
     return pool
 
 
 def build_fewshot_prompts(task: Task, questions: Sequence[dict], demos: Iterable[dict],
-                          k: int, seed: int) -> list[dict]:
+                          k: int, seed: int, demo_questions: Sequence[dict] | None = None) -> list[dict]:
     """One k-shot prompt per question: {"id", "prompt", "demo_ids"}.
+
+    Demonstrations join `demo_questions` by id (default: the target `questions`; pass the
+    unlabeled questions to prompt test questions with weak outputs on the unlabeled set).
 
     Demonstrations are drawn per question with a generator seeded by (seed, id), so a prompt
     does not depend on the order or number of the other questions. The target question is
@@ -38,7 +39,7 @@ def build_fewshot_prompts(task: Task, questions: Sequence[dict], demos: Iterable
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    pool = demo_pool(task, questions, demos)
+    pool = demo_pool(task, questions if demo_questions is None else demo_questions, demos)
     out = []
     for q in questions:
         qid, text = str(q["id"]), q["question"]

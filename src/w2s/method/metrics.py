@@ -35,7 +35,7 @@ def grade_records(task: Task, rows: Sequence[dict], response_field: str = "respo
         except (KeyError, ValueError):
             raise DataError(path, "missing gold answer", row=i, field=gold_field or "answer") from None
         pred = task.extract_answer(row[response_field])
-        out.append({**row, "pred": pred, "correct": bool(pred) and task.equivalent(pred, gold)})
+        out.append({**row, "pred": pred, "correct": task.matches(pred, gold)})
     return out
 
 
@@ -72,8 +72,7 @@ def maj_at_k(task: Task, samples: Iterable[dict], golds: Mapping[str, str], k: i
     if k is not None:
         groups = {qid: gens[:k] for qid, gens in groups.items()}
     votes = majority_vote(task, [g for gens in groups.values() for g in gens])
-    hits = [bool(qid in votes and votes[qid].answer and task.equivalent(votes[qid].answer, gold))
-            for qid, gold in golds.items()]
+    hits = [qid in votes and task.matches(votes[qid].answer or "", gold) for qid, gold in golds.items()]
     return accuracy(hits)
 
 
@@ -90,16 +89,17 @@ def golds_of(questions: Iterable[dict]) -> dict[str, str]:
     return {str(q["id"]): str(q["answer"]) for q in questions if q.get("answer") not in (None, "")}
 
 
-def selection_diagnostics(task: Task, selection: Selection, questions: Sequence[dict]) -> dict:
-    """Coverage (selected / questions) and, where hidden gold is known, precision of the
-    selected answers (the agreed answer equals gold)."""
-    golds = golds_of(questions)
+def selection_diagnostics(task: Task, selection: Selection, questions: Sequence[dict],
+                          gold: Sequence[dict] | None = None) -> dict:
+    """Coverage (selected / questions) and, where gold is known (on the questions, or in the
+    hidden `gold` records), precision of the selected answers (the agreed answer equals gold)."""
+    golds = golds_of(questions if gold is None else gold)
     n = len(questions)
     out = {"n_questions": n, "n_selected": len(selection.ids),
            "coverage": len(selection.ids) / n if n else 0.0}
     graded = [qid for qid in selection.ids if qid in golds]
     if graded:
-        right = sum(task.equivalent(selection.answers[qid], golds[qid]) for qid in graded)
+        right = sum(task.matches(selection.answers[qid], golds[qid]) for qid in graded)
         out.update(n_graded=len(graded), n_correct=right, precision=right / len(graded))
     return out
 
@@ -122,10 +122,8 @@ def pair_diagnostics(task: Task, pairs: Sequence[dict], questions: Sequence[dict
                           ("weak_rejected_", [p for p in graded if p.get("weak_side") == "rejected"])):
         if not subset:
             continue
-        chosen_ok = [bool(answer(p, "chosen")) and task.equivalent(answer(p, "chosen"), golds[str(p["id"])])
-                     for p in subset]
-        rejected_ok = [bool(answer(p, "rejected")) and task.equivalent(answer(p, "rejected"), golds[str(p["id"])])
-                       for p in subset]
+        chosen_ok = [task.matches(answer(p, "chosen"), golds[str(p["id"])]) for p in subset]
+        rejected_ok = [task.matches(answer(p, "rejected"), golds[str(p["id"])]) for p in subset]
         out[f"{label}n"] = len(subset)
         out[f"{label}chosen_accuracy"] = accuracy(chosen_ok)
         out[f"{label}rejected_accuracy"] = accuracy(rejected_ok)
@@ -139,9 +137,13 @@ def correctness_by_id(task: Task, gens: Iterable[dict], golds: Mapping[str, str]
     out: dict[str, list[bool]] = {qid: [] for qid in golds}
     for qid, rs in group_by_id(gens).items():
         if qid in golds:
-            preds = [task.extract_answer(r.get("response") or "") for r in rs]
-            out[qid] = [bool(p) and task.equivalent(p, golds[qid]) for p in preds]
+            out[qid] = [task.is_correct(r.get("response") or "", golds[qid]) for r in rs]
     return out
+
+
+def greedy_accuracy(task: Task, gens: Iterable[dict], golds: Mapping[str, str]) -> float:
+    """Accuracy of each question's first generation (a question without one counts as wrong)."""
+    return accuracy(bool(v) and v[0] for v in correctness_by_id(task, gens, golds).values())
 
 
 def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[dict],
@@ -149,8 +151,7 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
     """A model's test scores: greedy accuracy, and with n samples per question, unbiased
     pass@k and maj@k at k = n. Questions without a greedy answer count as wrong."""
     golds = golds_of(questions)
-    greedy_ok = correctness_by_id(task, greedy, golds)
-    out: dict = {"n": len(golds), "accuracy": accuracy(bool(v) and v[0] for v in greedy_ok.values())}
+    out: dict = {"n": len(golds), "accuracy": greedy_accuracy(task, greedy, golds)}
     samples = list(samples)
     if samples:
         per_q = correctness_by_id(task, samples, golds)

@@ -26,16 +26,18 @@ from w2s.tasks.base import Task, seeded_rng
 
 def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                 samples: Iterable[dict], min_confidence: float = 0.6, flip_confidence: float = 0.8,
-                max_pairs: int = 1, seed: int = 42) -> list[dict]:
+                max_pairs: int = 1, seed: int = 42, votes: dict[str, Vote] | None = None) -> list[dict]:
     """Preference records {id, prompt, chosen, rejected, weak_side, confidence,
-    majority_answer, chosen_answer, rejected_answer}, in question order."""
+    majority_answer, chosen_answer, rejected_answer}, in question order. `votes` are the
+    samples' `voting.majority_vote`, when the caller has it already."""
     if not 0 <= min_confidence <= 1 or not 0 <= flip_confidence <= 1:
         raise ValueError("confidences must lie in [0, 1]")
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
     weak = first_generation(weak_gens)
     sample_groups = group_by_id(samples)
-    votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
+    if votes is None:
+        votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
     out = []
     for q in questions:
         qid = str(q["id"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from w2s.method.voting import usable_answer
 from w2s.records import group_by_id
 from w2s.tasks.base import Task
 
@@ -78,12 +79,6 @@ def full_weak_sft(task: Task, questions: Sequence[dict], weak_gens: Iterable[dic
     return [sft_record(task, q, weak[str(q["id"])]) for q in questions if str(q["id"]) in weak]
 
 
-def _usable_answer(task: Task, gen: dict | None) -> str:
-    if gen is None or gen.get("finish_reason") == "length":
-        return ""
-    return task.extract_answer(gen.get("response") or "")
-
-
 def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                       icl_gens: Iterable[dict]) -> Selection:
     """Keep the questions where the weak and in-context final answers are equivalent.
@@ -99,14 +94,13 @@ def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable
         if qid not in weak or qid not in icl:
             sel.skipped["missing"] += 1
             continue
-        a, b = _usable_answer(task, weak[qid]), _usable_answer(task, icl[qid])
+        a, b = usable_answer(task, weak[qid]), usable_answer(task, icl[qid])
         if not a or not b:
             sel.skipped["empty"] += 1
             continue
         pending.append((q, a, b))
-    batch = getattr(task, "equivalent_many", None)
-    if batch is not None and pending:
-        batch([(a, b) for _, a, b in pending])  # warm the cache in one round-trip
+    if pending:
+        task.equivalent_many([(a, b) for _, a, b in pending])  # warm the cache in one round-trip
     for q, a, b in pending:
         qid = str(q["id"])
         if not task.equivalent(a, b):

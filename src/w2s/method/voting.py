@@ -29,9 +29,10 @@ def is_truncated(gen: dict) -> bool:
     return gen.get("finish_reason") == "length"
 
 
-def voting_answer(task: Task, gen: dict) -> str:
-    """The answer a generation votes with: "" if truncated or answerless."""
-    if is_truncated(gen):
+def usable_answer(task: Task, gen: dict | None) -> str:
+    """The answer a generation counts with, in votes, selection and demonstrations alike:
+    "" if it is missing, truncated (cut off by the length limit) or answerless."""
+    if gen is None or is_truncated(gen):
         return ""
     return task.extract_answer(gen.get("response") or "")
 
@@ -43,9 +44,8 @@ def group_answers(task: Task, answers: Sequence[str]) -> tuple[list[str], list[i
     whose representative it is equivalent to (equivalence is not assumed transitive).
     """
     distinct = list(dict.fromkeys(a for a in answers if a))
-    batch = getattr(task, "equivalent_many", None)
-    if batch is not None and len(distinct) > 1:  # one round-trip instead of many
-        batch([(x, y) for i, x in enumerate(distinct) for y in distinct[i + 1:]])
+    if len(distinct) > 1:  # one round-trip instead of many (warms an expensive task's cache)
+        task.equivalent_many([(x, y) for i, x in enumerate(distinct) for y in distinct[i + 1:]])
     reps: list[str] = []
     rep_of: dict[str, int] = {}
     for a in distinct:
@@ -61,7 +61,7 @@ def group_answers(task: Task, answers: Sequence[str]) -> tuple[list[str], list[i
 
 def vote(task: Task, samples: Sequence[dict]) -> Vote:
     """Majority vote over the samples of ONE question."""
-    answers = [voting_answer(task, g) for g in samples]
+    answers = [usable_answer(task, g) for g in samples]
     reps, group_of = group_answers(task, answers)
     sizes = [0] * len(reps)
     for g in group_of:

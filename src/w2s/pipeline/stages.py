@@ -1,74 +1,73 @@
-"""The weak-to-strong method as a DAG of stages. Each stage is a few lines that call
-`w2s.generation`, `w2s.method` and `w2s.training`; no method logic lives here.
+"""The weak-to-strong method as a DAG of stages: only the graph, its cache keys and the files
+each stage reads and writes. Every stage is a call to one function of `w2s.steps`.
 
 Names of models in the report: weak, strong_fewshot, full_weak, gold_sft,
-stage1_iter{i}_{weak,icl,hybrid}, m_plus (= the last iteration's hybrid model),
-m_pro_dpo, m_pro_orpo.
+stage1_iter{i}_{weak,icl,hybrid}, m_plus (= the last iteration's hybrid model, an alias of
+its eval), m_pro_dpo, m_pro_orpo.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from functools import lru_cache
 from pathlib import Path
 
+from w2s import steps
 from w2s.io import read_records, write_json, write_jsonl
 from w2s.pipeline.config import RunConfig
 from w2s.pipeline.runner import Stage, StageContext
-
-log = logging.getLogger("w2s.pipeline")
+from w2s.report import ModelRef
 
 Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST = ("data/questions/gold.jsonl", "data/questions/unlabeled.jsonl",
                                          "data/questions/hidden_gold.jsonl", "data/questions/test.jsonl")
 D_WEAK, D_ICL = "data/d_weak.jsonl", "data/d_icl.jsonl"
 
+# Generation options that change speed, never the generated text: kept out of cache keys.
+SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """What an eval stage scores: a trained model (its stage), or a base model used as is
+    (the weak floor without fine-tuning, the strong model few-shot)."""
+
+    model_stage: str | None = None
+    base: str | None = None        # "weak" | "strong"
+    fewshot: bool = False
+
 
 class W2SStages:
     """Builds the stage list for one config. Stage functions close over `self`."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg = cfg
-        from w2s.tasks import get_task
-
-        task_cfg = cfg.task if isinstance(cfg.task, dict) else {"name": cfg.task}
-        task_cfg = dict(task_cfg)
-        self.task = get_task(task_cfg.pop("name"), **task_cfg)
-        self.task_params = {"task": cfg.task}
+        self.run_dir = Path(run_dir)
+        self.task = steps.make_task(cfg.task)
         self.stages: list[Stage] = []
-        self.models: dict[str, str] = {}  # report name -> model stage name
-        self.run_dir: Path | None = None
+        self.models: dict[str, ModelRef] = {}   # report name -> where its model and scores live
+        self.evals: dict[str, EvalSpec] = {}    # report name -> what its eval stage generates with
 
     # ---- helpers -------------------------------------------------------------
     def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False):
-        self.stages.append(Stage(name, fn, list(deps), {**self.task_params, **(params or {})},
+        self.stages.append(Stage(name, fn, list(deps), {"task": self.cfg.task, **(params or {})},
                                  list(outputs), kind, always))
 
-    def sampling(self, n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None):
+    def sampling(self, n: int = 1, temperature: float = 0.0, top_p: float = 1.0):
         from w2s.generation import SamplingConfig
 
         return SamplingConfig(max_new_tokens=self.cfg.generation.max_new_tokens,
                               temperature=temperature if n > 1 or temperature else 0.0,
-                              top_p=top_p, top_k=0, n=n, stop=tuple(self.task.stop),
-                              seed=self.cfg.seed if seed is None else seed)
+                              top_p=top_p, top_k=0, n=n, stop=tuple(self.task.stop), seed=self.cfg.seed)
 
     def gen_params(self, **extra) -> dict:
         g = self.cfg.generation
         return {"backend": g.backend, "max_new_tokens": g.max_new_tokens, "seed": self.cfg.seed,
-                # batch size / dtype do not change greedy results in principle; keep them out of the key
-                "options": {k: v for k, v in g.options.items() if k not in ("batch_size", "max_batch_tokens")},
-                **extra}
+                "options": {k: v for k, v in g.options.items() if k not in SPEED_ONLY_OPTIONS}, **extra}
 
-    def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str,
-                 tag: str = "") -> list[dict]:
-        from w2s.generation import generate
-
-        partial = ctx.work_path(tag)
-        records = generate(model, prompts, sampling, backend=self.cfg.generation.backend,
-                           out_path=str(partial), **self.cfg.generation.options)
-        write_jsonl(ctx.path(out), records)
-        partial.unlink(missing_ok=True)
-        return records
+    def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str) -> dict:
+        records = steps.generate_file(model, prompts, sampling, ctx.path(out), partial=ctx.work_path(),
+                                      backend=self.cfg.generation.backend, **self.cfg.generation.options)
+        return {"n": len(records)}
 
     def base(self, role: str) -> str:
         """The weak/strong base model: a hub name or path, or a tiny model this run builds."""
@@ -84,50 +83,29 @@ class W2SStages:
     def questions(self, rel: str) -> list[dict]:
         return _read_cached(str(self.run_dir / rel))
 
-    def train_sft(self, ctx: StageContext, model: str, records: list[dict], out: str, settings: dict,
-                  lora: dict | None):
-        from w2s import generation
-
-        generation.unload()  # free the generation model's memory before training
-        data_path = ctx.work_path(".train.jsonl")
-        write_jsonl(data_path, records)
-        kwargs = {"seed": self.cfg.seed, **settings}
-        if lora is not None:
-            kwargs["lora"] = dict(lora)
-        self.train("sft", ctx, model, data_path, ctx.path(out), kwargs)
-        data_path.unlink(missing_ok=True)
-        return {"n_train": len(records)}
-
-    def train(self, kind: str, ctx: StageContext, model: str, data: Path, out: Path, settings: dict) -> None:
-        """Train in-process, or under the configured launcher (multi-GPU) in a subprocess."""
-        from w2s.training import launch
-
-        job = {"kind": kind, "model": model, "data": str(data), "out_dir": str(out), "settings": settings}
-        if self.cfg.launcher:
-            launch.launch_job(self.cfg.launcher, job, ctx.work_path(".job.json"))
-        else:
-            launch.run_job(job)
-
-    def strong_sft_params(self) -> dict:
-        return {"strong": self.cfg.strong.model, "train": self.cfg.strong.train, "lora": self.cfg.strong.lora,
-                "seed": self.cfg.seed}
+    def train(self, ctx: StageContext, kind: str, model: str, data: Path, out_stage: str, settings: dict,
+              empty_reason: str | None = None) -> dict:
+        return steps.train(kind, model, data, ctx.path(f"models/{out_stage}"), settings, launcher=self.cfg.launcher,
+                           job_file=ctx.work_path(".job", suffix=".json"), empty_reason=empty_reason)
 
     def strong_sft_stage(self, name: str, data_stage: str, data_rel: str, report_name: str | None):
         def fn(ctx):
-            records = read_records(ctx.path(data_rel))
-            if not records:  # nothing selected: fine-tuning on an empty set is the identity
-                from w2s.training import untrained_copy
+            settings = {"seed": self.cfg.seed, **self.cfg.strong.train}
+            if self.cfg.strong.lora is not None:
+                settings["lora"] = dict(self.cfg.strong.lora)
+            return self.train(ctx, "sft", self.base("strong"), ctx.path(data_rel), name, settings,
+                              empty_reason=f"{name}: {data_rel} is empty (nothing selected)")
 
-                log.warning("%s: %s is empty; the model is the strong base, unchanged", name, data_rel)
-                untrained_copy(self.base("strong"), ctx.path(f"models/{name}"), f"{data_rel} is empty")
-                return {"n_train": 0, "untrained": True}
-            return self.train_sft(ctx, self.base("strong"), records, f"models/{name}", self.cfg.strong.train,
-                                  self.cfg.strong.lora)
-
-        self.add(name, fn, deps=[data_stage] + self.base_deps("strong"), params=self.strong_sft_params(),
+        self.add(name, fn, deps=[data_stage] + self.base_deps("strong"),
+                 params={"strong": self.cfg.strong.model, "train": self.cfg.strong.train,
+                         "lora": self.cfg.strong.lora, "seed": self.cfg.seed},
                  outputs=[f"models/{name}"], kind="train")
         if report_name:
-            self.models[report_name] = name
+            self.add_model(report_name, EvalSpec(model_stage=name))
+
+    def add_model(self, report_name: str, spec: EvalSpec) -> None:
+        self.evals[report_name] = spec
+        self.models[report_name] = ModelRef(spec.model_stage, report_name)
 
     # ---- the graph -------------------------------------------------------------
     def build(self) -> list[Stage]:
@@ -149,10 +127,11 @@ class W2SStages:
             weak_deps = ["weak_sft"]
         else:
             weak_deps = ["load_data"] + self.base_deps("weak")
-        self.models["weak"] = "weak_sft" if cfg.weak.finetune else "@weak_base"
+        if "weak" in cfg.baselines:
+            self.add_model("weak", EvalSpec(model_stage="weak_sft") if cfg.weak.finetune else EvalSpec(base="weak"))
 
-        self.add("weak_answers", self.weak_answers, deps=weak_deps, params=self.gen_params(),
-                 outputs=[D_WEAK], kind="generate")
+        self.add("weak_answers", self.zero_shot_fn(self.weak_model(), D_WEAK), deps=weak_deps,
+                 params=self.gen_params(), outputs=[D_WEAK], kind="generate")
         self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
@@ -166,8 +145,8 @@ class W2SStages:
                 for col in ("weak", "icl"):
                     src_stage = f"sft_iter{i - 1}_{col}"
                     out = f"data/iter{i}/gen_{col}.jsonl"
-                    self.add(f"regen_iter{i}_{col}", self.regen_fn(src_stage, out), deps=[src_stage],
-                             params=self.gen_params(), outputs=[out], kind="generate")
+                    self.add(f"regen_iter{i}_{col}", self.zero_shot_fn(self.model_dir(src_stage), out),
+                             deps=[src_stage], params=self.gen_params(), outputs=[out], kind="generate")
                     prev_gen[col], gen_files[col] = f"regen_iter{i}_{col}", out
             sel = f"select_iter{i}"
             outs = [f"data/iter{i}/{v}.jsonl" for v in ("weak", "icl", "hybrid")] + [f"data/iter{i}/summary.json"]
@@ -181,7 +160,7 @@ class W2SStages:
                     self.strong_sft_stage(f"sft_iter{i}_{v}", sel, f"data/iter{i}/{v}.jsonl",
                                           f"stage1_iter{i}_{v}")
         m_plus = f"sft_iter{iters}_hybrid"
-        self.models["m_plus"] = m_plus
+        self.models["m_plus"] = ModelRef(m_plus, f"stage1_iter{iters}_hybrid")  # same model: its eval
 
         # Stage II.
         if cfg.stage2.enabled:
@@ -193,13 +172,12 @@ class W2SStages:
                      params={"min_confidence": s2.min_confidence, "flip_confidence": s2.flip_confidence,
                              "max_pairs": s2.max_pairs, "seed": cfg.seed},
                      outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
-            methods = ["dpo", "orpo"] if s2.method == "both" else [s2.method]
-            for m in methods:
+            for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
                 name = f"m_pro_{m}"
                 self.add(name, self.preference_fn(m, m_plus), deps=["pairs", m_plus],
                          params={"method": m, "train": s2.train, "seed": cfg.seed, "lora": cfg.strong.lora},
                          outputs=[f"models/{name}"], kind="train")
-                self.models[name] = name
+                self.add_model(name, EvalSpec(model_stage=name))
 
         # Baselines.
         if "full_weak" in cfg.baselines:
@@ -210,52 +188,40 @@ class W2SStages:
             self.add("gold_sft_data", self.gold_sft_data, deps=["load_data"], outputs=["data/gold_sft.jsonl"])
             self.strong_sft_stage("gold_sft", "gold_sft_data", "data/gold_sft.jsonl", "gold_sft")
         if "strong_fewshot" in cfg.baselines:
-            self.models["strong_fewshot"] = "@strong_fewshot"
-        if "weak" not in cfg.baselines:
-            self.models.pop("weak", None)
+            self.add_model("strong_fewshot", EvalSpec(base="strong", fewshot=True))
 
         # Evaluation of every model on the test set, then the report.
         eval_stages = []
-        for report_name, model_stage in self.models.items():
-            if report_name == "m_plus":
-                continue  # same model as the last hybrid; the report aliases it
-            stage_name = f"eval_{report_name}"
-            deps = ["load_data"] + ([model_stage] if not model_stage.startswith("@") else [])
-            if model_stage == "@strong_fewshot":
-                deps += ["weak_answers"] + self.base_deps("strong")
-            if model_stage == "@weak_base":
-                deps += self.base_deps("weak")
-            self.add(stage_name, self.eval_fn(report_name, model_stage), deps=deps,
+        for report_name, spec in self.evals.items():
+            deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
+                                    ["weak_answers"] * spec.fewshot + self.base_deps(spec.base))
+            self.add(f"eval_{report_name}", self.eval_fn(report_name, spec), deps=deps,
                      params=self.gen_params(n=cfg.eval.n, temperature=cfg.eval.temperature,
-                                            model=model_stage, shots=cfg.stage1.shots
-                                            if model_stage == "@strong_fewshot" else 0,
-                                            base=cfg.weak.model if model_stage == "@weak_base" else None),
+                                            model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
+                                            shots=cfg.stage1.shots if spec.fewshot else 0,
+                                            base=getattr(cfg, spec.base).model if spec.base == "weak" else None),
                      outputs=[f"eval/{report_name}.json"], kind="eval")
-            eval_stages.append(stage_name)
+            eval_stages.append(f"eval_{report_name}")
         report_deps = eval_stages + [s for s in ("pairs",) if cfg.stage2.enabled] + \
             [f"select_iter{i}" for i in range(1, iters + 1)]
         self.add("report", self.report, deps=report_deps, outputs=["metrics.json", "report.md", "report.html"],
                  kind="report", always=True)
         return self.stages
 
-    # ---- stage functions ---------------------------------------------------
+    # ---- stage functions: read files, call one step, write files --------------
     def load_data(self, ctx):
-        d, task = self.cfg.data, self.task
-
-        def load(path, limit, prefix):
-            rows = task.load_questions(path, id_prefix=prefix)
-            return rows[:limit] if limit else rows
-
-        gold = load(d.gold, d.limit_gold, "gold")
+        d, task, cfg = self.cfg.data, self.task, self.cfg
+        gold = steps.load_questions(task, d.gold, d.limit_gold, "gold")
         missing = [r["id"] for r in gold if not r.get("solution")]
-        if self.cfg.weak.finetune and missing:
+        if cfg.weak.finetune and missing:
             raise ValueError(f"{d.gold}: question {missing[0]!r} has no gold solution, "
                              f"needed to fine-tune the weak model (weak.finetune: true)")
-        unlabeled = load(d.unlabeled, d.limit_unlabeled, "unlabeled")
-        hidden = {r["id"]: r for r in (load(d.hidden_gold, None, "unlabeled") if d.hidden_gold else unlabeled)}
+        unlabeled = steps.load_questions(task, d.unlabeled, d.limit_unlabeled, "unlabeled")
+        hidden = {r["id"]: r for r in (steps.load_questions(task, d.hidden_gold, None, "unlabeled")
+                                       if d.hidden_gold else unlabeled)}
         hidden_rows = [{k: v for k, v in hidden[r["id"]].items() if k in ("id", "answer", "solution")}
                        for r in unlabeled if r["id"] in hidden]
-        test = load(d.test, d.limit_test, "test")
+        test = steps.load_questions(task, d.test, d.limit_test, "test")
         if any("answer" not in r for r in test):
             bad = next(i for i, r in enumerate(test, 1) if "answer" not in r)
             raise ValueError(f"{d.test}: row {bad}: no gold answer; the test set needs one per question")
@@ -281,110 +247,72 @@ class W2SStages:
         return fn
 
     def weak_sft(self, ctx):
-        gold = self.questions(Q_GOLD)
-        records = [{"id": r["id"], "prompt": self.task.prompt(r["question"]),
-                    "completion": self.task.completion(r["solution"])} for r in gold]
-        return self.train_sft(ctx, self.base("weak"), records, "models/weak_sft", self.cfg.weak.train, None)
+        data = ctx.work_path(".train")
+        write_jsonl(data, steps.sft_records(self.task, self.questions(Q_GOLD)))
+        result = self.train(ctx, "sft", self.base("weak"), data, "weak_sft", {"seed": self.cfg.seed,
+                                                                               **self.cfg.weak.train})
+        data.unlink(missing_ok=True)
+        return result
 
     def weak_model(self) -> str:
         return self.model_dir("weak_sft") if self.cfg.weak.finetune else self.base("weak")
 
-    def weak_answers(self, ctx):
-        unl = self.questions(Q_UNLABELED)
-        prompts = [{"id": r["id"], "prompt": self.task.prompt(r["question"])} for r in unl]
-        recs = self.generate(ctx, self.weak_model(), prompts, self.sampling(), D_WEAK)
-        return {"n": len(recs)}
+    def zero_shot_fn(self, model: str, out: str):
+        """Answer the unlabeled questions zero-shot with `model` (D_weak, and each iteration's
+        regenerated columns)."""
+        def fn(ctx):
+            prompts = steps.zero_shot_prompts(self.task, self.questions(Q_UNLABELED))
+            return self.generate(ctx, model, prompts, self.sampling(), out)
+        return fn
 
     def fewshot_prompts(self, questions: list[dict], seed_offset: int = 0) -> list[dict]:
-        from w2s.method.fewshot import build_fewshot_prompts
-
-        demos = _join_questions(read_records(self.run_dir / D_WEAK), self.questions(Q_UNLABELED))
-        return build_fewshot_prompts(self.task, questions, demos, k=self.cfg.stage1.shots,
-                                     seed=self.cfg.seed + seed_offset)
+        return steps.fewshot_prompts(self.task, questions, read_records(self.run_dir / D_WEAK),
+                                     k=self.cfg.stage1.shots, seed=self.cfg.seed + seed_offset,
+                                     demo_questions=self.questions(Q_UNLABELED))
 
     def icl_answers(self, ctx):
         prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))
-        recs = self.generate(ctx, self.base("strong"), prompts, self.sampling(), D_ICL)
-        return {"n": len(recs)}
-
-    def regen_fn(self, model_stage: str, out: str):
-        def fn(ctx):
-            unl = self.questions(Q_UNLABELED)
-            prompts = [{"id": r["id"], "prompt": self.task.prompt(r["question"])} for r in unl]
-            return {"n": len(self.generate(ctx, self.model_dir(model_stage), prompts, self.sampling(), out))}
-        return fn
+        return self.generate(ctx, self.base("strong"), prompts, self.sampling(), D_ICL)
 
     def select_fn(self, i: int, weak_file: str, icl_file: str):
         def fn(ctx):
-            from w2s.method import metrics, selection
-
-            unl = self.questions(Q_UNLABELED)
-            sel = selection.select_consistent(self.task, unl, read_records(ctx.path(weak_file)),
-                                              read_records(ctx.path(icl_file)))
-            for v in ("weak", "icl", "hybrid"):
-                write_jsonl(ctx.path(f"data/iter{i}/{v}.jsonl"), getattr(sel, v))
-            summary = {"iteration": i, "n_questions": len(unl), "n_selected": len(sel.ids)}
-            hidden = [r for r in self.questions(Q_HIDDEN) if "answer" in r]
-            if hidden:  # diagnostics only: how accurate is what the method picked, vs raw weak labels?
-                summary.update(metrics.selection_diagnostics(self.task, sel, hidden))
-                weak_ok = metrics.correctness_by_id(self.task, read_records(ctx.path(D_WEAK)),
-                                                    metrics.golds_of(hidden))
-                summary["weak_accuracy"] = metrics.accuracy(bool(v) and v[0] for v in weak_ok.values())
-            write_json(ctx.path(f"data/iter{i}/summary.json"), summary)
+            sel, summary = steps.select(self.task, self.questions(Q_UNLABELED), read_records(ctx.path(weak_file)),
+                                        read_records(ctx.path(icl_file)), gold=self.questions(Q_HIDDEN),
+                                        weak_labels=read_records(ctx.path(D_WEAK)))
+            summary = {"iteration": i, **summary}
+            steps.write_selection(ctx.path(f"data/iter{i}"), sel, summary)
             return summary
         return fn
 
     def samples_fn(self, m_plus: str):
         def fn(ctx):
             s2 = self.cfg.stage2
-            unl = self.questions(Q_UNLABELED)
-            prompts = [{"id": r["id"], "prompt": self.task.prompt(r["question"])} for r in unl]
-            recs = self.generate(ctx, self.model_dir(m_plus), prompts,
+            prompts = steps.zero_shot_prompts(self.task, self.questions(Q_UNLABELED))
+            return self.generate(ctx, self.model_dir(m_plus), prompts,
                                  self.sampling(n=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
                                  "data/samples.jsonl")
-            return {"n": len(recs)}
         return fn
 
     def pairs(self, ctx):
-        from w2s.method import metrics, pairs, voting
-
         s2 = self.cfg.stage2
-        unl = self.questions(Q_UNLABELED)
-        weak = read_records(ctx.path(D_WEAK))
-        samples = read_records(ctx.path("data/samples.jsonl"))
-        built = pairs.build_pairs(self.task, unl, weak, samples, min_confidence=s2.min_confidence,
-                                  flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs, seed=self.cfg.seed)
+        built, summary = steps.preference_pairs(
+            self.task, self.questions(Q_UNLABELED), read_records(ctx.path(D_WEAK)),
+            read_records(ctx.path("data/samples.jsonl")), min_confidence=s2.min_confidence,
+            flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs, seed=self.cfg.seed,
+            gold=self.questions(Q_HIDDEN))
         write_jsonl(ctx.path("data/pairs.jsonl"), built)
-        votes = voting.majority_vote(self.task, samples)
-        summary = {"n_questions": len(unl), "n_pairs": len(built),
-                   "weak_chosen": sum(p.get("weak_side") == "chosen" for p in built),
-                   "weak_rejected": sum(p.get("weak_side") == "rejected" for p in built),
-                   "confidences": [round(v.confidence, 4) for v in votes.values()]}
-        hidden = self.questions(Q_HIDDEN)
-        if hidden and any("answer" in r for r in hidden):
-            summary.update(metrics.pair_diagnostics(self.task, built, hidden))
         write_json(ctx.path("data/pairs_summary.json"), summary)
         return {k: v for k, v in summary.items() if k != "confidences"}
 
     def preference_fn(self, method: str, m_plus: str):
         def fn(ctx):
-            from w2s import generation
-
-            generation.unload()
-            pairs_path = ctx.path("data/pairs.jsonl")
-            if not read_records(pairs_path):  # no pairs: preference optimisation is the identity
-                from w2s.training import untrained_copy
-
-                log.warning("no preference pairs were built; m_pro_%s = M_plus unchanged (lower "
-                            "stage2.min_confidence / flip_confidence, or sample more)", method)
-                untrained_copy(self.model_dir(m_plus), ctx.path(f"models/m_pro_{method}"), "no preference pairs")
-                return {"n_train": 0, "untrained": True}
-            kwargs = {"seed": self.cfg.seed, **self.cfg.stage2.train, "method": method}
+            settings = {"seed": self.cfg.seed, **self.cfg.stage2.train, "method": method}
             if self.cfg.strong.lora is not None:
-                kwargs["lora"] = dict(self.cfg.strong.lora)
-            self.train("preference", ctx, self.model_dir(m_plus), pairs_path, ctx.path(f"models/m_pro_{method}"),
-                       kwargs)
-            return {}
+                settings["lora"] = dict(self.cfg.strong.lora)
+            return self.train(ctx, "preference", self.model_dir(m_plus), ctx.path("data/pairs.jsonl"),
+                              f"m_pro_{method}", settings,
+                              empty_reason=f"no preference pairs were built, so m_pro_{method} = M_plus "
+                                           "(lower stage2.min_confidence / flip_confidence, or sample more)")
         return fn
 
     def full_weak_data(self, ctx):
@@ -396,34 +324,25 @@ class W2SStages:
 
     def gold_sft_data(self, ctx):
         unl = {r["id"]: r for r in self.questions(Q_UNLABELED)}
-        hidden = [r for r in self.questions(Q_HIDDEN) if r.get("solution")]
+        hidden = [r for r in self.questions(Q_HIDDEN) if r.get("solution") and r["id"] in unl]
         if not hidden:
             raise ValueError("the gold_sft baseline needs gold solutions for the unlabeled questions "
                              "(data.hidden_gold, or solutions inside data.unlabeled)")
-        recs = [{"id": r["id"], "prompt": self.task.prompt(unl[r["id"]]["question"]),
-                 "completion": self.task.completion(r["solution"])} for r in hidden if r["id"] in unl]
+        recs = steps.sft_records(self.task, [{**r, "question": unl[r["id"]]["question"]} for r in hidden])
         write_jsonl(ctx.path("data/gold_sft.jsonl"), recs)
         return {"n": len(recs)}
 
-    def eval_fn(self, report_name: str, model_stage: str):
+    def eval_fn(self, report_name: str, spec: EvalSpec):
         def fn(ctx):
-            from w2s.method.metrics import score_generations
-
             test = self.questions(Q_TEST)
-            if model_stage == "@strong_fewshot":
-                model, prompts = self.base("strong"), self.fewshot_prompts(test, seed_offset=1)
-            else:
-                model = self.base("weak") if model_stage == "@weak_base" else self.model_dir(model_stage)
-                prompts = [{"id": r["id"], "prompt": self.task.prompt(r["question"])} for r in test]
-            greedy = self.generate(ctx, model, prompts, self.sampling(), f"eval/{report_name}.greedy.jsonl")
-            samples = []
-            if self.cfg.eval.n > 0:
-                samples = self.generate(ctx, model, prompts,
-                                        self.sampling(n=self.cfg.eval.n, temperature=self.cfg.eval.temperature),
-                                        f"eval/{report_name}.samples.jsonl", tag="-samples")
-            scores = score_generations(self.task, test, greedy, samples)
-            write_json(ctx.path(f"eval/{report_name}.json"), {"model": model, **scores})
-            return scores
+            model = self.model_dir(spec.model_stage) if spec.model_stage else self.base(spec.base)
+            prompts = self.fewshot_prompts(test, seed_offset=1) if spec.fewshot else None
+            g = self.cfg.generation
+            metrics = steps.evaluate(self.task, model, test, prompts=prompts, n=self.cfg.eval.n,
+                                     temperature=self.cfg.eval.temperature, max_new_tokens=g.max_new_tokens,
+                                     backend=g.backend, seed=self.cfg.seed, out_path=ctx.path(f"eval/{report_name}.json"),
+                                     progress=True, **g.options)
+            return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
         return fn
 
     def report(self, ctx):
@@ -446,11 +365,6 @@ def _data_hashes(data) -> dict:
     return out
 
 
-def _join_questions(gens: list[dict], questions: list[dict]) -> list[dict]:
-    by_id = {r["id"]: r for r in questions}
-    return [{**g, "question": by_id[g["id"]]["question"]} for g in gens if g["id"] in by_id]
-
-
 @lru_cache(maxsize=32)
 def _read_cached_impl(path: str, mtime: float) -> tuple:
     return tuple(read_records(path))
@@ -461,8 +375,7 @@ def _read_cached(path: str) -> list[dict]:
     return [dict(r) for r in _read_cached_impl(path, p.stat().st_mtime if p.exists() else 0.0)]
 
 
-def build_stages(cfg: RunConfig, run_dir: Path) -> tuple[list[Stage], dict[str, str]]:
-    b = W2SStages(cfg)
-    b.run_dir = Path(run_dir)
-    stages = b.build()
-    return stages, b.models
+def build_stages(cfg: RunConfig, run_dir: Path) -> tuple[list[Stage], dict[str, ModelRef]]:
+    """The stage list (topological order) and the models the report scores."""
+    b = W2SStages(cfg, run_dir)
+    return b.build(), b.models

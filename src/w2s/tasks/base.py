@@ -7,12 +7,14 @@ Adding a task = one file in `w2s/tasks/` that subclasses `Task` and is decorated
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Sequence
 
 from w2s.io import DataError, read_records
 
 
-class Task:
+class Task(ABC):
     name: str = ""
     #: Generation stops at any of these (models "run on" into the next question).
     stop: tuple[str, ...] = ("\nQuestion:",)
@@ -45,24 +47,33 @@ class Task:
                 cut = min(cut, j)
         return response[:cut]
 
+    @abstractmethod
     def extract_answer(self, response: str) -> str:
         """The final answer in a model response, or "" if there is none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def gold_answer(self, row: dict) -> str:
         """The gold final answer of a data row."""
-        raise NotImplementedError
 
     def gold_solution(self, row: dict) -> str | None:
         """The gold chain-of-thought solution of a data row, if the row has one."""
         return row.get("solution")
 
+    @abstractmethod
     def equivalent(self, a: str, b: str) -> bool:
         """Are two final answers the same? Must be symmetric; "" equals nothing."""
-        raise NotImplementedError
+
+    def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """`equivalent` over many pairs; a task whose check is expensive (math) overrides this
+        to do them in one round-trip, and callers use it to warm that task's cache."""
+        return [self.equivalent(a, b) for a, b in pairs]
+
+    def matches(self, pred: str, gold: str) -> bool:
+        """Is a predicted final answer right? An empty prediction never is."""
+        return bool(pred) and self.equivalent(pred, gold)
 
     def is_correct(self, response: str, gold: str) -> bool:
-        return self.equivalent(self.extract_answer(response), gold)
+        return self.matches(self.extract_answer(response), gold)
 
     # ---- data ---------------------------------------------------------------
     def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:
@@ -71,7 +82,7 @@ class Task:
         Rows without an id get `{id_prefix or file stem}-{row index}`.
         """
         rows = read_records(path, rename=self.rename)
-        stem = id_prefix or __import__("pathlib").Path(str(path)).stem
+        stem = id_prefix or Path(str(path)).stem
         out = []
         for i, row in enumerate(rows, 1):
             if "question" not in row or not isinstance(row["question"], str):
@@ -105,6 +116,8 @@ _REGISTRY: dict[str, type[Task]] = {}
 def register_task(cls: type[Task]) -> type[Task]:
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"a task named {cls.name!r} is already registered ({_REGISTRY[cls.name].__qualname__})")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -116,6 +129,23 @@ def get_task(name: str, **options) -> Task:
     except KeyError:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}") from None
     return cls(**options)
+
+
+def make_task(spec: "str | dict | Task") -> Task:
+    """The one way to build a task: a registered name, {"name": NAME, **options} (as in a run
+    config's `task:`), or a Task (returned as is)."""
+    if isinstance(spec, Task):
+        return spec
+    if isinstance(spec, str):
+        return get_task(spec)
+    options = dict(spec)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"a task spec needs a 'name', got {spec!r}")
+    try:
+        return get_task(name, **options)
+    except TypeError as e:
+        raise ValueError(f"task {name!r} does not take these options: {e}") from None
 
 
 def task_names() -> list[str]:

@@ -53,7 +53,6 @@ Q_OPS = {
 }
 Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} {obj2}."]
 Q_FINAL = ["How many {obj} does {N} have now?"]
-CONNECTORS = [""]
 
 
 @dataclass(frozen=True)
@@ -191,10 +190,10 @@ def sample_problem(rng: random.Random, cfg: WorldConfig) -> Problem:
             else:
                 subj = rng.choice([pron.capitalize(), pron.capitalize(), name])
             t = rng.choice(templates)
-            conn = "" if t.startswith("Then ") else rng.choice(CONNECTORS)
-            if conn and subj != name:
-                subj = pron
-            text = conn + _fmt(t, S=subj, s=pron, pos=pos, k=step[1] if len(step) > 1 else "", obj=obj)
+            if not t.startswith("Then "):
+                rng.choice([""])  # a retired connector draw: it still consumes the generator, and every
+                #                   seeded dataset (and the shipped models' corpus) depends on that
+            text = _fmt(t, S=subj, s=pron, pos=pos, k=step[1] if len(step) > 1 else "", obj=obj)
         sentences.append((text, i))
         prev_distractor = False
     final = _fmt(rng.choice(Q_FINAL), obj=obj, N=name)
@@ -336,30 +335,6 @@ def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
     for split in ("test", "train_1", "train_2"):
         out[split] = _fill(split, sz[split], seed, cfg, seen)
     return {s: out[s] for s in SPLITS}
-
-
-def write_splits(out_dir, seed: int = 0, sizes: dict[str, int] | None = None, config: WorldConfig | None = None,
-                 decontaminate: bool = True) -> dict:
-    """Write train_1/train_2/test.jsonl and world.json (written last: its presence means the data
-    is complete) to `out_dir`; returns the world.json contents. With `decontaminate`, no split
-    holds a question (text or step list) of the shipped models' pretraining corpus (seed 0)."""
-    from pathlib import Path
-
-    from w2s.io import write_json, write_jsonl
-
-    cfg = config or WorldConfig()
-    exclude = None
-    if decontaminate:
-        from w2s.toy.pretrain import corpus_signatures
-
-        exclude = corpus_signatures(seed=0)
-    sz = {**DEFAULT_SIZES, **(sizes or {})}
-    out_dir = Path(out_dir)
-    for name, rows in make_splits(seed, sz, cfg, exclude=exclude).items():
-        write_jsonl(out_dir / f"{name}.jsonl", rows)
-    info = world_info(seed, sz, cfg, decontaminate)
-    write_json(out_dir / "world.json", info)
-    return info
 
 
 def world_info(seed: int, sizes: dict[str, int], config: WorldConfig, decontaminate: bool = True) -> dict:

@@ -55,7 +55,8 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False) -> Path:
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import config_from_dict
-    from w2s.toy.world import WorldConfig, world_info, write_splits
+    from w2s.toy.data import write_splits
+    from w2s.toy.world import WorldConfig, world_info
 
     out = Path(out)
     data_dir = out / "toy_data"

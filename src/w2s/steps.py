@@ -1,0 +1,171 @@
+"""The method's steps, each ONE plain function over records and files.
+
+The pipeline's stages (`w2s.pipeline.stages`) and the CLI commands (`w2s.cli`) call these same
+functions, so `w2s select` on files and the pipeline's select stage give the same records and
+the same summary. A step returns its outputs and, where it has one, a summary dict (what the
+CLI prints and the pipeline stores); it never reads a config object.
+
+    task = make_task("gsm8k")                       # or {"name": "custom", "question_field": ...}
+    prompts = zero_shot_prompts(task, questions)
+    gens = generate_file(model, prompts, sampling, "d_weak.jsonl")
+    sel, summary = select(task, questions, weak_gens, icl_gens, gold=hidden)
+    prefs, summary = preference_pairs(task, questions, weak_gens, samples, gold=hidden)
+    train("sft", model, "hybrid.jsonl", "models/m_plus", {"learning_rate": 1e-4})
+    metrics = evaluate(task, model, test_questions, n=10, gen_dir="eval", stem="m_plus")
+
+Evaluation is `w2s.evaluation.evaluate`, re-exported here: there is one evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from w2s.evaluation import evaluate  # noqa: F401  (the one evaluation path)
+from w2s.io import DataError, write_json, write_jsonl
+from w2s.tasks import make_task  # noqa: F401  (re-exported: one way to build a task)
+from w2s.tasks.base import Task
+
+log = logging.getLogger("w2s.steps")
+
+
+# ---- data --------------------------------------------------------------------
+def load_questions(task: Task, path: str, limit: int | None = None, id_prefix: str | None = None) -> list[dict]:
+    """Question records of a data file, the first `limit` of them when given."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or absent), got {limit}")
+    rows = task.load_questions(path, id_prefix=id_prefix)
+    return rows[:limit] if limit else rows
+
+
+def read_generations(path: str | os.PathLike) -> list[dict]:
+    """Generation records from a file; an id without a string `response` is an error naming the
+    row (not a traceback three functions later)."""
+    from w2s.io import read_records
+
+    records = read_records(path, required=("id", "response"))
+    for i, r in enumerate(records, 1):
+        if not isinstance(r["response"], str):
+            raise DataError(path, f"expected a string, got {type(r['response']).__name__}", row=i, field="response")
+    return records
+
+
+def zero_shot_prompts(task: Task, questions: Iterable[dict]) -> list[dict]:
+    """{"id", "prompt"} per question, in the task's zero-shot format (also the format every SFT
+    and preference record is trained in)."""
+    return [{"id": str(q["id"]), "prompt": task.prompt(q["question"])} for q in questions]
+
+
+def fewshot_prompts(task: Task, questions: Sequence[dict], demos: Sequence[dict], k: int, seed: int,
+                    demo_questions: Sequence[dict] | None = None) -> list[dict]:
+    """k-shot prompts whose demonstrations are generation records (weak outputs) joined by id to
+    `demo_questions` (default: `questions` themselves). Refuses when no demonstration joins:
+    falling back to zero-shot would report a few-shot number that is not one."""
+    from w2s.method.fewshot import build_fewshot_prompts
+
+    prompts = build_fewshot_prompts(task, questions, demos, k=k, seed=seed, demo_questions=demo_questions)
+    if k > 0 and prompts and not any(p["demo_ids"] for p in prompts):
+        raise DataError(None, f"none of the {len(demos)} demonstration records joins a question by id "
+                              "(or carries its own 'question' field) with a usable answer; few-shot "
+                              "prompts would have no demonstrations", field="id")
+    return prompts
+
+
+# ---- generation ----------------------------------------------------------------
+def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.PathLike, *,
+                  partial: str | os.PathLike | None = None, backend: str = "hf", adapter: str | None = None,
+                  progress: bool = True, **backend_options) -> list[dict]:
+    """Generate into `out`. With `partial`, work streams there (resumable) and is renamed to
+    `out` once complete, so `out` exists only when whole; without, `out` itself is the
+    resumable stream (the CLI's `w2s generate`)."""
+    from w2s.generation import generate
+
+    stream = Path(partial) if partial is not None else Path(out)
+    records = generate(model, prompts, sampling, backend=backend, out_path=stream, adapter=adapter,
+                       progress=progress, **backend_options)
+    if partial is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stream, out)
+    return records
+
+
+# ---- Stage I -------------------------------------------------------------------
+def select(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], icl_gens: Sequence[dict],
+           gold: Sequence[dict] | None = None, weak_labels: Sequence[dict] | None = None):
+    """Final-answer consistency selection and its summary. `gold` (question records with
+    `answer`, hidden from the method) adds diagnostics only: the precision of what was selected
+    and the accuracy of the raw weak labels (`weak_labels`, default `weak_gens`; the pipeline
+    passes D_weak at every iteration). Returns (Selection, summary)."""
+    from w2s.method import metrics, selection
+
+    sel = selection.select_consistent(task, questions, weak_gens, icl_gens)
+    summary = metrics.selection_diagnostics(task, sel, questions, gold=gold)
+    summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
+    golds = metrics.golds_of(gold if gold is not None else questions)
+    if golds:
+        summary["weak_accuracy"] = metrics.greedy_accuracy(task, weak_gens if weak_labels is None else weak_labels,
+                                                           golds)
+    return sel, summary
+
+
+def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
+    """OUT/{weak,icl,hybrid}.jsonl (SFT records) and OUT/summary.json."""
+    out_dir = Path(out_dir)
+    for variant in ("weak", "icl", "hybrid"):
+        write_jsonl(out_dir / f"{variant}.jsonl", getattr(sel, variant))
+    write_json(out_dir / "summary.json", summary)
+
+
+# ---- Stage II ------------------------------------------------------------------
+def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], samples: Sequence[dict],
+                     *, min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1,
+                     seed: int = 42, gold: Sequence[dict] | None = None):
+    """The paper's preference pairs and their summary (vote confidences of every question,
+    and with `gold`, the correctness of each side). Returns (pairs, summary)."""
+    from w2s.method import metrics, pairs, voting
+
+    votes = voting.majority_vote(task, samples)
+    built = pairs.build_pairs(task, questions, weak_gens, samples, min_confidence=min_confidence,
+                              flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes)
+    summary = {"n_questions": len(questions), "n_pairs": len(built),
+               "n_questions_with_pairs": len({p["id"] for p in built}),
+               "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),
+               "weak_rejected": sum(p["weak_side"] == "rejected" for p in built),
+               "n_samples_per_question": max((v.n for v in votes.values()), default=0),
+               "confidences": [round(v.confidence, 4) for v in votes.values()]}
+    summary.update({k: v for k, v in metrics.pair_diagnostics(task, built, questions if gold is None else gold).items()
+                    if k != "n_pairs"})
+    return built, summary
+
+
+# ---- training ------------------------------------------------------------------
+def sft_records(task: Task, questions: Iterable[dict], field: str = "solution") -> list[dict]:
+    """SFT records from gold solutions (the weak model's training set, the gold-SFT ceiling)."""
+    return [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "completion": task.completion(q[field])}
+            for q in questions]
+
+
+def train(kind: str, model: str, data: str | os.PathLike, out: str | os.PathLike, settings: dict,
+          launcher: str | None = None, job_file: str | os.PathLike | None = None,
+          empty_reason: str | None = None) -> dict:
+    """Train `kind` ("sft" | "preference") from `model` on the records in `data` into `out`,
+    in-process or under `launcher` (multi-GPU). An empty training set is the identity: `out`
+    becomes an unchanged copy of `model`, marked untrained (`empty_reason` says why)."""
+    from w2s import generation
+    from w2s.io import read_records
+    from w2s.training import launch, untrained_copy
+
+    if not read_records(data):
+        reason = empty_reason or f"{data} is empty"
+        log.warning("%s: the model is %s, unchanged", reason, model)
+        untrained_copy(model, out, reason)
+        return {"n_train": 0, "untrained": True}
+    generation.unload()  # free the generation model's memory before training
+    job = {"kind": kind, "model": str(model), "data": str(data), "out_dir": str(out), "settings": settings}
+    if launcher:
+        launch.launch_job(launcher, job, job_file or Path(out).parent / f".{Path(out).name}.job.json")
+    else:
+        launch.run_job(job)
+    return {}
