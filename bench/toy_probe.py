@@ -10,6 +10,9 @@ Measures on the test split:
 
 DIR defaults to the shipped checkpoints (w2s.toy.checkpoint_path); pass a `w2s toy pretrain`
 output directory to probe a candidate. Results go to stdout as JSON (last line).
+
+Its SFT and generation loops are its own ON PURPOSE: a probe of the world's difficulty must not
+move when the pipeline's trainers, templates or generation backends change.
 """
 
 from __future__ import annotations

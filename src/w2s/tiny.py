@@ -39,32 +39,36 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], *, vocab_size: i
                      intermediate_size: int | None = None, max_positions: int = 2048,
                      seed: int = 0) -> Path:
     """Save a random-init Llama-architecture model + tokenizer to `out_dir`; returns the path."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     out = Path(out_dir)
     tokenizer = build_tokenizer(texts, vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size or 2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=max_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = random_llama(tokenizer, hidden_size=hidden_size, intermediate_size=intermediate_size or 2 * hidden_size,
+                         num_layers=num_layers, num_heads=num_heads, max_positions=max_positions, seed=seed)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "w2s_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": len(tokenizer),
                                                    "hidden_size": hidden_size, "num_layers": num_layers}))
     return out
+
+
+def random_llama(tokenizer, *, hidden_size: int, intermediate_size: int, num_layers: int, num_heads: int,
+                 max_positions: int, seed: int, tie_embeddings: bool = True, **config_extra):
+    """A random-init `LlamaForCausalLM` sized by the arguments, its special tokens the
+    tokenizer's (the one builder for tiny models and the toy world's base models)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_embeddings, **config_extra)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    gc = model.generation_config
+    gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = (tokenizer.pad_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.bos_token_id)
+    return model
 
 
 def parse_tiny_spec(spec: str) -> dict:

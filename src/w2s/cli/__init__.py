@@ -1,4 +1,5 @@
-"""The `w2s` command line: thin typer commands over the library, no logic of their own.
+"""The `w2s` command line: typer commands that parse arguments, read files and call `w2s.steps`
+(or the library module that owns the work); the work itself lives there.
 
 Each area registers its commands from its own module:
   data.py   grade, select, pairs, export       (core)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
-from w2s.tiny import default_threads  # shared with the pipeline
+from w2s.tiny import default_threads, random_llama  # shared with the pipeline
 
 
 @dataclass(frozen=True)
@@ -86,22 +86,9 @@ def corpus_tokens(tokenizer, docs: list[str]):
 
 
 def build_model(spec: ModelSpec, tokenizer, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_heads,
-        max_position_embeddings=spec.max_positions, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=spec.tie_embeddings, rope_theta=10000.0)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    gc = model.generation_config
-    gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = (tokenizer.pad_token_id, tokenizer.eos_token_id,
-                                                         tokenizer.bos_token_id)
-    return model
+    return random_llama(tokenizer, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+                        num_layers=spec.num_layers, num_heads=spec.num_heads, max_positions=spec.max_positions,
+                        seed=seed, tie_embeddings=spec.tie_embeddings, rope_theta=10000.0)
 
 
 def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
