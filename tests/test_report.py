@@ -45,7 +45,7 @@ def test_report_files(tmp_path):
     write_report(tmp_path, metrics)
     assert json.loads((tmp_path / "metrics.json").read_text())["models"]["m_pro_dpo"]["accuracy"] == 0.65
     md = (tmp_path / "report.md").read_text()
-    assert "| M_pro DPO (Stage II) | 65.0 | 75.0 | 65.0 | 0.70 |" in md
+    assert "| M_pro DPO (Stage II) | 65.0 | – | 75.0 | 65.0 | 0.70 |" in md  # no per-question verdicts: no CI
     assert "| 1 | 30/100 | 30.0 | 90.0 | 30.0 |" in md
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2      # accuracy bars + confidence histogram
@@ -65,3 +65,28 @@ def test_untrained_models_are_marked(tmp_path, tiny_model):
     metrics = collect_metrics(tmp_path, models)
     assert metrics["models"]["m_pro_dpo"]["untrained"] is True
     assert "M_pro DPO (Stage II) (no training data: unchanged)" in render_markdown(metrics)
+
+
+def test_confidence_intervals_and_paired_comparisons(tmp_path):
+    """ci95 per model and paired comparisons recomputed from the per-question verdicts in eval/*.json."""
+    ids = [f"q{i}" for i in range(200)]
+    verdicts = {"weak": lambda i: i % 5 == 0, "full_weak": lambda i: i % 4 == 0, "gold_sft": lambda i: i % 10 != 0,
+                "stage1_iter1_hybrid": lambda i: i % 2 == 0, "m_pro_dpo": lambda i: i % 2 == 0 or i % 3 == 0,
+                "strong_fewshot": lambda i: i % 2 == 0}
+    for name, f in verdicts.items():
+        correct = {q: int(f(i)) for i, q in enumerate(ids)}
+        write_json(tmp_path / "eval" / f"{name}.json", {"accuracy": sum(correct.values()) / 200, "correct": correct})
+    models = {n: ModelRef(n, n) for n in verdicts} | {"m_plus": ModelRef("sft_iter1_hybrid", "stage1_iter1_hybrid")}
+    metrics = collect_metrics(tmp_path, models)
+    lo, hi = metrics["models"]["m_plus"]["ci95"]
+    assert lo < 0.5 < hi and hi - lo < 0.2
+    by = {(c["a"], c["b"]): c for c in metrics["comparisons"]}
+    assert set(by) == {("m_plus", "full_weak"), ("m_pro_dpo", "m_plus"), ("m_plus", "strong_fewshot"),
+                       ("m_pro_dpo", "strong_fewshot"), ("m_pro_dpo", "gold_sft")}
+    dpo = by[("m_pro_dpo", "m_plus")]   # dpo is right wherever m_plus is, plus the odd multiples of 3
+    assert dpo["b_only"] == 0 and dpo["a_only"] == 33 and abs(dpo["delta"] - 33 / 200) < 1e-9
+    assert dpo["p"] < 1e-6 and dpo["ci95"][0] > 0
+    same = by[("m_plus", "strong_fewshot")]
+    assert same["delta"] == 0 and same["p"] == 1.0
+    md = render_markdown(metrics)
+    assert "not significant" in md and "McNemar" in md and "95% CI" in md

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from w2s.io import write_json, write_text
-from w2s.method.metrics import pgr
+from w2s.method.metrics import bootstrap_ci, paired_comparison, pgr
 
 ORDER = ["weak", "strong_fewshot", "full_weak"]
 LABELS = {
@@ -61,11 +61,14 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
      "selection": {...}, "timings": {...}}"""
     run_dir = Path(run_dir)
     scores: dict[str, dict] = {}
+    verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
     for name, ref in models.items():
         f = run_dir / "eval" / f"{ref.eval_name}.json"
         if f.exists():
             s = json.loads(f.read_text())
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
+            verdicts[name] = s.get("correct") or {}
+            scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
             lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
             if lineage and lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
                 scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
@@ -88,8 +91,35 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
         for name, e in json.loads(manifest.read_text())["stages"].items():
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
-    return {"models": {n: scores[n] for n in _order(scores)}, "aliases": aliases, "selection": selection,
-            "timings": timings}
+    return {"models": {n: scores[n] for n in _order(scores)}, "aliases": aliases,
+            "comparisons": comparisons(verdicts), "selection": selection, "timings": timings}
+
+
+def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
+    """The method's key claims as paired comparisons on the same test questions: Stage I over
+    full weak fine-tuning, Stage II over Stage I, both over prompting the strong model, and
+    Stage II against the gold-SFT ceiling."""
+    pro = sorted(n for n in verdicts if n.startswith("m_pro_"))
+    wanted = [("m_plus", "full_weak")] + [(p, "m_plus") for p in pro] + \
+        [(m, "strong_fewshot") for m in ["m_plus", *pro]] + [(p, "gold_sft") for p in pro]
+    out = []
+    for a, b in wanted:
+        if verdicts.get(a) and verdicts.get(b):
+            c = paired_comparison(verdicts[a], verdicts[b])
+            if c is not None:
+                out.append({"a": a, "b": b, **c})
+    return out
+
+
+def significance_lines(metrics: dict) -> list[str]:
+    """Each comparison in words: which model is ahead, by how much, and whether it is significant."""
+    lines = []
+    for c in metrics.get("comparisons", []):
+        lo, hi = c["ci95"]
+        verdict = ("significant" if c["p"] < 0.05 else "not significant") + f" (McNemar p = {c['p']:.3g})"
+        lines.append(f"{label(c['a'])} vs {label(c['b'])}: {100 * c['delta']:+.1f} points "
+                     f"[95% CI {100 * lo:+.1f}, {100 * hi:+.1f}] on {c['n']} questions, {verdict}")
+    return lines
 
 
 def _fmt(x, pct=True):
@@ -99,12 +129,18 @@ def _fmt(x, pct=True):
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
+def _ci(ci) -> str:
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
+
+
 def results_table(metrics: dict) -> list[list[str]]:
-    rows = [["Model", "Accuracy %", "pass@k %", "maj@k %", "PGR"]]
+    ks = {m.get("k") for m in metrics["models"].values() if m.get("k")}
+    k = str(ks.pop()) if len(ks) == 1 else "k"
+    rows = [["Model", "Accuracy %", "95% CI", f"pass@{k} %", f"maj@{k} %", "PGR"]]
     for name, m in metrics["models"].items():
         name_cell = label(name) + (" (no training data: unchanged)" if m.get("untrained") else "")
-        rows.append([name_cell, _fmt(m.get("accuracy")), _fmt(m.get("pass@k")), _fmt(m.get("maj@k")),
-                     _fmt(m.get("pgr"), pct=False)])
+        rows.append([name_cell, _fmt(m.get("accuracy")), _ci(m.get("ci95")), _fmt(m.get("pass@k")),
+                     _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)])
     return rows
 
 
@@ -135,22 +171,29 @@ def _plots(metrics: dict) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 3.6))
         accs = [100 * (metrics["models"][n]["accuracy"] or 0) for n in names]
         colors = ["#999" if n in ("weak", "gold_sft", "strong_fewshot", "full_weak") else "#3b7dd8" for n in names]
-        ax.bar(range(len(names)), accs, color=colors)
+        cis = [metrics["models"][n].get("ci95") for n in names]
+        err = [[a - 100 * c[0] if c else 0 for a, c in zip(accs, cis)], [100 * c[1] - a if c else 0 for a, c in zip(accs, cis)]]
+        ax.bar(range(len(names)), accs, color=colors, yerr=err, capsize=3, ecolor="#333")
         for i, a in enumerate(accs):
-            ax.text(i, a + 0.5, f"{a:.1f}", ha="center", fontsize=8)
+            ax.text(i, a + err[1][i] + 0.5, f"{a:.1f}", ha="center", fontsize=8)
         for ref, style in (("weak", ":"), ("gold_sft", "--")):
             if ref in metrics["models"]:
                 ax.axhline(100 * (metrics["models"][ref]["accuracy"] or 0), color="#555", ls=style, lw=1)
         ax.set_ylim(0, max(accs + [1.0]) * 1.18)
         ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title("Greedy test accuracy (dotted: weak floor, dashed: gold-SFT ceiling)", fontsize=9)
+        ax.set_title("Greedy test accuracy with 95% CI (dotted: weak floor, dashed: gold-SFT ceiling)", fontsize=9)
         fig.tight_layout()
         out["accuracy"] = _png(fig, plt)
     conf = metrics["selection"].get("pairs", {}).get("confidences")
     if conf:
         fig, ax = plt.subplots(figsize=(5, 3))
-        ax.hist(conf, bins=10, range=(0, 1), color="#3b7dd8")
+        k = metrics["selection"]["pairs"].get("n_samples_per_question")
+        if k:  # a share is a multiple of 1/k: one bar per possible share, none split across bins
+            ax.bar([i / k for i in range(k + 1)], [sum(round(c * k) == i for c in conf) for i in range(k + 1)],
+                   width=0.8 / k, color="#3b7dd8")
+        else:
+            ax.hist(conf, bins=10, range=(0, 1), color="#3b7dd8")
         ax.set_xlabel("majority share among samples (confidence)")
         ax.set_ylabel("questions")
         ax.set_title("Stage II vote confidence")
@@ -168,7 +211,11 @@ def _png(fig, plt) -> str:
 
 def render_markdown(metrics: dict) -> str:
     parts = ["# Weak-to-strong run report", "", "## Results (test set)", "", _md_table(results_table(metrics)), "",
-             "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question.", ""]
+             "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question. "
+             "95% CI: percentile bootstrap over test questions.", ""]
+    if metrics.get("comparisons"):
+        parts += ["## Paired comparisons (same test questions)", ""] + \
+            [f"- {line}" for line in significance_lines(metrics)] + [""]
     sel = metrics["selection"]
     if sel.get("iterations"):
         parts += ["## Stage I selection (final answer consistency)", "", _md_table(selection_rows(metrics)), ""]
@@ -200,6 +247,9 @@ def render_html(metrics: dict) -> str:
                 "<p>PGR = (accuracy &minus; weak) / (gold SFT &minus; weak).</p>"]
     if "accuracy" in plots:
         sections.append(f'<img alt="accuracy chart" src="data:image/png;base64,{plots["accuracy"]}">')
+    if metrics.get("comparisons"):
+        sections.append("<h2>Paired comparisons (same test questions)</h2><ul>" +
+                        "".join(f"<li>{html.escape(line)}</li>" for line in significance_lines(metrics)) + "</ul>")
     if sel.get("iterations"):
         sections.append(f"<h2>Stage I selection</h2>{_html_table(selection_rows(metrics))}")
     if sel.get("pairs"):

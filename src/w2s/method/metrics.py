@@ -148,10 +148,14 @@ def greedy_accuracy(task: Task, gens: Iterable[dict], golds: Mapping[str, str]) 
 
 def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[dict],
                       samples: Iterable[dict] = ()) -> dict:
-    """A model's test scores: greedy accuracy, and with n samples per question, unbiased
-    pass@k and maj@k at k = n. Questions without a greedy answer count as wrong."""
+    """A model's test scores: greedy accuracy with its bootstrap 95% CI and the per-question
+    verdicts behind it (`correct`: {id: 0/1}, for paired comparisons), and with n samples per
+    question, unbiased pass@k and maj@k at k = n. Questions without a greedy answer count as wrong."""
     golds = golds_of(questions)
-    out: dict = {"n": len(golds), "accuracy": greedy_accuracy(task, greedy, golds)}
+    greedy_ok = correctness_by_id(task, greedy, golds)
+    correct = {qid: int(bool(v) and v[0]) for qid, v in greedy_ok.items()}
+    out: dict = {"n": len(golds), "accuracy": accuracy(correct.values()),
+                 "ci95": bootstrap_ci(list(correct.values())), "correct": correct}
     samples = list(samples)
     if samples:
         per_q = correctness_by_id(task, samples, golds)
@@ -160,3 +164,45 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
             out.update({"k": k, "pass@k": pass_at_k({q: v[:k] for q, v in per_q.items()}, k),
                         "maj@k": maj_at_k(task, samples, golds, k)})
     return out
+
+
+def _bootstrap_means(values: Sequence[int], n_resamples: int, seed: int) -> list[float]:
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(arr), size=(n_resamples, len(arr)))
+    return sorted(arr[idx].mean(axis=1).tolist())
+
+
+def _interval(sorted_means: list[float]) -> list[float]:
+    n = len(sorted_means)
+    return [round(sorted_means[int(0.025 * n)], 6), round(sorted_means[int(0.975 * n) - 1], 6)]
+
+
+def bootstrap_ci(flags: Sequence[int], n_resamples: int = 2000, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap 95% interval of a mean of 0/1 verdicts (None for no data)."""
+    if not flags:
+        return None
+    return _interval(_bootstrap_means(flags, n_resamples, seed))
+
+
+def paired_comparison(a: Mapping[str, int], b: Mapping[str, int], n_resamples: int = 2000,
+                      seed: int = 0) -> dict | None:
+    """Model a minus model b on the questions both were scored on: the accuracy difference,
+    its paired-bootstrap 95% CI, and the exact two-sided McNemar p-value (discordant pairs only)."""
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return None
+    diffs = [a[i] - b[i] for i in ids]
+    a_only, b_only = diffs.count(1), diffs.count(-1)
+    return {"n": len(ids), "delta": sum(diffs) / len(ids), "ci95": _interval(_bootstrap_means(diffs, n_resamples, seed)),
+            "p": mcnemar_p(a_only, b_only), "a_only": a_only, "b_only": b_only}
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar test: under "no difference" each discordant question is a fair coin."""
+    m = a_only + b_only
+    if m == 0:
+        return 1.0
+    tail = sum(comb(m, i) for i in range(min(a_only, b_only) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
