@@ -16,9 +16,9 @@ def register(app: typer.Typer) -> None:
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
              quiet: bool = typer.Option(False, "--quiet")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
-        from w2s.cli.run import _print_results
+        from w2s.cli.run import print_results
         from w2s.demo import run_demo
 
         with user_errors():
             run_demo(out, seed=seed, quick=quick, quiet=quiet)
-        _print_results(out)
+        print_results(out)

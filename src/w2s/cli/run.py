@@ -22,14 +22,14 @@ def register(app: typer.Typer) -> None:
             quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
         """Run the whole two-stage method with every baseline; resumes and reuses cached stages."""
         from w2s.pipeline import run_pipeline
-        from w2s.pipeline.config import ConfigError, _deep_merge, parse_override
+        from w2s.pipeline.config import ConfigError, deep_merge, parse_override
         from w2s.pipeline.runner import StageFailed
 
         with user_errors():
             try:
                 overrides: dict = {}
                 for s in set_ or []:
-                    overrides = _deep_merge(overrides, parse_override(s))
+                    overrides = deep_merge(overrides, parse_override(s))
                 run_dir = out or Path("runs") / config.stem
                 run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
                              overrides=overrides, quiet=quiet)
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {e}\n(traceback in {run_dir / 'log.txt'}; finished stages are kept, "
                            f"rerun the same command to resume)", err=True)
                 raise typer.Exit(1) from None
-        _print_results(run_dir)
+        print_results(run_dir)
 
     @app.command("status")
     def status(run_dir: Path = typer.Argument(..., help="a run directory"),
@@ -71,10 +71,10 @@ def register(app: typer.Typer) -> None:
             _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
             write_report(run_dir, collect_metrics(run_dir, models))
         typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
-        _print_results(run_dir)
+        print_results(run_dir)
 
 
-def _print_results(run_dir: Path) -> None:
+def print_results(run_dir: Path) -> None:
     from w2s.report import results_table
 
     metrics_path = run_dir / "metrics.json"

@@ -259,7 +259,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
 
 
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:
-    raw = _deep_merge(raw, overrides or {})
+    raw = deep_merge(raw, overrides or {})
     base_dir = Path(base_dir)
     for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold")),
                           ("weak", ("model",)), ("strong", ("model",))):
@@ -287,10 +287,10 @@ def _resolve(p: str, base_dir: Path) -> str:
     return p  # a hub name, or a missing file reported by validation
 
 
-def _deep_merge(a: dict, b: dict) -> dict:
+def deep_merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
