@@ -109,6 +109,7 @@ class W2SStages:
 
     # ---- the graph -------------------------------------------------------------
     def build(self) -> list[Stage]:
+        """Data, the weak model and both Stage I columns, then each part of the method in turn."""
         cfg = self.cfg
         self.add("load_data", self.load_data, params={"data": dataclasses.asdict(cfg.data),
                                                       "contents": _data_hashes(cfg.data)},
@@ -135,8 +136,17 @@ class W2SStages:
         self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
+        m_plus = self.add_stage1()
+        if cfg.stage2.enabled:
+            self.add_stage2(m_plus)
+        self.add_baselines()
+        self.add_evals_and_report()
+        return self.stages
 
-        # Stage I iterations.
+    def add_stage1(self) -> str:
+        """Stage I: select, then train the ORIGINAL strong model, each iteration regenerating
+        both columns with the previous iteration's models. Returns M_plus's stage."""
+        cfg = self.cfg
         iters = cfg.stage1.iterations
         prev_gen = {"weak": "weak_answers", "icl": "icl_answers"}
         gen_files = {"weak": D_WEAK, "icl": D_ICL}
@@ -161,25 +171,27 @@ class W2SStages:
                                           f"stage1_iter{i}_{v}")
         m_plus = f"sft_iter{iters}_hybrid"
         self.models["m_plus"] = ModelRef(m_plus, f"stage1_iter{iters}_hybrid")  # same model: its eval
+        return m_plus
 
-        # Stage II.
-        if cfg.stage2.enabled:
-            s2 = cfg.stage2
-            self.add("samples", self.samples_fn(m_plus), deps=[m_plus],
-                     params=self.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
-                     outputs=["data/samples.jsonl"], kind="generate")
-            self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"],
-                     params={"min_confidence": s2.min_confidence, "flip_confidence": s2.flip_confidence,
-                             "max_pairs": s2.max_pairs, "seed": cfg.seed},
-                     outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
-            for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
-                name = f"m_pro_{m}"
-                self.add(name, self.preference_fn(m, m_plus), deps=["pairs", m_plus],
-                         params={"method": m, "train": s2.train, "seed": cfg.seed, "lora": cfg.strong.lora},
-                         outputs=[f"models/{name}"], kind="train")
-                self.add_model(name, EvalSpec(model_stage=name))
+    def add_stage2(self, m_plus: str) -> None:
+        """Stage II: M_plus samples, pairs from its votes and the weak answers, DPO/ORPO from M_plus."""
+        cfg, s2 = self.cfg, self.cfg.stage2
+        self.add("samples", self.samples_fn(m_plus), deps=[m_plus],
+                 params=self.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
+                 outputs=["data/samples.jsonl"], kind="generate")
+        self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"],
+                 params={"min_confidence": s2.min_confidence, "flip_confidence": s2.flip_confidence,
+                         "max_pairs": s2.max_pairs, "seed": cfg.seed},
+                 outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
+        for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
+            name = f"m_pro_{m}"
+            self.add(name, self.preference_fn(m, m_plus), deps=["pairs", m_plus],
+                     params={"method": m, "train": s2.train, "seed": cfg.seed, "lora": cfg.strong.lora},
+                     outputs=[f"models/{name}"], kind="train")
+            self.add_model(name, EvalSpec(model_stage=name))
 
-        # Baselines.
+    def add_baselines(self) -> None:
+        cfg = self.cfg
         if "full_weak" in cfg.baselines:
             self.add("full_weak_data", self.full_weak_data, deps=["weak_answers", "load_data"],
                      outputs=["data/full_weak.jsonl"])
@@ -190,7 +202,9 @@ class W2SStages:
         if "strong_fewshot" in cfg.baselines:
             self.add_model("strong_fewshot", EvalSpec(base="strong", fewshot=True))
 
-        # Evaluation of every model on the test set, then the report.
+    def add_evals_and_report(self) -> None:
+        """Every model on the test set, then the report (rerun every time)."""
+        cfg = self.cfg
         eval_stages = []
         for report_name, spec in self.evals.items():
             deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
@@ -203,10 +217,9 @@ class W2SStages:
                      outputs=[f"eval/{report_name}.json"], kind="eval")
             eval_stages.append(f"eval_{report_name}")
         report_deps = eval_stages + [s for s in ("pairs",) if cfg.stage2.enabled] + \
-            [f"select_iter{i}" for i in range(1, iters + 1)]
+            [f"select_iter{i}" for i in range(1, cfg.stage1.iterations + 1)]
         self.add("report", self.report, deps=report_deps, outputs=["metrics.json", "report.md", "report.html"],
                  kind="report", always=True)
-        return self.stages
 
     # ---- stage functions: read files, call one step, write files --------------
     def load_data(self, ctx):
