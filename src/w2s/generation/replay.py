@@ -19,10 +19,10 @@ class ReplayBackend:
     # recorded samples of one prompt may differ even when the run says greedy
     deduplicate_greedy = False
 
-    def __init__(self, model: str, adapter: str | None = None, *, strict_prompts: bool = False):
+    def __init__(self, model: str, adapter: str | None = None):
         if adapter:
             raise ValueError("the replay backend takes no adapter (it reads recorded outputs)")
-        self.path, self.strict_prompts = str(model), strict_prompts
+        self.path = str(model)
         self.recorded = {}
         for r in read_records(self.path, required=("id", "response")):
             self.recorded[(str(r["id"]), int(r.get("sample_index", 0)))] = r
@@ -36,9 +36,6 @@ class ReplayBackend:
         out = []
         for it in items:
             rec = self.recorded[(it.id, it.sample_index)]
-            if self.strict_prompts and "prompt" in rec and rec["prompt"] != it.prompt:
-                raise GenerationError(f"{self.path}: recorded prompt for id {it.id!r} differs from the "
-                                      "requested prompt")
             result = {"id": it.id, "sample_index": it.sample_index, "response": rec["response"],
                       "finish_reason": rec.get("finish_reason") or "stop",
                       "n_tokens": int(rec.get("n_tokens") or 0)}
