@@ -258,3 +258,21 @@ def test_grade_records_names_row_without_gold():
         metrics.grade_records(GSM, rows, gold_field="gold", path="x.jsonl")
     graded = metrics.grade_records(GSM, rows[:1] + [{"response": "none", "gold": "1"}], gold_field="gold")
     assert [(r["pred"], r["correct"]) for r in graded] == [("4", True), ("", False)]
+
+
+def test_scores_are_strict_with_lenient_beside_them():
+    """A model that never states `#### N` scores 0 strict even when the toy task's lenient parser
+    finds its last number (the outside evaluator's strict-match vs flexible-extract split)."""
+    from w2s.tasks import make_task
+
+    toy = make_task("toy")
+    qs = [{"id": "a", "question": "?", "answer": "5"}, {"id": "b", "question": "?", "answer": "7"},
+          {"id": "c", "question": "?", "answer": "9"}]
+    greedy = [{"id": "a", "response": " 2 + 3 = 5\n#### 5"}, {"id": "b", "response": " 3 + 4 = 7. Result: 7"},
+              {"id": "c", "response": " 4 + 5 = 9\n#####"}]
+    s = metrics.score_generations(toy, qs, greedy)
+    assert s["accuracy"] == pytest.approx(1 / 3) and s["correct"] == {"a": 1, "b": 0, "c": 0}
+    assert s["accuracy_lenient"] == 1.0
+    # a task with one parser reports one accuracy
+    assert "accuracy_lenient" not in metrics.score_generations(GSM, [{"id": "a", "question": "?", "answer": "5"}],
+                                                              [{"id": "a", "response": "#### 5"}])

@@ -307,3 +307,15 @@ def test_cli_toy_data(tmp_path, splits):
     assert json.loads((tmp_path / "clean" / "world.json").read_text())["decontaminated_against_corpus_seed"] == 0
     bad = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--min-steps", "5", "--max-steps", "2"])
     assert bad.exit_code == 2 and "min_steps" in bad.output
+
+
+def test_dev_split_is_drawn_last_and_changes_nothing_else():
+    from w2s.toy.world import make_splits
+
+    sizes = {"train_1": 30, "train_2": 30, "test": 30}
+    base = make_splits(5, sizes)
+    with_dev = make_splits(5, {**sizes, "dev": 25})
+    assert "dev" not in base and len(with_dev["dev"]) == 25
+    assert all(with_dev[k] == base[k] for k in base)
+    others = {r["question"] for k in base for r in base[k]}
+    assert not others & {r["question"] for r in with_dev["dev"]}

@@ -67,6 +67,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
         if f.exists():
             s = json.loads(f.read_text())
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
+            if s.get("accuracy_lenient") is not None:  # tasks with a lenient fallback parser (toy)
+                scores[name]["accuracy_lenient"] = s["accuracy_lenient"]
             verdicts[name] = s.get("correct") or {}
             scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
             lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
@@ -136,11 +138,14 @@ def _ci(ci) -> str:
 def results_table(metrics: dict) -> list[list[str]]:
     ks = {m.get("k") for m in metrics["models"].values() if m.get("k")}
     k = str(ks.pop()) if len(ks) == 1 else "k"
-    rows = [["Model", "Accuracy %", "95% CI", f"pass@{k} %", f"maj@{k} %", "PGR"]]
+    lenient = any("accuracy_lenient" in m for m in metrics["models"].values())
+    rows = [["Model", "Accuracy %", "95% CI"] + (["Lenient %"] if lenient else []) +
+            [f"pass@{k} %", f"maj@{k} %", "PGR"]]
     for name, m in metrics["models"].items():
         name_cell = label(name) + (" (no training data: unchanged)" if m.get("untrained") else "")
-        rows.append([name_cell, _fmt(m.get("accuracy")), _ci(m.get("ci95")), _fmt(m.get("pass@k")),
-                     _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)])
+        rows.append([name_cell, _fmt(m.get("accuracy")), _ci(m.get("ci95"))] +
+                    ([_fmt(m.get("accuracy_lenient"))] if lenient else []) +
+                    [_fmt(m.get("pass@k")), _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)])
     return rows
 
 
@@ -212,7 +217,8 @@ def _png(fig, plt) -> str:
 def render_markdown(metrics: dict) -> str:
     parts = ["# Weak-to-strong run report", "", "## Results (test set)", "", _md_table(results_table(metrics)), "",
              "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question. "
-             "95% CI: percentile bootstrap over test questions.", ""]
+             "95% CI: percentile bootstrap over test questions. Accuracy is strict (the task's answer "
+             "format only); Lenient, where shown, also takes the task's fallback parse.", ""]
     if metrics.get("comparisons"):
         parts += ["## Paired comparisons (same test questions)", ""] + \
             [f"- {line}" for line in significance_lines(metrics)] + [""]

@@ -19,6 +19,8 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          n_train_1: int = typer.Option(2000, "--n-train-1", help="Labeled questions (weak training)."),
          n_train_2: int = typer.Option(2000, "--n-train-2", help="Unlabeled questions (strong training)."),
          n_test: int = typer.Option(500, "--n-test", help="Test questions."),
+         n_dev: int = typer.Option(0, "--n-dev", help="Labeled dev questions for choosing settings "
+                                                      "(drawn last: the other splits do not change)."),
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
@@ -27,17 +29,18 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line.")):
-    """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl."""
+    """Write a seeded toy-world dataset: train_1.jsonl, train_2.jsonl, test.jsonl (and dev.jsonl)."""
     from w2s.toy.data import write_splits
     from w2s.toy.world import WorldConfig
 
     with user_errors():
         cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
                           max_distractors=max_distractors)
-        sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test}
+        sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test, "dev": n_dev}
         write_splits(out, seed, sizes, cfg, decontaminate=decontaminate)
     emit({"out": str(out), "seed": seed, **sizes}, as_json,
-         human=f"wrote {n_train_1} / {n_train_2} / {n_test} questions to {out} (seed {seed})")
+         human=f"wrote {n_train_1} / {n_train_2} / {n_test}{f' / {n_dev}' if n_dev else ''} questions to {out} "
+               f"(seed {seed})")
 
 
 @toy_app.command("pretrain")

@@ -150,7 +150,15 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
                       samples: Iterable[dict] = ()) -> dict:
     """A model's test scores: greedy accuracy with its bootstrap 95% CI and the per-question
     verdicts behind it (`correct`: {id: 0/1}, for paired comparisons), and with n samples per
-    question, unbiased pass@k and maj@k at k = n. Questions without a greedy answer count as wrong."""
+    question, unbiased pass@k and maj@k at k = n. Questions without a greedy answer count as wrong.
+
+    Scores are STRICT: a task with a lenient fallback parser (`task.strict()` is not None) is
+    scored on its own answer format, and its lenient greedy accuracy is `accuracy_lenient`."""
+    strict = task.strict()
+    if strict is not None:
+        greedy, samples = list(greedy), list(samples)
+        lenient = greedy_accuracy(task, greedy, golds_of(questions))
+        return {**score_generations(strict, questions, greedy, samples), "accuracy_lenient": lenient}
     golds = golds_of(questions)
     greedy_ok = correctness_by_id(task, greedy, golds)
     correct = {qid: int(bool(v) and v[0]) for qid, v in greedy_ok.items()}

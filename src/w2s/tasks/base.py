@@ -75,6 +75,12 @@ class Task(ABC):
     def is_correct(self, response: str, gold: str) -> bool:
         return self.matches(self.extract_answer(response), gold)
 
+    def strict(self) -> "Task | None":
+        """This task scoring only its own answer format, when its extraction is lenient
+        (None: the task has one parser, so its accuracy is already strict). Reported accuracy is
+        strict; the lenient one is reported beside it."""
+        return None
+
     # ---- data ---------------------------------------------------------------
     def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:
         """Read a data file into question records {id, question, answer?, solution?}.

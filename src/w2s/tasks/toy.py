@@ -49,6 +49,9 @@ class ToyTask(Task):
     def __init__(self, lenient: bool = True):
         self.lenient = lenient
 
+    def strict(self) -> "ToyTask | None":
+        return ToyTask(lenient=False) if self.lenient else None
+
     # ---- answers ------------------------------------------------------------
     def clean_response(self, response: str) -> str:
         """Cut run-on text: at a stop string, and right after the `#### N` line."""

@@ -295,8 +295,9 @@ def check_solution(solution: str) -> int | None:
 
 # --------------------------------------------------------------------------- splits
 
-SPLITS = ("train_1", "train_2", "test")
-DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500}
+SPLITS = ("train_1", "train_2", "test", "dev")
+#: no dev split unless asked for: the shipped models' corpus is kept apart from the default splits
+DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500, "dev": 0}
 
 
 def problem_record(p: Problem, split: str, i: int) -> dict:
@@ -322,19 +323,21 @@ def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[di
 
 def make_splits(seed: int = 0, sizes: dict[str, int] | None = None,
                 config: WorldConfig | None = None, exclude: set | None = None) -> dict[str, list[dict]]:
-    """train_1 / train_2 / test question records (with gold answer, solution, step list).
+    """train_1 / train_2 / test (and, when its size is set, dev) question records (with gold
+    answer, solution, step list).
 
     The test split is drawn first, so it depends only on (seed, config, its size, exclude);
-    train_1 then train_2 avoid every earlier question (text and step-list signature).
+    train_1 then train_2 avoid every earlier question (text and step-list signature); dev is
+    drawn last, so asking for it leaves the other splits as they were.
     `exclude` (question texts and step lists, e.g. `w2s.toy.pretrain.corpus_signatures()`)
     is avoided by every split: decontamination against a pretraining corpus."""
     cfg = config or WorldConfig()
     sz = {**DEFAULT_SIZES, **(sizes or {})}
     seen: set = set(exclude or ())
     out = {}
-    for split in ("test", "train_1", "train_2"):
+    for split in ("test", "train_1", "train_2", "dev"):
         out[split] = _fill(split, sz[split], seed, cfg, seen)
-    return {s: out[s] for s in SPLITS}
+    return {s: out[s] for s in SPLITS if s != "dev" or sz["dev"] > 0}
 
 
 def world_info(seed: int, sizes: dict[str, int], config: WorldConfig, decontaminate: bool = True) -> dict:
