@@ -18,7 +18,9 @@ def fake_run(tmp_path):
     write_json(tmp_path / "data" / "pairs_summary.json",
                {"n_questions": 100, "n_pairs": 20, "weak_chosen": 5, "weak_rejected": 15,
                 "chosen_accuracy": 0.8, "rejected_accuracy": 0.1, "confidences": [0.5, 0.9, 1.0]})
-    write_json(tmp_path / "manifest.json", {"stages": {"weak_sft": {"seconds": 1.5}}, "invocations": []})
+    write_json(tmp_path / "manifest.json", {"stages": {"weak_sft": {"seconds": 1.5}, "load_data": {
+        "info": {"n_gold": 50, "n_unlabeled": 100, "n_test": 40}}}, "invocations": []})
+    (tmp_path / "config.yaml").write_text("task: gsm8k\nseed: 3\n")
     models = {"weak": ModelRef("weak_sft", "weak"), "strong_fewshot": ModelRef(None, "strong_fewshot"),
               "full_weak": ModelRef("full_weak", "full_weak"), "gold_sft": ModelRef("gold_sft", "gold_sft"),
               "stage1_iter1_hybrid": ModelRef("sft_iter1_hybrid", "stage1_iter1_hybrid"),
@@ -48,9 +50,11 @@ def test_report_files(tmp_path):
     assert "| M_pro DPO (Stage II) | 65.0 | – | 75.0 | 65.0 | 0.70 |" in md  # no per-question verdicts: no CI
     assert "| 1 | 30/100 | 30.0 | 90.0 | 30.0 |" in md
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2      # accuracy bars + confidence histogram
+    assert html.count("data:image/png;base64,") == 3      # accuracy bars, Stage I selection, confidence histogram
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
     assert "chosen side correct 80.0%" in html
+    assert "| all | 20 | 80.0 | 10.0 |" in md             # pairs by side (no per-side diagnostics here)
+    assert "- data: gold 50, unlabeled 100, test 40" in md and "- task gsm8k, seed 3" in md
     assert "Stage I iter 1 hybrid" in render_markdown(metrics)
 
 

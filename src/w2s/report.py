@@ -93,8 +93,40 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
         for name, e in json.loads(manifest.read_text())["stages"].items():
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
-    return {"models": {n: scores[n] for n in _order(scores)}, "aliases": aliases,
-            "comparisons": comparisons(verdicts), "selection": selection, "timings": timings}
+    return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
+            "aliases": aliases, "comparisons": comparisons(verdicts), "selection": selection, "timings": timings}
+
+
+def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
+    """What a reader needs to place the numbers: the config's essentials, data sizes, the package
+    versions the models were trained with, threads, and the run's compute time."""
+    import yaml
+
+    out: dict = {}
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        g, s2, ev = cfg.get("generation", {}), cfg.get("stage2", {}), cfg.get("eval", {})
+        out.update({"name": cfg.get("name"), "task": cfg.get("task"), "seed": cfg.get("seed"),
+                    "weak_model": cfg.get("weak", {}).get("model"), "strong_model": cfg.get("strong", {}).get("model"),
+                    "threads": cfg.get("threads"), "backend": g.get("backend"),
+                    "max_new_tokens": g.get("max_new_tokens"), "stage1_iterations": cfg.get("stage1", {}).get("iterations"),
+                    "stage2_samples": s2.get("samples") if s2.get("enabled", True) else None,
+                    "eval_samples": ev.get("n"), "eval_temperature": ev.get("temperature")})
+    manifest = run_dir / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        info = m.get("stages", {}).get("load_data", {}).get("info") or {}
+        out["data_sizes"] = {k[2:]: v for k, v in info.items() if k.startswith("n_")}
+        out["compute_seconds"] = round(sum(e.get("seconds") or 0 for e in m.get("stages", {}).values()), 1)
+    for ref in models.values():
+        lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
+        if lineage and lineage.exists():
+            versions = json.loads(lineage.read_text()).get("versions")
+            if versions:
+                out["versions"] = versions
+                break
+    return out
 
 
 def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
@@ -157,6 +189,35 @@ def selection_rows(metrics: dict) -> list[list[str]]:
     return rows
 
 
+def pair_rows(metrics: dict) -> list[list[str]]:
+    """Stage II pairs by the side the weak response is on, against hidden gold."""
+    p = metrics["selection"].get("pairs") or {}
+    rows = [["Pairs", "Count", "Chosen correct %", "Rejected correct %", "Pair right %"]]
+    for title, prefix, count in (("all", "", p.get("n_pairs")), ("weak chosen", "weak_chosen_", p.get("weak_chosen")),
+                                 ("weak rejected", "weak_rejected_", p.get("weak_rejected"))):
+        rows.append([title, str(count), _fmt(p.get(f"{prefix}chosen_accuracy")),
+                     _fmt(p.get(f"{prefix}rejected_accuracy")), _fmt(p.get(f"{prefix}pair_accuracy"))])
+    return rows
+
+
+def run_lines(metrics: dict) -> list[str]:
+    r = metrics.get("run") or {}
+    lines = []
+    if r.get("task"):
+        lines.append(f"task {r['task']}, seed {r.get('seed')}, weak {r.get('weak_model')}, strong {r.get('strong_model')}")
+    if r.get("data_sizes"):
+        lines.append("data: " + ", ".join(f"{k} {v}" for k, v in r["data_sizes"].items()))
+    if r.get("backend"):
+        lines.append(f"generation: {r['backend']} backend, {r.get('max_new_tokens')} new tokens; Stage I "
+                     f"{r.get('stage1_iterations')} iterations; Stage II k = {r.get('stage2_samples')}; "
+                     f"eval k = {r.get('eval_samples')} at T = {r.get('eval_temperature')}")
+    if r.get("versions"):
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
+    if r.get("compute_seconds") is not None:
+        lines.append(f"threads: {r.get('threads')} (0 = auto); compute time of the stages: {r['compute_seconds']:.0f} s")
+    return lines
+
+
 def _md_table(rows):
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -190,6 +251,23 @@ def _plots(metrics: dict) -> dict[str, str]:
         ax.set_title("Greedy test accuracy with 95% CI (dotted: weak floor, dashed: gold-SFT ceiling)", fontsize=9)
         fig.tight_layout()
         out["accuracy"] = _png(fig, plt)
+    iters = metrics["selection"].get("iterations") or []
+    if iters:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        xs = [s.get("iteration") for s in iters]
+        ax.plot(xs, [100 * (s.get("coverage") or 0) for s in iters], "o-", label="coverage")
+        if any(s.get("precision") is not None for s in iters):
+            ax.plot(xs, [100 * (s.get("precision") or 0) for s in iters], "s-", label="precision (hidden gold)")
+        if any(s.get("weak_accuracy") is not None for s in iters):
+            ax.axhline(100 * (iters[0].get("weak_accuracy") or 0), color="#555", ls=":", lw=1, label="weak labels")
+        ax.set_xticks(xs)
+        ax.set_xlabel("Stage I iteration")
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=8)
+        ax.set_title("Stage I selection")
+        fig.tight_layout()
+        out["selection"] = _png(fig, plt)
     conf = metrics["selection"].get("pairs", {}).get("confidences")
     if conf:
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -215,7 +293,8 @@ def _png(fig, plt) -> str:
 
 
 def render_markdown(metrics: dict) -> str:
-    parts = ["# Weak-to-strong run report", "", "## Results (test set)", "", _md_table(results_table(metrics)), "",
+    parts = ["# Weak-to-strong run report", ""] + [f"- {line}" for line in run_lines(metrics)] + \
+        ["", "## Results (test set)", "", _md_table(results_table(metrics)), "",
              "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question. "
              "95% CI: percentile bootstrap over test questions. Accuracy is strict (the task's answer "
              "format only); Lenient, where shown, also takes the task's fallback parse.", ""]
@@ -233,6 +312,7 @@ def render_markdown(metrics: dict) -> str:
         if p.get("chosen_accuracy") is not None:
             parts.append(f"- chosen side correct: {_fmt(p.get('chosen_accuracy'))}%, "
                          f"rejected side correct: {_fmt(p.get('rejected_accuracy'))}%")
+            parts += ["", _md_table(pair_rows(metrics))]
         parts.append("")
     if metrics.get("timings"):
         parts += ["## Timings (seconds per stage, last run of each)", "",
@@ -249,8 +329,11 @@ def _html_table(rows):
 def render_html(metrics: dict) -> str:
     plots = _plots(metrics)
     sel = metrics["selection"]
-    sections = [f"<h2>Results (test set)</h2>{_html_table(results_table(metrics))}",
-                "<p>PGR = (accuracy &minus; weak) / (gold SFT &minus; weak).</p>"]
+    sections = ["<ul class='run'>" + "".join(f"<li>{html.escape(line)}</li>" for line in run_lines(metrics)) + "</ul>",
+                f"<h2>Results (test set)</h2>{_html_table(results_table(metrics))}",
+                "<p>PGR = (accuracy &minus; weak) / (gold SFT &minus; weak). 95% CI: percentile bootstrap over "
+                "test questions. Accuracy is strict (the task's answer format only); Lenient, where shown, also "
+                "takes the task's fallback parse.</p>"]
     if "accuracy" in plots:
         sections.append(f'<img alt="accuracy chart" src="data:image/png;base64,{plots["accuracy"]}">')
     if metrics.get("comparisons"):
@@ -258,6 +341,8 @@ def render_html(metrics: dict) -> str:
                         "".join(f"<li>{html.escape(line)}</li>" for line in significance_lines(metrics)) + "</ul>")
     if sel.get("iterations"):
         sections.append(f"<h2>Stage I selection</h2>{_html_table(selection_rows(metrics))}")
+        if "selection" in plots:
+            sections.append(f'<img alt="selection chart" src="data:image/png;base64,{plots["selection"]}">')
     if sel.get("pairs"):
         p = sel["pairs"]
         items = [f"pairs: {p.get('n_pairs')} from {p.get('n_questions')} questions "
@@ -267,6 +352,8 @@ def render_html(metrics: dict) -> str:
                          f"{_fmt(p.get('rejected_accuracy'))}%")
         sections.append("<h2>Stage II preference pairs</h2><ul>" +
                         "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+        if p.get("chosen_accuracy") is not None:
+            sections.append(_html_table(pair_rows(metrics)))
         if "confidence" in plots:
             sections.append(f'<img alt="confidence histogram" src="data:image/png;base64,{plots["confidence"]}">')
     if metrics.get("timings"):
