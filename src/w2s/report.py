@@ -58,10 +58,10 @@ def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
         src = "stage1_iter" + stage[len("sft_iter"):] if name == "m_plus" else name
         f = run_dir / "eval" / f"{src}.json"
         if f.exists():
-            s = json.loads(f.read_text())
+            s = _read_json(f)
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
             lineage = run_dir / "models" / stage / "lineage.json"
-            if lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
+            if lineage.exists() and _read_json(lineage).get("untrained"):
                 scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
     weak = scores.get("weak", {}).get("accuracy")
     ceiling = scores.get("gold_sft", {}).get("accuracy")
@@ -70,18 +70,33 @@ def collect_metrics(run_dir: str | Path, models: dict[str, str]) -> dict:
 
     selection: dict = {"iterations": []}
     for summ in sorted(run_dir.glob("data/iter*/summary.json"), key=lambda p: int(p.parent.name[4:])):
-        selection["iterations"].append(json.loads(summ.read_text()))
+        selection["iterations"].append(_read_json(summ))
     pairs_file = run_dir / "data" / "pairs_summary.json"
     if pairs_file.exists():
-        selection["pairs"] = json.loads(pairs_file.read_text())
+        selection["pairs"] = _read_json(pairs_file)
 
     timings = {}
     manifest = run_dir / "manifest.json"
     if manifest.exists():
-        for name, e in json.loads(manifest.read_text())["stages"].items():
+        for name, e in _read_json(manifest).get("stages", {}).items():
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
     return {"models": {n: scores[n] for n in _order(scores)}, "selection": selection, "timings": timings}
+
+
+def _read_json(path: Path) -> dict:
+    """A run-directory JSON object; a damaged one is a one-line error naming it."""
+    from w2s.io import DataError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f" (line {e.lineno} col {e.colno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
+        raise DataError(path, f"not valid JSON{where}; restore it, or delete it and rerun the stage "
+                              "that writes it") from None
+    if not isinstance(data, dict):
+        raise DataError(path, f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _fmt(x, pct=True):

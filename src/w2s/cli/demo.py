@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
              quiet: bool = typer.Option(False, "--quiet")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import _print_results
+        from w2s.pipeline.lock import run_lock
         from w2s.toy.demo import run_demo
 
-        with user_errors():
+        with user_errors(), run_lock(out, quiet=quiet):  # the demo writes its data before the pipeline
             run_demo(out, seed=seed, quick=quick, quiet=quiet)
         _print_results(out)
