@@ -20,6 +20,6 @@ def register(app: typer.Typer) -> None:
         from w2s.pipeline.lock import run_lock
         from w2s.toy.demo import run_demo
 
-        with user_errors(), run_lock(out, quiet=quiet):  # the demo writes its data before the pipeline
+        with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             run_demo(out, seed=seed, quick=quick, quiet=quiet)
         _print_results(out)

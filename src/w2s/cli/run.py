@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             if not (run_dir / "config.yaml").exists():
                 raise ValueError(f"{run_dir}: not a run directory (no config.yaml)")
             _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
-            with run_lock(run_dir, quiet=True):  # a running `w2s run` writes these files too
+            with run_lock(run_dir):  # a running `w2s run` writes these files too
                 write_report(run_dir, collect_metrics(run_dir, models))
         typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
         _print_results(run_dir)

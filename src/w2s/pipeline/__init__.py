@@ -97,7 +97,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                  until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
                  quiet: bool = False) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
-    with run_lock(run_dir, quiet=quiet):  # before the first write: one writer per run directory
+    with run_lock(run_dir):  # before the first write: one writer per run directory
         _quiet_libraries()
         if cfg.threads is not None:
             import torch

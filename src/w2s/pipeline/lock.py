@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import socket
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-log = logging.getLogger("w2s.pipeline")
 
 LOCK_FILE = ".lock"
 
@@ -57,7 +54,7 @@ def _this_command() -> str:
 
 
 @contextmanager
-def run_lock(run_dir: str | os.PathLike, command: str | None = None, quiet: bool = False):
+def run_lock(run_dir: str | os.PathLike, command: str | None = None):
     """Hold RUN/.lock for the duration of the block; RunLocked (one line naming the holder) if
     another process holds it. Creates `run_dir` if needed; writes nothing else when refused."""
     run_dir = Path(run_dir).resolve()
@@ -74,11 +71,9 @@ def run_lock(run_dir: str | os.PathLike, command: str | None = None, quiet: bool
             raise RunLocked(f"{run_dir} is in use by another run ({holder}); wait for it to finish "
                             "or stop it, or use another --out") from None
         stale = _read_info(f)
-        if stale:
-            msg = f"{run_dir}: taking over a stale lock from {_describe(stale)} (that process is gone)"
-            log.warning(msg)
-            if not quiet:
-                print(msg, file=sys.stderr, flush=True)
+        if stale:  # always said (--quiet included): a run died here, mid-way
+            print(f"{run_dir}: taking over a stale lock from {_describe(stale)} (that process is gone)",
+                  file=sys.stderr, flush=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
               "command": command or _this_command()}
         f.seek(0)
