@@ -206,7 +206,8 @@ def read_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"not valid JSON ({e})") from None
+        where = f" (line {e.lineno} col {e.colno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
+        raise DataError(path, f"not valid JSON{where}; restore it, or delete it and rerun what writes it") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -65,14 +65,14 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     for name, ref in models.items():
         f = run_dir / "eval" / f"{ref.eval_name}.json"
         if f.exists():
-            s = json.loads(f.read_text())
+            s = _read_json(f)
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
             if s.get("accuracy_lenient") is not None:  # tasks with a lenient fallback parser (toy)
                 scores[name]["accuracy_lenient"] = s["accuracy_lenient"]
             verdicts[name] = s.get("correct") or {}
             scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
             lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
-            if lineage and lineage.exists() and json.loads(lineage.read_text()).get("untrained"):
+            if lineage and lineage.exists() and _read_json(lineage).get("untrained"):
                 scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
     weak = scores.get("weak", {}).get("accuracy")
     ceiling = scores.get("gold_sft", {}).get("accuracy")
@@ -82,15 +82,15 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
 
     selection: dict = {"iterations": []}
     for summ in sorted(run_dir.glob("data/iter*/summary.json"), key=lambda p: int(p.parent.name[4:])):
-        selection["iterations"].append(json.loads(summ.read_text()))
+        selection["iterations"].append(_read_json(summ))
     pairs_file = run_dir / "data" / "pairs_summary.json"
     if pairs_file.exists():
-        selection["pairs"] = json.loads(pairs_file.read_text())
+        selection["pairs"] = _read_json(pairs_file)
 
     timings = {}
     manifest = run_dir / "manifest.json"
     if manifest.exists():
-        for name, e in json.loads(manifest.read_text())["stages"].items():
+        for name, e in _read_json(manifest).get("stages", {}).items():
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
@@ -115,14 +115,14 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
                     "eval_samples": ev.get("n"), "eval_temperature": ev.get("temperature")})
     manifest = run_dir / "manifest.json"
     if manifest.exists():
-        m = json.loads(manifest.read_text())
+        m = _read_json(manifest)
         info = m.get("stages", {}).get("load_data", {}).get("info") or {}
         out["data_sizes"] = {k[2:]: v for k, v in info.items() if k.startswith("n_")}
         out["compute_seconds"] = round(sum(e.get("seconds") or 0 for e in m.get("stages", {}).values()), 1)
     for ref in models.values():
         lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
         if lineage and lineage.exists():
-            versions = json.loads(lineage.read_text()).get("versions")
+            versions = _read_json(lineage).get("versions")
             if versions:
                 out["versions"] = versions
                 break
@@ -154,6 +154,16 @@ def significance_lines(metrics: dict) -> list[str]:
         lines.append(f"{label(c['a'])} vs {label(c['b'])}: {100 * c['delta']:+.1f} points "
                      f"[95% CI {100 * lo:+.1f}, {100 * hi:+.1f}] on {c['n']} questions, {verdict}")
     return lines
+
+
+def _read_json(path: Path) -> dict:
+    """A run-directory JSON object; a damaged one is a one-line error naming it."""
+    from w2s.io import DataError, read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(path, f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _fmt(x, pct=True):

@@ -86,6 +86,13 @@ def parse_tiny_spec(spec: str) -> dict:
             out[k] = known[k](v)
         except ValueError:
             raise ValueError(f"tiny spec {spec!r}: {k} expects {known[k].__name__}, got {v!r}") from None
+        least = {"steps": 0, "seed": 0}.get(k, 1)  # sizes count something; steps=0 skips pretraining
+        bad = not out[k] > 0 if k == "lr" else out[k] < least  # written so that NaN is bad too
+        if bad:
+            raise ValueError(f"tiny spec {spec!r}: {k} must be {'> 0' if k == 'lr' else f'>= {least}'}, got {v}")
+    hidden, heads = out.get("hidden", 64), out.get("heads", 4)
+    if hidden % heads:
+        raise ValueError(f"tiny spec {spec!r}: hidden ({hidden}) must be a multiple of heads ({heads})")
     return out
 
 

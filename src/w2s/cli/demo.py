@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import print_results
         from w2s.demo import run_demo
+        from w2s.pipeline.lock import run_lock
 
-        with user_errors():
+        with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             run_demo(out, seed=seed, quick=quick, quiet=quiet)
         print_results(out)

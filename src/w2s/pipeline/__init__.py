@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from w2s.io import write_text
 from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
+from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
 from w2s.pipeline.runner import Manifest, Stage, run_stages
 
 log = logging.getLogger("w2s.pipeline")
@@ -83,7 +85,10 @@ def prepare(config: str | Path | RunConfig, run_dir: str | Path, overrides: dict
     from w2s.pipeline.stages import build_stages
 
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
-    run_dir = Path(run_dir)
+    # One spelling of the run directory, whatever was typed (relative, absolute, trailing slash,
+    # symlink): every path a stage derives from it, and so every cache key, generation record
+    # and checkpoint fingerprint, is the same when a run is resumed.
+    run_dir = Path(run_dir).resolve()
     stages, models = build_stages(cfg, run_dir)
     return cfg, run_dir, stages, models
 
@@ -92,23 +97,23 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                  until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
                  quiet: bool = False) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
-    _quiet_libraries()
-    if cfg.threads is not None:
-        import torch
+    with run_lock(run_dir):  # before the first write: one writer per run directory
+        _quiet_libraries()
+        if cfg.threads is not None:
+            import torch
 
-        from w2s.tiny import default_threads
+            from w2s.tiny import default_threads
 
-        torch.set_num_threads(cfg.threads or default_threads())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    handler = _attach_log_file(run_dir)
-    try:
-        log.info("run %s: %d stages", run_dir, len(stages))
-        return run_stages(stages, run_dir, only=only, until=until, force=force,
-                          on_event=ProgressPrinter(stages, quiet))
-    finally:
-        logging.getLogger("w2s").removeHandler(handler)
-        handler.close()
+            torch.set_num_threads(cfg.threads or default_threads())
+        write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        handler = _attach_log_file(run_dir)
+        try:
+            log.info("run %s: %d stages", run_dir, len(stages))
+            return run_stages(stages, run_dir, only=only, until=until, force=force,
+                              on_event=ProgressPrinter(stages, quiet))
+        finally:
+            logging.getLogger("w2s").removeHandler(handler)
+            handler.close()
 
 
 def stage_status(run_dir: str | Path) -> list[dict]:

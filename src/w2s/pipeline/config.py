@@ -194,17 +194,7 @@ def _validate_semantics(cfg: RunConfig, base_dir: Path) -> None:
     for v in cfg.stage1.variants:
         if v not in VARIANTS:
             raise ConfigError(f"stage1.variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
-    if cfg.stage1.iterations < 1:
-        raise ConfigError("stage1.iterations: must be >= 1")
-    if cfg.stage1.shots < 1:
-        raise ConfigError("stage1.shots: must be >= 1 (the strong model answers in-context)")
-    s2 = cfg.stage2
-    if not 0.0 <= s2.min_confidence <= 1.0 or not 0.0 <= s2.flip_confidence <= 1.0:
-        raise ConfigError("stage2.min_confidence / stage2.flip_confidence: must be in [0, 1]")
-    if s2.samples < 2:
-        raise ConfigError("stage2.samples: need at least 2 samples for a majority vote")
-    if cfg.generation.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens: must be >= 1")
+    _validate_ranges(cfg)
     for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
         if model.startswith("tiny:"):
             from w2s.tiny import parse_tiny_spec
@@ -218,6 +208,48 @@ def _validate_semantics(cfg: RunConfig, base_dir: Path) -> None:
         if (model.startswith((".", "/", "~")) or local.exists()) and not local.exists():
             raise ConfigError(f"{key}: model directory not found: {model}")
     _validate_training_keys(cfg)
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+
+
+#: backend options that count something: a positive integer when given
+_POSITIVE_OPTIONS = ("batch_size", "max_batch_tokens", "chunk_size", "concurrency", "tensor_parallel_size",
+                     "max_model_len")
+
+
+def _validate_ranges(cfg: RunConfig) -> None:
+    """Values that would only fail (or silently mean something else) stages later."""
+    for name in ("limit_gold", "limit_unlabeled", "limit_test"):
+        v = getattr(cfg.data, name)
+        _require(v is None or v >= 1, f"data.{name}", ">= 1 (leave it out for every row)", v)
+    _require(cfg.threads is None or cfg.threads >= 0, "threads", ">= 0 (0 = automatic)", cfg.threads)
+    g = cfg.generation
+    _require(g.max_new_tokens >= 1, "generation.max_new_tokens", ">= 1", g.max_new_tokens)
+    for k in _POSITIVE_OPTIONS:
+        v = g.options.get(k)
+        if v is not None:
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"generation.options.{k}",
+                     "an integer >= 1", v)
+    s1 = cfg.stage1
+    _require(s1.iterations >= 1, "stage1.iterations", ">= 1", s1.iterations)
+    _require(s1.shots >= 1, "stage1.shots", ">= 1 (the strong model answers in-context)", s1.shots)
+    s2 = cfg.stage2
+    _require(s2.samples >= 2, "stage2.samples", ">= 2 (a majority vote needs several samples)", s2.samples)
+    _require(s2.temperature > 0, "stage2.temperature",
+             "> 0 (samples at temperature 0 are copies of one greedy answer: no vote)", s2.temperature)
+    _require(0 < s2.top_p <= 1, "stage2.top_p", "in (0, 1]", s2.top_p)
+    _require(s2.max_pairs >= 1, "stage2.max_pairs", ">= 1", s2.max_pairs)
+    for k in ("min_confidence", "flip_confidence"):
+        _require(0.0 <= getattr(s2, k) <= 1.0, f"stage2.{k}", "in [0, 1]", getattr(s2, k))
+    e = cfg.eval
+    _require(e.n >= 0, "eval.n", ">= 0 (0 = greedy only)", e.n)
+    _require(e.temperature >= 0, "eval.temperature", ">= 0", e.temperature)
+    _require(e.n == 0 or e.temperature > 0, "eval.temperature",
+             "> 0 when eval.n > 0 (samples at temperature 0 are copies of the greedy answer; "
+             "eval.n: 0 scores greedy only)", e.temperature)
 
 
 def _validate_training_keys(cfg: RunConfig) -> None:
@@ -242,7 +274,18 @@ def _validate_training_keys(cfg: RunConfig) -> None:
         try:
             cls(**values)  # the settings' own checks (ranges, choices), before any stage runs
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{key}: {e}") from None
+            raise ConfigError(f"{_culprit(cls, values, key)}: {e}") from None
+
+
+def _culprit(cls, values: dict, key: str) -> str:
+    """The full key of the setting a dataclass refused (`strong.train.learning_rate`): the one
+    that fails on its own; the section when only a combination fails."""
+    for k, v in values.items():
+        try:
+            cls(**{k: v})
+        except (TypeError, ValueError):
+            return f"{key}.{k}"
+    return key
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
@@ -255,7 +298,12 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    return config_from_dict(raw, base_dir=path.parent, overrides=overrides)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        return config_from_dict(raw, base_dir=path.parent, overrides=overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None  # the key, and in which file
 
 
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:

@@ -35,6 +35,10 @@ class StageFailed(RuntimeError):
         super().__init__(f"stage {stage!r} failed: {type(cause).__name__}: {cause}")
 
 
+class ManifestError(ValueError):
+    """RUN/manifest.json cannot be read; the message names the file and what to do."""
+
+
 @dataclass
 class Stage:
     name: str
@@ -68,10 +72,26 @@ class Manifest:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / "manifest.json"
+        self.data = {"stages": {}, "invocations": []}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
-        else:
-            self.data = {"stages": {}, "invocations": []}
+            self.data = self._read()
+
+    def _read(self) -> dict:
+        fix = "restore it, or delete it to recompute every stage"
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ManifestError(f"{self.path} is not UTF-8 text; {fix}") from None
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{self.path} is not valid JSON (line {e.lineno} col {e.colno}: {e.msg}); "
+                                f"{fix}") from None
+        if not (isinstance(data, dict) and isinstance(data.get("stages"), dict)
+                and all(isinstance(v, dict) for v in data["stages"].values())):
+            raise ManifestError(f"{self.path} is not a w2s manifest (expected an object with a 'stages' "
+                                f"mapping); {fix}")
+        if not isinstance(data.get("invocations"), list):
+            data["invocations"] = []
+        return data
 
     def entry(self, name: str) -> dict:
         return self.data["stages"].get(name, {})
