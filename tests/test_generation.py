@@ -269,7 +269,7 @@ def test_cli_generate_zero_and_few_shot(tiny_model, tmp_path):
                                for i in range(len(QUESTIONS))) + "\n")
     result = runner.invoke(app, ["generate", *common, "--out", str(tmp_path / "y.jsonl"), "--shots", "2",
                                  "--demos", str(stray)])
-    assert result.exit_code == 2 and "joins a question by id" in result.output
+    assert result.exit_code == 2 and "joins a question id" in result.output
     assert not (tmp_path / "y.jsonl").exists()
 
 

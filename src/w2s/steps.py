@@ -61,15 +61,19 @@ def zero_shot_prompts(task: Task, questions: Iterable[dict]) -> list[dict]:
 def fewshot_prompts(task: Task, questions: Sequence[dict], demos: Sequence[dict], k: int, seed: int,
                     demo_questions: Sequence[dict] | None = None) -> list[dict]:
     """k-shot prompts whose demonstrations are generation records (weak outputs) joined by id to
-    `demo_questions` (default: `questions` themselves). Refuses when no demonstration joins:
-    falling back to zero-shot would report a few-shot number that is not one."""
+    `demo_questions` (default: `questions` themselves). Demonstrations that join no question
+    are an error: falling back to zero-shot would report a few-shot number that is not one."""
     from w2s.method.fewshot import build_fewshot_prompts
 
+    pool_questions = questions if demo_questions is None else demo_questions
+    known = {str(q["id"]) for q in pool_questions}
+    if k > 0 and demos and not any(str(d["id"]) in known or isinstance(d.get("question"), str) for d in demos):
+        raise DataError(None, f"none of the {len(demos)} demonstration ids joins a question id (e.g. "
+                              f"{str(demos[0]['id'])!r} vs {next(iter(known), '')!r}), and none carries its own "
+                              "'question' field", field="id")
     prompts = build_fewshot_prompts(task, questions, demos, k=k, seed=seed, demo_questions=demo_questions)
     if k > 0 and prompts and not any(p["demo_ids"] for p in prompts):
-        raise DataError(None, f"none of the {len(demos)} demonstration records joins a question by id "
-                              "(or carries its own 'question' field) with a usable answer; few-shot "
-                              "prompts would have no demonstrations", field="id")
+        log.warning("no demonstration has a usable final answer: the %d-shot prompts are zero-shot", k)
     return prompts
 
 
