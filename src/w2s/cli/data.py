@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from w2s.cli.common import emit, user_errors
-from w2s.io import DataError, read_records, write_json, write_jsonl
+from w2s.io import DataError, check_output, read_records, write_json, write_jsonl
 
 TASK_HELP = "Task name (gsm8k, math, custom, ...)."
 OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem for custom)."
@@ -71,6 +71,7 @@ def grade(
     from w2s.method.metrics import grade_records
 
     with user_errors():
+        check_output(out, [input])
         t = _task(task, task_option)
         rows = read_records(input)
         graded = grade_records(t, rows, response_field=response_field, gold_field=gold_field, path=input)
@@ -98,6 +99,7 @@ def select(
     from w2s.method.selection import select_consistent
 
     with user_errors():
+        check_output(out, [weak, icl, questions], is_dir=True)
         t = _task(task, task_option)
         weak_gens = read_records(weak, required=("id", "response"))
         icl_gens = read_records(icl, required=("id", "response"))
@@ -135,6 +137,7 @@ def pairs(
     from w2s.method.pairs import build_pairs
 
     with user_errors():
+        check_output(out, [weak, samples, questions])
         t = _task(task, task_option)
         weak_gens = read_records(weak, required=("id", "response"))
         sample_gens = read_records(samples, required=("id", "response"))
@@ -183,6 +186,7 @@ def export(
     the "empty" template so no chat template is wrapped around them.
     """
     with user_errors():
+        check_output(out, [input])
         if format not in ("llamafactory", "trl"):
             raise ValueError(f"--format must be llamafactory or trl, got {format!r}")
         records = read_records(input)

@@ -44,15 +44,17 @@ def generate_cmd(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai: endpoint (or OPENAI_BASE_URL)."),
     concurrency: int = typer.Option(8, "--concurrency", help="openai: requests in flight."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ):
     """Generate answers for every question of INPUT with MODEL; resumable (rerun to finish)."""
     from w2s.generation import GenerationError, SamplingConfig, generate
+    from w2s.io import check_output
     from w2s.tasks import get_task
 
     with user_errors():
+        check_output(out, [input, demos, adapter], models=[model])
         the_task = get_task(task)
         questions = the_task.load_questions(str(input))
         if limit is not None:
