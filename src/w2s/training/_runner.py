@@ -226,7 +226,7 @@ def prepare_stage(out: Path, stage: Path, fp: str) -> str | None:
     ckpt.mkdir(exist_ok=True)
     write_json(ckpt / RUN_FILE, {"fingerprint": fp, "out": str(out),
                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return trl_compat.last_checkpoint(str(ckpt))
+    return trl_compat.last_checkpoint(str(ckpt), drop_partial=True)
 
 
 def cached(out: Path, fp: str) -> bool:
