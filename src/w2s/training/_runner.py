@@ -268,7 +268,9 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
         log.info("%s is complete with the same model, data and config; not retraining", out)
         return out
     stage = od.staging_dir(out, fp)
-    if lin.is_complete(stage):  # trained, then interrupted before the swap
+    staged = lin.is_complete(stage)  # trained, then interrupted before the swap
+    state.wait_for_everyone()        # every rank has looked before the main process changes anything
+    if staged:
         if state.is_main_process:
             od.publish(stage, out)
         state.wait_for_everyone()
