@@ -285,3 +285,12 @@ def test_launcher_that_writes_no_model_is_a_clear_failure(tmp_path):
     with pytest.raises(RuntimeError, match=r"failed with exit 1 under `false .*` \(log: .*job\.log\)"):
         launch_job("false", job, tmp_path / "job.json")
     assert (tmp_path / "job.log").exists()
+
+
+def test_working_directory_is_not_an_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="current directory"):
+        od.check_replaceable(Path("."))
+    with pytest.raises(ValueError, match="current directory"):
+        od.check_replaceable(tmp_path.parent)
+    od.check_replaceable(tmp_path / "sub")  # below it is fine

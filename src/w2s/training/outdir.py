@@ -20,12 +20,24 @@ ADAPTER_TMP = ".adapter"
 _OLD = "old"
 
 
+def _norm(out) -> Path:
+    out = Path(os.path.abspath(out))  # "OUT/", "." and ".." have a name and a parent to swap in
+    if not out.name:
+        raise ValueError(f"{out} cannot be an output directory")
+    return out
+
+
 def staging_dir(out: Path, tag: str) -> Path:
+    out = _norm(out)
     return out.parent / f".{out.name}.w2s-{tag}"
 
 
 def check_replaceable(out: Path) -> None:
-    """Refuse to replace a non-empty directory that no w2s writer made."""
+    """Refuse to replace a non-empty directory that no w2s writer made, or the working directory
+    (it is swapped out by renaming: the shell would be left in a deleted directory)."""
+    o, cwd = Path(os.path.realpath(out)), Path(os.path.realpath(os.getcwd()))
+    if o == cwd or o in cwd.parents:
+        raise ValueError(f"{out} is or contains the current directory; choose another output directory")
     if out.is_dir() and any(out.iterdir()):
         if not any((out / n).exists() for n in (lin.LINEAGE, lin.DONE, CHECKPOINTS, ADAPTER_TMP)):
             raise ValueError(f"{out} exists and is not a w2s model directory; refusing to replace it")
@@ -33,6 +45,7 @@ def check_replaceable(out: Path) -> None:
 
 def recover(out: Path) -> None:
     """Finish a swap that a crash interrupted."""
+    out = _norm(out)
     old = staging_dir(out, _OLD)
     if not old.exists():
         return
@@ -44,6 +57,7 @@ def recover(out: Path) -> None:
 
 def remove_stale_stages(out: Path, keep: Path | None = None) -> None:
     """Staging directories of OUT from runs with other inputs (never resumable now)."""
+    out = _norm(out)
     prefix = staging_dir(out, "").name
     if not out.parent.is_dir():
         return
@@ -64,6 +78,7 @@ def publish(stage: Path, out: Path) -> Path:
     """Swap the complete directory `stage` in as `out` (see the module docstring)."""
     if not lin.is_complete(stage):
         raise RuntimeError(f"{stage} is not complete (no {lin.DONE}); not replacing {out}")
+    out = _norm(out)
     recover(out)
     if out.exists():
         old = staging_dir(out, _OLD)
