@@ -135,9 +135,10 @@ def _running(stage):
         if e.get("status") != "running":
             return False
         work = list((run_dir / "work").glob(f"{stage}-*")) if (run_dir / "work").exists() else []
-        ckpt = run_dir / "models" / stage / "checkpoints"
+        # training checkpoints live in the staging directory beside the model (w2s.training.outdir)
+        ckpts = list((run_dir / "models").glob(f".{stage}.w2s-*/checkpoints/*"))
         # wait until partial work exists, so the rerun has something to resume from
-        return any(p.stat().st_size > 0 for p in work if p.is_file()) or (ckpt.exists() and any(ckpt.iterdir()))
+        return any(p.stat().st_size > 0 for p in work if p.is_file()) or bool(ckpts)
     return pred
 
 

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from w2s.io import DataError, read_json, write_json
+from w2s.io import DataError, check_output, read_json, write_json
 
 log = logging.getLogger("w2s.evaluation")
 
@@ -75,6 +75,8 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
     if base is not None:
         stem = Path(out_path).stem if out_path else "eval"
         greedy_path, samples_path = base / f"{stem}.greedy.jsonl", base / f"{stem}.samples.jsonl"
+        for cache in (greedy_path, samples_path, base / f"{stem}.generations.json"):
+            check_output(cache, [data] if data_desc else [])  # the cache never replaces the test file
         _key_generation_cache(base / f"{stem}.generations.json", {
             "greedy": (greedy_path, _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)),
             "samples": (samples_path, _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})

@@ -165,6 +165,42 @@ def _read_hf_hub(name: str, split: str) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def _looks_like_path(name: str) -> bool:
+    """A model name that can only be a local path (a hub id is 'name' or 'org/name')."""
+    if name.startswith(("/", "./", "../", "~")) or name.endswith("/") or os.sep != "/" and os.sep in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and os.path.isdir(parts[0]))  # models/typo: a local dir
+
+
+def check_output(out: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None] = (), *,
+                 is_dir: bool = False, models: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Refuse, before anything is written, an output that would destroy an input or cannot be
+    written: `out` is an input, contains one, or lies inside an input directory; `out` is a
+    directory where a file is expected (or a file where a directory is); a local `models` path
+    that does not exist. Models count as inputs. Raises DataError (one line, naming the path)."""
+    for m in models:
+        if m is not None and not Path(m).expanduser().exists() and _looks_like_path(str(m)):
+            raise DataError(m, "model path not found")
+    if out is None:
+        return
+    o = Path(out).expanduser().resolve()
+    for inp in [*inputs, *models]:
+        if inp is None or not Path(inp).expanduser().exists():
+            continue  # not local (a hub name, a served model): nothing here to overwrite
+        i = Path(inp).expanduser().resolve()
+        if o == i or (o.exists() and os.path.samefile(o, i)):
+            raise DataError(out, f"output is the input {inp}; choose another output path")
+        if o in i.parents:
+            raise DataError(out, f"output directory contains the input {inp}; choose another output path")
+        if i.is_dir() and i in o.parents:
+            raise DataError(out, f"output is inside the input directory {inp}; choose another output path")
+    if is_dir and o.exists() and not o.is_dir():
+        raise DataError(out, "is a file; expected a directory")
+    if not is_dir and o.is_dir():
+        raise DataError(out, "is a directory; expected a file path")
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from w2s.cli.common import emit, user_errors
-from w2s.io import DataError, read_records, write_json, write_jsonl
+from w2s.io import DataError, check_output, read_records, write_json, write_jsonl
 
 TASK_HELP = "Task name (gsm8k, math, custom, ...)."
 OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem for custom)."
@@ -71,6 +71,7 @@ def grade(
     from w2s.method.metrics import grade_records
 
     with user_errors():
+        check_output(out, [input])
         t = task_from_options(task, task_option)
         rows = read_records(input)
         graded = grade_records(t, rows, response_field=response_field, gold_field=gold_field, path=input)
@@ -97,6 +98,7 @@ def select(
     from w2s import steps
 
     with user_errors():
+        check_output(out, [weak, icl, questions], is_dir=True)
         t = task_from_options(task, task_option)
         weak_gens = steps.read_generations(weak)
         icl_gens = steps.read_generations(icl)
@@ -131,6 +133,7 @@ def pairs(
     from w2s import steps
 
     with user_errors():
+        check_output(out, [weak, samples, questions])
         t = task_from_options(task, task_option)
         weak_gens = steps.read_generations(weak)
         sample_gens = steps.read_generations(samples)
@@ -181,6 +184,7 @@ def export(
     the "empty" template so no chat template is wrapped around them.
     """
     with user_errors():
+        check_output(out, [input])
         if format not in ("llamafactory", "trl"):
             raise ValueError(f"--format must be llamafactory or trl, got {format!r}")
         records = read_records(input)

@@ -44,7 +44,7 @@ def generate_cmd(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai: endpoint (or OPENAI_BASE_URL)."),
     concurrency: int = typer.Option(8, "--concurrency", help="openai: requests in flight."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option",
                                                     help="Task option KEY=VALUE, repeatable (custom task fields)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -54,8 +54,10 @@ def generate_cmd(
     from w2s import steps
     from w2s.cli.data import task_from_options
     from w2s.generation import GenerationError, SamplingConfig, generate
+    from w2s.io import check_output
 
     with user_errors():
+        check_output(out, [input, demos, adapter], models=[model])
         the_task = task_from_options(task, task_option)
         questions = steps.load_questions(the_task, str(input), limit)
         if shots > 0:

@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from w2s.cli.common import emit, user_errors
+from w2s.io import check_output
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Fine-tune models: SFT, DPO, ORPO (TRL + PEFT; runs under accelerate launch).")
@@ -163,7 +164,7 @@ def eval_cmd(
     n: int = typer.Option(10, "--n", help="Samples per question for pass@k / maj@k (0 = greedy only)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature for the n samples."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N questions only."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N questions only."),
     backend: str = typer.Option("hf", "--backend", help="Generation backend (hf, vllm, ...)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write metrics JSON here."),
     seed: int = typer.Option(0, "--seed"),
@@ -177,6 +178,7 @@ def eval_cmd(
         from w2s.cli.data import task_from_options
         from w2s.evaluation import evaluate
 
+        check_output(out, [data], models=[model])
         metrics = evaluate(task_from_options(task, task_option), model, data, n=n, temperature=temperature,
                            max_new_tokens=max_new_tokens, limit=limit, backend=backend, out_path=out, seed=seed)
     keys = ["accuracy"] + [k for k in metrics if k.startswith(("pass@", "maj@")) and k[-1].isdigit()]

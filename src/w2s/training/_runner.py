@@ -15,15 +15,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from w2s.io import DataError, read_records, write_json
+from w2s.io import DataError, check_output, read_records, write_json
 from w2s.training import lineage as lin
+from w2s.training import outdir as od
 from w2s.training import trl_compat
 
 log = logging.getLogger("w2s.training")
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = od.CHECKPOINTS
 RUN_FILE = "w2s_run.json"
-_ADAPTER_TMP = ".adapter"
+_ADAPTER_TMP = od.ADAPTER_TMP
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,6 +52,25 @@ def load_training_records(data, fields: Sequence[str]) -> list[dict]:
     if not records:
         raise DataError(src, "no training records")
     return records
+
+
+def bound_lengths(records: list[dict], fields: Sequence[str], tokenizer, max_length: int) -> list[dict]:
+    """Cut over-long fields BEFORE the trainer tokenises them: one 50 MB record would otherwise be
+    tokenised whole (gigabytes) only to be truncated to max_length tokens. The bound, twice
+    max_length x the longest vocabulary entry in characters, still leaves every cut field
+    longer than max_length tokens, so the trainers (which keep the start) see the same tokens."""
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    bound = 2 * max_length * max(longest, 1)
+    out, cut = [], 0
+    for r in records:
+        if any(len(r[f]) > bound for f in fields):
+            r = {**r, **{f: r[f][:bound] for f in fields}}
+            cut += 1
+        out.append(r)
+    if cut:
+        log.warning("%d of %d records have a field longer than %d characters; cut to that length "
+                    "(max_length is %d tokens)", cut, len(records), bound, max_length)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,33 +210,23 @@ def fingerprint(kind: str, model: str, data_fp: dict, settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def prepare_out_dir(out: Path, fp: str) -> str | None:
-    """Make `out` ready for a (re)run; return the checkpoint to resume from, if any.
+def prepare_stage(out: Path, stage: Path, fp: str) -> str | None:
+    """Make the staging directory of this run ready; return the checkpoint to resume from, if any.
 
-    Runs on the main process only. Refuses to clear a non-empty directory that is not a
-    training output. Checkpoints of a different configuration or data are discarded."""
-    if out.exists() and any(out.iterdir()):
-        ours = any((out / n).exists() for n in (lin.LINEAGE, lin.DONE, CHECKPOINTS, _ADAPTER_TMP))
-        if not ours:
-            raise ValueError(f"{out} exists and is not a w2s training output directory; refusing to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    lin.clear_done(out)  # first: the directory is incomplete from now on
-    ckpt = out / CHECKPOINTS
-    run_file = ckpt / RUN_FILE
-    if ckpt.exists():
-        try:
-            old = json.loads(run_file.read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
-            old = None
-        if old != fp:
-            shutil.rmtree(ckpt)
-    for entry in out.iterdir():  # stale outputs of an earlier run
+    Runs on the main process only. OUT itself is not touched until the new model is complete
+    (see outdir). Staging directories of other configurations or data are discarded."""
+    od.check_replaceable(out)  # refuse now, not after hours of training
+    od.remove_stale_stages(out, keep=stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    for entry in stage.iterdir():  # partial outputs of an interrupted attempt
         if entry.name in (CHECKPOINTS, "logs"):
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    ckpt.mkdir(parents=True, exist_ok=True)
-    write_json(run_file, {"fingerprint": fp, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return trl_compat.last_checkpoint(str(ckpt))
+    ckpt = stage / CHECKPOINTS
+    ckpt.mkdir(exist_ok=True)
+    write_json(ckpt / RUN_FILE, {"fingerprint": fp, "out": str(out),
+                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return trl_compat.last_checkpoint(str(ckpt), drop_partial=True)
 
 
 def cached(out: Path, fp: str) -> bool:
@@ -233,8 +243,11 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
                  build_trainer: Callable, extra_lineage: Callable[[Any], dict] | None = None,
                  callbacks=()) -> Path:
     """The shape shared by SFT, DPO and ORPO:
-    validate data -> (cached?) -> prepare out dir -> load model -> train (resume) ->
-    save model (merge LoRA) -> lineage -> DONE -> cleanup.
+    validate data -> (cached?) -> prepare a staging dir beside OUT -> load model -> train (resume)
+    -> save model (merge LoRA) -> lineage -> DONE -> swap into OUT -> cleanup.
+
+    OUT keeps its previous model until the new one is complete (see outdir); an output that is,
+    contains or lies inside an input is refused before anything is written.
 
     `build_trainer(model_obj, tokenizer, records, ckpt_dir, peft_config, callbacks)` returns a
     transformers Trainer."""
@@ -243,26 +256,40 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
     out = Path(out_dir)
     model = str(model)
     records = load_training_records(data, fields)            # fails before the model loads
+    check_output(out, [data if isinstance(data, (str, os.PathLike)) else None,
+                       getattr(settings, "reference", None)], is_dir=True, models=[model])
     data_fp = lin.data_fingerprint(data, records)
     fp = fingerprint(kind, model, data_fp, settings)
     state = dist_state()
+    if state.is_main_process:
+        od.recover(out)
+    state.wait_for_everyone()
     if cached(out, fp):
         log.info("%s is complete with the same model, data and config; not retraining", out)
+        return out
+    stage = od.staging_dir(out, fp)
+    staged = lin.is_complete(stage)  # trained, then interrupted before the swap
+    state.wait_for_everyone()        # every rank has looked before the main process changes anything
+    if staged:
+        if state.is_main_process:
+            od.publish(stage, out)
+        state.wait_for_everyone()
         return out
 
     resume = None
     if state.is_main_process:
-        resume = prepare_out_dir(out, fp)
+        resume = prepare_stage(out, stage, fp)
     state.wait_for_everyone()
     if not state.is_main_process:
-        resume = trl_compat.last_checkpoint(str(out / CHECKPOINTS))
+        resume = trl_compat.last_checkpoint(str(stage / CHECKPOINTS))
 
-    with quiet_logs(settings.quiet), trl_compat.log_dir(str(out / "logs")):
+    with quiet_logs(settings.quiet), trl_compat.log_dir(str(stage / "logs")):
         set_seed(settings.seed)
         tokenizer = load_tokenizer(tokenizer_source(model))
+        records = bound_lengths(records, fields, tokenizer, settings.max_length)
         model_obj = load_model(model, settings)
         peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
-        trainer = build_trainer(model_obj, tokenizer, records, str(out / CHECKPOINTS), peft_config,
+        trainer = build_trainer(model_obj, tokenizer, records, str(stage / CHECKPOINTS), peft_config,
                                 list(callbacks))
         if settings.quiet:
             trl_compat.silence(trainer)
@@ -273,9 +300,9 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
         global_step = int(trainer.state.global_step)
 
         if settings.lora is not None:
-            trainer.save_model(str(out / _ADAPTER_TMP))
+            trainer.save_model(str(stage / _ADAPTER_TMP))
         else:
-            trainer.save_model(str(out))
+            trainer.save_model(str(stage))
         trl_compat.wait_for_everyone(trainer)
         main = trl_compat.is_main_process(trainer)
         del trainer, model_obj
@@ -283,16 +310,16 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
 
         if main:
             if settings.lora is not None:
-                tmp = out / _ADAPTER_TMP
+                tmp = stage / _ADAPTER_TMP
                 if settings.merge:
-                    _merge_into(tmp, out, base=model, dtype=torch_dtype(settings))
+                    _merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
                     shutil.rmtree(tmp)
                 else:
                     for entry in tmp.iterdir():
-                        shutil.move(str(entry), str(out / entry.name))
+                        shutil.move(str(entry), str(stage / entry.name))
                     tmp.rmdir()
-                    _point_adapter_at_base(out, model)
-            _drop_training_args(out)
+                    _point_adapter_at_base(stage, model)
+            _drop_training_args(stage)
             lineage = {
                 "kind": kind,
                 "base_model": lin.describe_model(model),
@@ -311,10 +338,11 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **extra,
             }
-            lin.write_lineage(out, lineage)
+            lin.write_lineage(stage, lineage)
             if not settings.keep_checkpoints:
-                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-            lin.mark_done(out)                                   # LAST
+                shutil.rmtree(stage / CHECKPOINTS, ignore_errors=True)
+            lin.mark_done(stage)                                 # the new model is complete
+            od.publish(stage, out)                               # LAST: swap it in
         state.wait_for_everyone()
     free_memory()
     return out

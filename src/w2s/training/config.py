@@ -11,6 +11,7 @@ that knows TRL's field names), so upstream renames never reach callers.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class LoraSettings:
         self.targets = tuple(_SHORT_TARGETS.get(t, t) for t in self.targets)
         if self.r <= 0:
             raise ValueError(f"LoRA rank must be positive, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"LoRA alpha must be positive, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
 
@@ -80,6 +83,20 @@ class TrainSettings:
             raise ValueError("batch_size and grad_accum must be >= 1")
         if self.max_steps is None:
             self.max_steps = -1
+        # A run that cannot take a step would still write a DONE model "trained" on nothing.
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 (or -1 to train by epochs), got {self.max_steps}")
+        if self.max_steps == -1 and not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise ValueError(f"epochs must be > 0 (or set max_steps), got {self.epochs}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("max_length", "save_steps", "logging_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -124,9 +141,9 @@ class PreferenceSettings(TrainSettings):
         self.method = self.method.lower()
         if self.method not in ("dpo", "orpo"):
             raise ValueError(f"method must be 'dpo' or 'orpo', got {self.method!r}")
-        if self.beta <= 0:
+        if not (math.isfinite(self.beta) and self.beta > 0):
             raise ValueError(f"beta must be positive, got {self.beta}")
-        if self.sft_weight < 0:
+        if not (math.isfinite(self.sft_weight) and self.sft_weight >= 0):
             raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight}")
 
 

@@ -35,16 +35,40 @@ def run_job(job: dict) -> Path:
     return fn(job["model"], job["data"], job["out_dir"], job_settings(job))
 
 
-def launch_job(launcher: str, job: dict, job_path: str | Path) -> None:
-    """Write `job` to `job_path` and run it under `launcher` (e.g. "accelerate launch ...")."""
+def launch_job(launcher: str, job: dict, job_path: str | Path) -> Path:
+    """Write `job` to `job_path` and run it under `launcher` (e.g. "accelerate launch ...").
+    Its output goes to the console and to JOB.log beside `job_path`; any failure, including a
+    launcher that exits 0 without writing a complete model, raises naming the command and the log."""
+    from w2s.training.lineage import is_complete
+
     job_settings(job)  # fail fast, in this process, on a bad setting
-    Path(job_path).write_text(json.dumps(job, indent=2))
+    job_path = Path(job_path)
+    job_path.write_text(json.dumps(job, indent=2))
+    log_path = job_path.with_suffix(".log")
     cmd = shlex.split(launcher) + ["-m", "w2s.training.launch", str(job_path)]
     if cmd[0] in ("python", "python3"):
         cmd[0] = sys.executable
-    proc = subprocess.run(cmd)
-    if proc.returncode != 0:
-        raise RuntimeError(f"training job failed under `{launcher}` (exit {proc.returncode}); job: {job_path}")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):  # tee: console and log
+            log.write(chunk)
+            _echo(chunk)
+        rc = proc.wait()
+    where = f"`{shlex.join(cmd)}` (log: {log_path})"
+    if rc != 0:
+        raise RuntimeError(f"training job failed with exit {rc} under {where}")
+    if not is_complete(job["out_dir"]):
+        raise RuntimeError(f"training job exited 0 but wrote no complete model at {job['out_dir']} "
+                           f"under {where}")
+    return Path(job["out_dir"])
+
+
+def _echo(chunk: bytes) -> None:
+    if hasattr(sys.stdout, "buffer"):
+        sys.stdout.buffer.write(chunk)
+    else:  # a text-only stream (captured output)
+        sys.stdout.write(chunk.decode("utf-8", "replace"))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
+from w2s.io import check_output
 from w2s.training import lineage as lin
+from w2s.training import outdir as od
 from w2s.training import trl_compat
 from w2s.training._runner import _merge_into, adapter_base, is_adapter_dir
 
@@ -18,14 +20,12 @@ def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
     adapter_dir, out = Path(adapter_dir), Path(out_dir)
     if not is_adapter_dir(adapter_dir):
         raise ValueError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
-    if out.resolve() == adapter_dir.resolve():
-        raise ValueError("out_dir must differ from adapter_dir")
     base = str(base) if base is not None else adapter_base(adapter_dir)
-    if out.exists() and any(out.iterdir()) and not (out / lin.LINEAGE).exists() and not lin.is_complete(out):
-        raise ValueError(f"{out} exists and is not a w2s model directory; refusing to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    lin.clear_done(out)
-    _merge_into(adapter_dir, out, base=base)
+    check_output(out, [adapter_dir], is_dir=True, models=[base])
+    od.recover(out)
+    od.check_replaceable(out)
+    stage = od.fresh_stage(out, "merge")  # OUT keeps its old model until the new one is complete
+    _merge_into(adapter_dir, stage, base=base)
     parent = lin.read_lineage(adapter_dir) or {}
     lineage = {
         "kind": "merge",
@@ -39,6 +39,6 @@ def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
         "versions": trl_compat.versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    lin.write_lineage(out, lineage)
-    lin.mark_done(out)
-    return out
+    lin.write_lineage(stage, lineage)
+    lin.mark_done(stage)
+    return od.publish(stage, out)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 import os
+import shutil
 import warnings
 from typing import Any, Sequence
 
@@ -238,15 +240,34 @@ def orpo_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_conf
 # ---------------------------------------------------------------------------------------------
 # Misc helpers that depend on transformers' Trainer internals
 # ---------------------------------------------------------------------------------------------
-def last_checkpoint(checkpoint_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def _checkpoint_complete(path: str) -> bool:
+    # the Trainer writes trainer_state.json last: a checkpoint without a readable one was cut by a crash
+    try:
+        with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def last_checkpoint(checkpoint_dir: str, drop_partial: bool = False) -> str | None:
+    """The newest COMPLETE checkpoint in `checkpoint_dir` (a kill -9 during a save leaves a partial
+    one that transformers would pick and fail on); `drop_partial` deletes the partial ones."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     if not os.path.isdir(checkpoint_dir):
         return None
-    try:
-        return get_last_checkpoint(checkpoint_dir)
-    except Exception:  # noqa: BLE001 - a broken dir means "no checkpoint"
-        return None
+    found = []
+    for name in os.listdir(checkpoint_dir):
+        path = os.path.join(checkpoint_dir, name)
+        step = name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        if not (name.startswith(PREFIX_CHECKPOINT_DIR + "-") and step.isdigit() and os.path.isdir(path)):
+            continue
+        if _checkpoint_complete(path):
+            found.append((int(step), path))
+        elif drop_partial:
+            shutil.rmtree(path, ignore_errors=True)
+    return max(found)[1] if found else None
 
 
 @contextlib.contextmanager
