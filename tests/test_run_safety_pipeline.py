@@ -234,12 +234,12 @@ def test_cli_corrupted_manifest_exits_2_naming_it(tmp_path, tiny_config):
 
 def test_a_corrupted_eval_file_names_itself_in_the_report(tmp_path):
     from w2s.io import DataError
-    from w2s.report import collect_metrics
+    from w2s.report import ModelRef, collect_metrics
 
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "weak.json").write_text('{"accuracy": 0.5,')
     with pytest.raises(DataError, match=r"eval/weak\.json: not valid JSON \(line 1 col 18"):
-        collect_metrics(tmp_path, {"weak": "weak_sft"})
+        collect_metrics(tmp_path, {"weak": ModelRef("weak_sft", "weak")})
 
 
 # ---- config ranges, at load, naming the key and the file ---------------------------------------

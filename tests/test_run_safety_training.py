@@ -236,9 +236,9 @@ def test_settings_ranges_reach_the_pipeline_config(tmp_path):
     raw = {"task": "gsm8k", "data": {k: str(tmp_path / f"{f}.jsonl") for k, f in
                                      (("gold", "gold"), ("unlabeled", "unl"), ("test", "test"))},
            "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
-    for section, train, message in (("strong", {"epochs": 0}, "strong.train: epochs must be > 0"),
-                                    ("stage2", {"learning_rate": -1}, "stage2.train: learning_rate"),
-                                    ("weak", {"max_steps": -5}, "weak.train: max_steps")):
+    for section, train, message in (("strong", {"epochs": 0}, "strong.train.epochs: epochs must be > 0"),
+                                    ("stage2", {"learning_rate": -1}, "stage2.train.learning_rate: "),
+                                    ("weak", {"max_steps": -5}, "weak.train.max_steps: ")):
         with pytest.raises(ConfigError, match=message):
             config_from_dict({**raw, section: {**raw.get(section, {}), "train": train}})
     SFTSettings(epochs=0, max_steps=3)  # a step budget makes epochs irrelevant
