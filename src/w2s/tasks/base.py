@@ -46,7 +46,8 @@ class Task:
         return response[:cut]
 
     def extract_answer(self, response: str) -> str:
-        """The final answer in a model response, or "" if there is none."""
+        """The final answer in a model response, or "" if there is none. Implementations read
+        `w2s.grading.canonical_text(response)` (one Unicode rule for every task)."""
         raise NotImplementedError
 
     def gold_answer(self, row: dict) -> str:
@@ -63,6 +64,11 @@ class Task:
 
     def is_correct(self, response: str, gold: str) -> bool:
         return self.equivalent(self.extract_answer(response), gold)
+
+    def grading_report(self) -> dict:
+        """What bounded grading so far (comparisons that were slow, timed out or were skipped
+        for budget), for summaries; empty when nothing was bounded."""
+        return {}
 
     # ---- data ---------------------------------------------------------------
     def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:

@@ -8,30 +8,37 @@ response into the task format so that it can be used as training data.
 
 Extraction order: (1) `#### N`; (2) a known final marker (last one wins);
 (3) the last integer of the response (lenient only). `ToyTask(lenient=False)` stops at (1).
+A `####` line that is not one number ("#### 25 or 30", "#### 25*2") is no answer, as in
+gsm8k: the lenient fallbacks apply only to responses without `####`. Text is read through
+`w2s.grading.canonical_text` (the Unicode rule of every task).
 """
 
 from __future__ import annotations
 
 import re
 
+from w2s.grading import canonical_text
 from w2s.tasks.base import Task, register_task
 
 _NUM = r"[-+]?\d[\d,]*(?:\.\d+)?"
-_HASH = re.compile(r"####\s*(" + _NUM + ")")
+# `#### N` alone on its line (a trailing period allowed): "#### 25*2" is not 25.
+_HASH = re.compile(r"####[ \t]*(" + _NUM + r")(?=[ \t]*\.?[ \t]*(?:\n|$))")
 # Final markers of the pretraining corpus and common natural-language ones. Group 1 = number.
 _MARKERS = re.compile(
     r"(?:\b(?:final answer|answer|result|final|total)\s*(?:is|:|=)\s*|=>\s*|\bends? (?:up )?with\s+"
     r"|\bleaves \w+ with\s+|\bin the end, \w+ ha(?:s|ve)\s+)(" + _NUM + ")",
     re.IGNORECASE)
 _LAST_NUM = re.compile(_NUM)
+_PLAIN = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
 _TRAILING_WORDS = re.compile(r"(?:\b(?:so|the|and|thus|then)\b[ ,]*)+$", re.IGNORECASE)
 
 
 def normalize_number(text: str) -> str:
     """'1,234' -> '1234', '+5' -> '5', '27.0' -> '27', '3.5' -> '3.5'; '' if not a number."""
-    t = text.strip().rstrip(".").replace(",", "").lstrip("+")
-    if not t:
-        return ""
+    t = canonical_text(text).strip().rstrip(".").lstrip("+")
+    if not _PLAIN.fullmatch(t):
+        return ""  # "25,30" is two numbers; float() would also take "1e3", "1_000", "nan"
+    t = t.replace(",", "")
     try:
         x = float(t)
     except ValueError:
@@ -64,8 +71,8 @@ class ToyTask(Task):
         m = _HASH.search(text)
         if m:
             return normalize_number(m.group(1)), None
-        if not self.lenient:
-            return "", None
+        if not self.lenient or "####" in text:
+            return "", None  # a final-answer line that is not one number: no answer
         markers = list(_MARKERS.finditer(text))
         if markers:
             m = markers[-1]
@@ -74,7 +81,7 @@ class ToyTask(Task):
         return (normalize_number(nums[-1]) if nums else ""), None
 
     def extract_answer(self, response: str) -> str:
-        return self._find(self.clean_response(response))[0]
+        return self._find(self.clean_response(canonical_text(response or "")))[0]
 
     def completion(self, response: str) -> str:
         """Training completion in the task format: ` {steps}\\n#### N`. A response that ends
