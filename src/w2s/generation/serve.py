@@ -230,7 +230,7 @@ def make_server(model: str, host: str = "127.0.0.1", port: int = 8000, *, adapte
             if self.headers.get("Transfer-Encoding") or raw is None:
                 self.close_connection = True
                 raise BadRequest("a Content-Length header is required (no chunked bodies)", 411)
-            if not raw.strip().isdigit():
+            if not (raw.strip().isascii() and raw.strip().isdigit()):  # "-5", "abc", "1e3", "²"
                 self.close_connection = True
                 raise BadRequest(f"invalid Content-Length {raw[:40]!r}")
             length = int(raw)
