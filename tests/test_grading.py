@@ -190,3 +190,72 @@ def test_math_equal_inside_a_daemonic_worker_process():
     p.start()
     assert q.get(timeout=60) is True
     p.join(10)
+
+
+# ---------------------------------------------------------------- strict numbers, Unicode, budget
+
+@pytest.mark.parametrize("text", ["25 or 30", "25*2", "25^{99}", "25!", "25, 30", "25,30", "48/2 = 24",
+                                  "25 squared", "25 (approx)", "25 x 2", "25 + 5", "-$-25", "5x", "1e3"])
+def test_parse_number_refuses_hedged_or_computed_answers(text):
+    """One answer is one number: a second number or an operator after it is not that number."""
+    assert parse_number(text) is None
+    assert not numbers_equal(text, "25") and not numbers_equal("25", text)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("25", 25), ("$25", 25), ("25.", 25), ("1,000", 1000), ("25 dollars", 25), ("$1,000.00", 1000),
+    ("-25", -25), ("$-25", -25), ("25 square feet.", 25), ("x = 25", 25), ("25 %", 25), ("€25", 25),
+])
+def test_parse_number_keeps_legitimate_forms(text, value):
+    assert parse_number(text) == value
+
+
+UNICODE_25 = ["\uff12\uff15", "\u0662\u0665", "\U0001d7d0\U0001d7d3", "\u06f2\u06f5", "\u200f25",
+              "2\u200e5", "\u202a25\u202c", "\u206625\u2069", "\ufeff25", "25\u200b"]
+
+
+@pytest.mark.parametrize("variant", UNICODE_25)
+def test_unicode_digits_and_bidi_marks_same_verdict_in_every_task(variant):
+    """Full-width, Arabic-Indic, math-bold digits and bidi/format marks: NFKC + format
+    characters dropped, then 25 everywhere (and never 26)."""
+    from w2s.tasks import get_task
+
+    assert grading.canonical_text(variant) == "25"
+    gsm8k, math, toy = get_task("gsm8k"), get_task("math"), get_task("toy")
+    verdicts = {
+        "gsm8k": gsm8k.is_correct(f"so\n#### {variant}", "25"),
+        "math": math.is_correct(rf"so \boxed{{{variant}}}", "25"),
+        "toy": toy.is_correct(f"so\n#### {variant}", "25"),
+        "gsm8k_eq": gsm8k.equivalent(variant, "25"), "math_eq": math.equivalent(variant, "25"),
+        "toy_eq": toy.equivalent(variant, "25"),
+    }
+    assert all(verdicts.values()), verdicts
+    assert not any([gsm8k.equivalent(variant, "26"), math.equivalent(variant, "26"), toy.equivalent(variant, "26")])
+
+
+def test_superscripts_are_powers_not_digits():
+    assert grading.canonical_text("5\u00b2") == "5^{2}"  # NFKC alone would give "52"
+    assert not numbers_equal("5\u00b2", "52") and parse_number("10\u00b9\u00b2") is None
+
+
+def test_budget_bounds_a_file_of_hostile_rows_and_reports_them(monkeypatch, capsys):
+    """Slow comparisons spend a per-task budget; after it, hard comparisons are strict
+    strings (False), skipped without the worker, and reported."""
+    from w2s.tasks.math import MathTask
+
+    grading.clear_cache()
+    monkeypatch.setattr(grading, "SLOW_COMPARISON", 0.2)
+    task = MathTask(timeout=0.5, budget=0.6)
+    hostile = [(r"%d^{9^{9}}" % k, str(k)) for k in range(7, 47)]  # 40 rows, each > 0.5 s in sympy
+    start = time.monotonic()
+    got = [task.equivalent(a, b) for a, b in hostile]
+    assert time.monotonic() - start < 20  # about 2 rows x (0.5 s + a worker restart), not 40
+    assert got == [False] * len(hostile)
+    report = task.grading_report()
+    assert report["slow"] >= 1 and report["slow"] + report["skipped"] == len(hostile)
+    assert report["spent_s"] >= 0.6 and report["skipped_examples"]
+    assert "grading budget" in capsys.readouterr().err
+    # a legitimate hard row after the budget: strict strings (reported), not sympy
+    assert not task.equivalent(r"\frac{1}{2}", "0.5") and task.grading_report()["skipped"] == report["skipped"] + 1
+    assert task.equivalent(r"\frac{1}{2}", r"\dfrac{1}{2}")  # equal normal forms need no worker
+    assert MathTask().equivalent(r"\frac{1}{2}", "0.5")  # a new task, a new budget; nothing cached

@@ -84,6 +84,40 @@ def test_gsm8k_real_weak_outputs_agree_with_recorded_results(shared_data):
         assert not r["result"] and float(pred) == float(r["gold"]) and pred != r["gold"], r["id"]
 
 
+@pytest.mark.parametrize("line", ["25 or 30", "25*2", "25^{99}", "25!", "25, 30", "48/2 = 24", "25 squared"])
+def test_hedged_final_answer_lines_are_not_the_number(line):
+    """A '####' line with several numbers or an operator after the number is not that number,
+    so it is neither correct nor agreeing with a plain 25 in select."""
+    t = get_task("gsm8k")
+    response = f"Step one.\n#### {line}"
+    assert not t.is_correct(response, "25")
+    assert not t.is_correct(response, "30") and not t.is_correct(response, "50")
+    assert not t.equivalent(t.extract_answer(response), t.extract_answer("so\n#### 25"))
+
+
+@pytest.mark.parametrize("line,gold", [("25", "25"), ("$25", "25"), ("25.", "25"), ("1,000", "1000"),
+                                       ("25 dollars", "25"), ("$1,234.50", "1234.5")])
+def test_legitimate_final_answer_lines_still_count(line, gold):
+    assert get_task("gsm8k").is_correct(f"so\n#### {line}", gold)
+
+
+def test_gsm8k_real_weak_outputs_with_several_numbers_are_not_numbers(shared_data):
+    """The real weak outputs hold a few multi-number final lines ('9, 16', '25,25,25,25'); none
+    of them reads as its first number any more, and no verdict against gold changes."""
+    import re
+
+    from w2s.grading import parse_number
+
+    t = get_task("gsm8k")
+    rows = [json.loads(line) for line in open(shared_data / "weak_outputs" / "gsm8k_train_2_mistral_7b.jsonl")]
+    preds = {r["id"]: t.extract_answer(r["response"]) for r in rows}
+    multi = [i for i, p in preds.items()  # a fraction like 10/3 is one number
+             if "/" not in p and len(re.findall(r"\d+(?:,\d{3}(?!\d))*(?:\.\d+)?", p)) > 1]
+    assert len(multi) >= 5
+    assert all(parse_number(preds[i]) is None for i in multi)
+    assert sum(t.is_correct(r["response"], r["gold"]) for r in rows) == 4620  # as before the change
+
+
 # ---------------------------------------------------------------- math
 
 @pytest.mark.parametrize("text,boxed", [

@@ -4,7 +4,8 @@ Two comparators, both symmetric and both with "" equal to nothing:
 
 * `numbers_equal(a, b)` — GSM8K-style numeric answers. A small pure-Python parser
   (`parse_number`, exact `Fraction`s, length-capped) reads "$1,234.50", "18 dollars", "50%",
-  "-7", "3/4", "2 1/2"; no sympy, no worker, microseconds per call.
+  "-7", "3/4", "2 1/2"; no sympy, no worker, microseconds per call. An answer is ONE number:
+  "25 or 30", "25*2", "25^{99}", "25!" are not 25 (they are compared as text).
 * `math_equal(a, b)` / `math_equal_many(pairs)` — MATH-style LaTeX answers. Cheap checks first
   (normalised strings, plain numbers); the rest goes to math-verify, which calls sympy on the
   text. sympy can run for ever or eat all memory on hostile input (`9^{9^{9^{9}}}`), and
@@ -12,7 +13,13 @@ Two comparators, both symmetric and both with "" equal to nothing:
   parse+verify run in a persistent child process (`python -c ...`, started with subprocess so
   it also works from threads and from daemonic worker processes); the caller waits with a
   deadline and kills and restarts the child when one comparison overruns. Many comparisons
-  share one round-trip, and results are cached.
+  share one round-trip, and results are cached. A `GradingBudget` bounds a whole grading run:
+  once its slow comparisons have used up the budget, the rest are compared as strict strings
+  and reported (a file of hostile rows costs the budget, not hours).
+
+Both start from `canonical_text`: NFKC, Unicode format characters (bidi marks, zero-width
+spaces) removed, every decimal digit as ASCII, so "２５", "٢٥", "𝟐𝟓" and "\u200f25" all read as
+"25" in every task.
 
 This is the ONLY module that imports math_verify (and only inside the child process). Nothing
 here evaluates model text with eval/exec/sympify: the LaTeX goes through math-verify's
@@ -30,9 +37,40 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
+
+# --------------------------------------------------------------------------- text
+
+_SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u207b]+")
+
+
+def canonical_text(s: str) -> str:
+    """The one Unicode rule for every task: superscripts as ^{...} (NFKC alone would turn
+    "5²" into "52"), NFKC (full-width and math-bold digits, compatibility forms), format
+    characters dropped (bidi marks U+200E/F, U+202A-E, U+2066-9, zero-width spaces, BOM),
+    every decimal digit (Arabic-Indic, Devanagari, ...) as ASCII, fraction slash and minus
+    sign as / and -."""
+    s = str(s)
+    if s.isascii():
+        return s
+    s = _SUPERSCRIPTS.sub(lambda m: "^{" + unicodedata.normalize("NFKC", m.group(0)) + "}", s)
+    s = unicodedata.normalize("NFKC", s)
+    out = []
+    for c in s:
+        if c.isascii():
+            out.append(c)
+        elif unicodedata.category(c) == "Cf":
+            continue
+        elif unicodedata.category(c) == "Nd":
+            out.append(str(unicodedata.decimal(c)))
+        else:
+            out.append({"\u2044": "/", "\u2212": "-"}.get(c, c))
+    return "".join(out)
+
 
 # --------------------------------------------------------------------------- numbers
 
@@ -43,38 +81,49 @@ MAX_DIGITS = 100
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _CLOCK_OR_RATIO = re.compile(r"\d\s*:\s*\d")
+#: Words that make "25 <word>" something other than 25 units ("25 or 30", "25 squared").
+_NOT_UNITS = frozenset("or and to plus minus times divided over by squared cubed less more than "
+                       "x e".split())
+# The whole answer: [sign] [currency] [sign] number [%] [up to three unit words] [.]
 _NUMBER = re.compile(
-    r"(?<![\w.])(?P<sign>[-+]?)\s*"
-    r"(?:(?P<whole>\d+)\s+(?P<num>\d+)\s*/\s*(?P<den>\d+)(?![\d.])"  # mixed number 2 1/2
-    r"|(?P<a>\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*(?P<b>\d+(?:\.\d+)?))?)"  # 4.20, .5, 3/4
+    r"(?P<sign>[-+]?)[ \t]*(?:[€£¥][ \t]*)?(?P<sign2>[-+]?)[ \t]*"  # $ is removed before
+    r"(?:(?P<whole>[0-9]+)[ \t]+(?P<num>[0-9]+)[ \t]*/[ \t]*(?P<den>[0-9]+)"  # mixed number 2 1/2
+    r"|(?P<a>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[ \t]*/[ \t]*(?P<b>[0-9]+(?:\.[0-9]+)?))?)"  # 4.20, .5, 3/4
+    r"[ \t]*%?(?P<units>(?:[ \t]+[A-Za-z]+){0,3})[ \t]*\.?"
 )
 
 
 def parse_number(text: str) -> Fraction | None:
-    """The number an answer states, exactly, or None.
+    """The number an answer states, exactly, or None when the answer is not ONE number.
 
-    Currency signs, thousands separators, %, units and trailing words are ignored; for
-    "a = b" forms the right-hand side counts. The FIRST number is the answer ("18 dollars
-    and 0 cents" is 18), which is how GSM8K answers after "####" are written.
+    Currency signs, thousands separators, %, a trailing period and up to three unit words
+    ("18 dollars", "3 square feet") are allowed; for "x = b" forms the right-hand side counts
+    when the left has no digits. Anything else (a second number, an operator or symbol after
+    the number: "25 or 30", "25*2", "25^{99}", "25!", "25 (approx)") is not a number, and
+    is then compared as text, as the paper's string grader would.
     """
     if not isinstance(text, str):
         return None
-    s = text.strip()
+    s = canonical_text(text).strip()
     if not s or len(s) > MAX_NUMBER_TEXT:
         return None
-    s = (s.replace("\u2212", "-").replace("\\$", "").replace("$", "").replace("\\%", "%")
+    s = (s.replace("\\$", "").replace("$", "").replace("\\%", "%")
          .replace("\\!", "").replace("{,}", ","))
     if "=" in s:
-        s = s.rsplit("=", 1)[1]
-    s = _THOUSANDS.sub("", s)
+        lhs, s = s.rsplit("=", 1)
+        if any(c.isdigit() for c in lhs):
+            return None  # "48/2 = 24": several numbers
+    s = _THOUSANDS.sub("", s.strip())
     if _CLOCK_OR_RATIO.search(s):
         return None  # "5:30" is a time (or a ratio), not 5: compare as text
-    m = _NUMBER.search(s)
-    if not m:
+    m = _NUMBER.fullmatch(s)
+    if not m or (m.group("sign") and m.group("sign2")):
+        return None
+    if any(w.lower() in _NOT_UNITS for w in m.group("units").split()):
         return None
     if sum(c.isdigit() for c in m.group(0)) > MAX_DIGITS:
         return None
-    sign = -1 if m.group("sign") == "-" else 1
+    sign = -1 if "-" in (m.group("sign"), m.group("sign2")) else 1
     try:
         if m.group("whole") is not None:
             den = int(m.group("den"))
@@ -94,8 +143,9 @@ def parse_number(text: str) -> Fraction | None:
 
 
 def normalize_text(s: str) -> str:
-    """Whitespace-collapsed, stripped, without trailing sentence punctuation."""
-    return " ".join(str(s).split()).strip().rstrip(".").strip()
+    """Canonical (see `canonical_text`), whitespace-collapsed, stripped, without trailing
+    sentence punctuation."""
+    return " ".join(canonical_text(s).split()).strip().rstrip(".").strip()
 
 
 def numbers_equal(a: str, b: str) -> bool:
@@ -134,6 +184,44 @@ MAX_EXPONENT_DEPTH = 2
 MAX_FRAC_COUNT = 12
 #: Wall-clock bound on one comparison (parse both sides, verify both ways) in the worker.
 DEFAULT_TIMEOUT = 5.0
+#: A comparison slower than this counts against a GradingBudget (normal ones take ~50 ms).
+SLOW_COMPARISON = 1.0
+#: Default seconds of slow comparisons per grading run (per MathTask).
+DEFAULT_BUDGET = 60.0
+
+
+@dataclass
+class GradingBudget:
+    """Bounds one grading run (a file, a `MathTask`): comparisons slower than SLOW_COMPARISON
+    add their time to `spent`; once `spent` reaches `seconds`, every further comparison that
+    would need math-verify is compared as strict strings (normalised LaTeX), i.e. False, and
+    recorded in `skipped`. So a file of hostile rows costs about `seconds`, not hours. Slow and
+    timed-out comparisons are recorded in `slow` as (a, b, seconds)."""
+
+    seconds: float = DEFAULT_BUDGET
+    spent: float = 0.0
+    slow: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    warned: bool = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.seconds
+
+    def summary(self, examples: int = 5) -> dict:
+        return {"budget_s": self.seconds, "spent_s": round(self.spent, 2), "slow": len(self.slow),
+                "skipped": len(self.skipped),
+                "slow_examples": [[a[:80], b[:80]] for a, b, _ in self.slow[:examples]],
+                "skipped_examples": [[a[:80], b[:80]] for a, b in self.skipped[:examples]]}
+
+    def _note_skipped(self, a: str, b: str) -> None:
+        self.skipped.append((a, b))
+        if not self.warned:
+            self.warned = True
+            print(f"w2s grading: warning: slow math comparisons used up the grading budget of "
+                  f"{self.seconds:g} s ({len(self.slow)} slow); the remaining hard comparisons are "
+                  "compared as strict strings (counted as 'skipped' in the budget summary)",
+                  file=sys.stderr, flush=True)
 
 _LATEX_NOISE = [
     (re.compile(r"\\left|\\right|\\displaystyle|\\!|\\,|\\;|\\:|\\ |~"), ""),
@@ -195,17 +283,20 @@ def safe_for_sympy(s: str) -> bool:
     return True
 
 
-def math_equal(a: str, b: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def math_equal(a: str, b: str, timeout: float = DEFAULT_TIMEOUT, budget: GradingBudget | None = None) -> bool:
     """Symmetric, time-bounded equivalence of two LaTeX final answers."""
-    return math_equal_many([(a, b)], timeout=timeout)[0]
+    return math_equal_many([(a, b)], timeout=timeout, budget=budget)[0]
 
 
-def math_equal_many(pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT) -> list[bool]:
+def math_equal_many(pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT,
+                    budget: GradingBudget | None = None) -> list[bool]:
     """`math_equal` for many pairs in one round-trip to the worker (much faster than one by
-    one). Each comparison is bounded by `timeout` seconds; one that overruns is False."""
+    one). Each comparison is bounded by `timeout` seconds; one that overruns is False. With a
+    `budget`, the run as a whole is bounded too (see GradingBudget)."""
     results: list[bool | None] = []
     todo: list[tuple[int, str, str]] = []
     for i, (a, b) in enumerate(pairs):
+        a, b = canonical_text(a or ""), canonical_text(b or "")
         quick = _quick_math_equal(a, b)
         if quick is None:
             key = _cache_key(a, b)
@@ -215,11 +306,17 @@ def math_equal_many(pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_T
         results.append(quick)
     if todo:
         unique = sorted({(a, b) for _, a, b in todo})
-        verdicts = _worker_pool().compare(unique, timeout)
+        verdicts = _worker_pool().compare(unique, timeout, budget)
+        decided = {}
         for (a, b), v in zip(unique, verdicts):
-            _cache_put((a, b), v)
+            if v is None:  # over budget: strict strings, which already differ; not cached
+                budget._note_skipped(a, b)
+                v = False
+            else:
+                _cache_put((a, b), v)
+            decided[(a, b)] = v
         for i, a, b in todo:
-            results[i] = _CACHE.get((a, b), False)
+            results[i] = decided[(a, b)]
     return [bool(r) for r in results]
 
 
@@ -329,16 +426,23 @@ class _Worker:
         line, _, self.buf = self.buf.partition(b"\n")
         return line.decode("utf-8", "replace")
 
-    def compare(self, pairs: list[tuple[str, str]], timeout: float) -> list[bool]:
+    def compare(self, pairs: list[tuple[str, str]], timeout: float,
+                budget: GradingBudget | None = None) -> list[bool | None]:
+        """Verdicts in order; None for a pair not compared because `budget` ran out."""
         with self.lock:
-            out: list[bool] = []
+            out: list[bool | None] = []
             for start in range(0, len(pairs), self.CHUNK):
-                out.extend(self._compare_chunk(pairs[start:start + self.CHUNK], timeout))
+                out.extend(self._compare_chunk(pairs[start:start + self.CHUNK], timeout, budget))
             return out
 
-    def _compare_chunk(self, pairs: list[tuple[str, str]], timeout: float) -> list[bool]:
-        results: list[bool] = []
+    def _compare_chunk(self, pairs: list[tuple[str, str]], timeout: float,
+                       budget: GradingBudget | None) -> list[bool | None]:
+        results: list[bool | None] = []
         while len(results) < len(pairs):
+            if budget is not None and budget.exhausted:
+                if self.proc is not None:
+                    self._kill()  # it may still be busy with items we no longer want
+                return results + [None] * (len(pairs) - len(results))
             if self.proc is None or self.proc.poll() is not None:
                 self._kill()
                 self._start()
@@ -350,14 +454,21 @@ class _Worker:
             except (BrokenPipeError, OSError):
                 self._kill()
                 continue
-            for _ in pending:
-                line = self._read_line(time.monotonic() + timeout)
+            for a, b in pending:
+                start = time.monotonic()
+                line = self._read_line(start + timeout)
+                elapsed = time.monotonic() - start
+                if budget is not None and (line is None or elapsed >= SLOW_COMPARISON):
+                    budget.spent += elapsed
+                    budget.slow.append((a, b, round(elapsed, 2)))
                 if line is None:  # overran (or died): this item is False, restart for the rest
                     results.append(False)
                     self._kill()
                     self.restarts += 1
                     break
                 results.append(line.strip() == "1")
+                if budget is not None and budget.exhausted:
+                    break  # the rest of the chunk: decided above, without the worker
         return results
 
 
@@ -431,6 +542,6 @@ def clear_cache() -> None:
 
 __all__ = [
     "parse_number", "numbers_equal", "normalize_text", "format_number",
-    "normalize_latex", "safe_for_sympy", "math_equal", "math_equal_many",
-    "DEFAULT_TIMEOUT", "worker_restarts", "clear_cache",
+    "normalize_latex", "safe_for_sympy", "math_equal", "math_equal_many", "canonical_text",
+    "GradingBudget", "DEFAULT_TIMEOUT", "DEFAULT_BUDGET", "worker_restarts", "clear_cache",
 ]

@@ -111,13 +111,17 @@ def serve_cmd(
     batch_size: int = typer.Option(32, "--batch-size"),
     dtype: str = typer.Option("auto", "--dtype"),
     device: str = typer.Option("auto", "--device"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="W2S_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' (prefer the "
+                                          "environment variable: a flag shows in the process list)."),
+    max_n: int = typer.Option(64, "--max-n", help="Most completions per prompt ('n') a request may ask for."),
 ):
     """Serve MODEL on an OpenAI-compatible /v1/completions endpoint (hf backend)."""
     from w2s.generation.serve import serve
 
     with user_errors():
         serve(model, host, port, adapter=adapter, served_name=served_model_name, batch_size=batch_size,
-              dtype=dtype, device=device)
+              dtype=dtype, device=device, api_key=api_key or None, max_n=max_n)
 
 
 def register(app) -> None:

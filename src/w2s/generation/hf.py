@@ -2,7 +2,7 @@
 
 Why not `model.generate`? Four things the method needs and `generate` makes hard or slow:
   * per-sample seeds that do not depend on batch composition (each row draws from its own
-    pre-computed uniform stream, so a sample is the same alone, in any batch, after resume);
+    seeded uniform stream, so a sample is the same alone, in any batch, after resume);
   * per-sequence stop strings with the finished rows DROPPED from the batch (and the KV
     cache) instead of being padded along until the slowest row ends;
   * batches built from length-sorted prompts under a token budget (little padding);
@@ -10,6 +10,10 @@ Why not `model.generate`? Four things the method needs and `generate` makes hard
     attention mask under left padding).
 The loaded model is cached across calls (the pipeline generates many times with the same
 model); `unload()` frees it before training.
+
+Lengths are bounded by the model's context (`max_position_embeddings`): a prompt that leaves
+no room for one new token is refused by id (one that cannot fit is refused before it is even
+tokenized), and each row generates at most `context - prompt length` tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +35,25 @@ class LoadedModel:
     eos_ids: frozenset
     pad_id: int
     cache_kwarg: str  # "cache" (transformers >= 5.x) or "past_key_values" (older 5.x)
+    context: int | None = None  # longest sequence (prompt + new tokens); None = unknown
+
+
+class PromptTooLong(ValueError):
+    """Prompts that do not fit the model's context, named by id."""
+
+    def __init__(self, ids: list[str], context: int):
+        self.ids, self.context = ids, context
+        shown = ", ".join(repr(i) for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        super().__init__(f"{len(ids)} prompt(s) do not fit the model's context of {context} tokens "
+                         f"(no room for a new token): id {shown}; shorten or drop them")
+
+
+#: A token is rarely longer than this many characters, so a prompt with more than
+#: context * MAX_CHARS_PER_TOKEN characters cannot fit: refused without tokenizing it
+#: (tokenizing a 50 MB record takes minutes and gigabytes).
+MAX_CHARS_PER_TOKEN = 64
+#: Uniform random numbers drawn per row at a time (memory does not grow with max_new_tokens).
+UNIFORM_CHUNK = 256
 
 
 _LOADED: tuple[tuple, LoadedModel] | None = None
@@ -92,9 +115,18 @@ def load_model(model: str, adapter: str | None = None, dtype: str = "auto", devi
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     params = inspect.signature(lm.forward).parameters
     cache_kwarg = "cache" if "cache" in params else "past_key_values"
-    loaded = LoadedModel(lm, tokenizer, dev, frozenset(eos), pad, cache_kwarg)
+    loaded = LoadedModel(lm, tokenizer, dev, frozenset(eos), pad, cache_kwarg, context_length(lm.config))
     _LOADED = (key, loaded)
     return loaded
+
+
+def context_length(config) -> int | None:
+    """The longest sequence the model takes (prompt + generated tokens), from its config."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def unload() -> None:
@@ -129,9 +161,10 @@ class HFBackend:
 
     def run(self, items: list[WorkItem], sampling: SamplingConfig) -> Iterator[list[dict]]:
         lm = load_model(self.model, self.adapter, self.dtype, self.device, self.trust_remote_code)
-        encoded = encode_prompts(lm, [it.prompt for it in items])
+        encoded = encode_checked(lm, [it.prompt for it in items], [it.id for it in items])
+        max_new = sampling.max_new_tokens if lm.context is None else min(sampling.max_new_tokens, lm.context)
         for batch in length_sorted_batches([len(e) for e in encoded], self.batch_size,
-                                           self.max_batch_tokens, sampling.max_new_tokens):
+                                           self.max_batch_tokens, max_new):
             results = decode_batch(lm, [encoded[i] for i in batch], [items[i].seed for i in batch],
                                    sampling)
             yield [{"id": items[i].id, "sample_index": items[i].sample_index, **res}
@@ -143,6 +176,20 @@ def encode_prompts(lm: LoadedModel, prompts: list[str]) -> list[list[int]]:
     ids = lm.tokenizer(prompts, add_special_tokens=True)["input_ids"]
     fallback = lm.tokenizer.bos_token_id if lm.tokenizer.bos_token_id is not None else lm.pad_id
     return [list(x) if len(x) else [fallback] for x in ids]
+
+
+def encode_checked(lm: LoadedModel, prompts: list[str], ids: list[str]) -> list[list[int]]:
+    """`encode_prompts`, refusing (by id, before anything is generated) prompts that leave no
+    room for a new token in the model's context; hopelessly long ones are never tokenized."""
+    if lm.context is None:
+        return encode_prompts(lm, prompts)
+    too_long = {i for i, p in enumerate(prompts) if len(p) > lm.context * MAX_CHARS_PER_TOKEN}
+    rest = [i for i in range(len(prompts)) if i not in too_long]
+    encoded = dict(zip(rest, encode_prompts(lm, [prompts[i] for i in rest]))) if rest else {}
+    too_long |= {i for i, e in encoded.items() if len(e) >= lm.context}
+    if too_long:
+        raise PromptTooLong([str(ids[i]) for i in sorted(too_long)], lm.context)
+    return [encoded[i] for i in range(len(prompts))]
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None,
@@ -191,12 +238,15 @@ def pick_tokens(logits, sampling: SamplingConfig, uniforms):
 
 def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
                  sampling: SamplingConfig) -> list[dict]:
-    """Decode one left-padded batch; rows leave the batch (and the KV cache) as they finish."""
+    """Decode one left-padded batch; rows leave the batch (and the KV cache) as they finish.
+    Each row generates at most max_new_tokens, and never past the model's context."""
     import torch
     from transformers import DynamicCache
 
-    model, dev, max_new = lm.model, lm.device, sampling.max_new_tokens
+    model, dev = lm.model, lm.device
     n_rows, width = len(prompts), max(len(p) for p in prompts)
+    limits = [sampling.max_new_tokens if lm.context is None
+              else max(1, min(sampling.max_new_tokens, lm.context - len(p))) for p in prompts]
     input_ids = torch.full((n_rows, width), lm.pad_id, dtype=torch.long)
     mask = torch.zeros((n_rows, width), dtype=torch.long)
     for r, p in enumerate(prompts):
@@ -204,10 +254,10 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
         mask[r, width - len(p):] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     input_ids, mask, position_ids = input_ids.to(dev), mask.to(dev), position_ids.to(dev)
+    # One seeded CPU generator per row, read in chunks: the same stream as drawing all
+    # max_new_tokens numbers at once (CPU uniform draws are sequential), in bounded memory.
+    generators = None if sampling.greedy else [torch.Generator().manual_seed(s) for s in seeds]
     uniforms = None
-    if not sampling.greedy:
-        uniforms = torch.stack([torch.rand(max_new, generator=torch.Generator().manual_seed(s),
-                                           dtype=torch.float64) for s in seeds])
     stop_window = max((len(s.encode()) for s in sampling.stop), default=0) + 4
     generated: list[list[int]] = [[] for _ in range(n_rows)]
     finish: list[str | None] = [None] * n_rows
@@ -217,9 +267,15 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
         logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                        use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
         next_pos = position_ids[:, -1] + 1
-        for step in range(max_new):
-            tokens = pick_tokens(logits, sampling, None if uniforms is None else uniforms[rows, step])
-            keep = _advance(lm, rows.tolist(), tokens.tolist(), generated, finish, sampling, stop_window)
+        for step in range(max(limits)):
+            if generators is not None and step % UNIFORM_CHUNK == 0:
+                size = min(UNIFORM_CHUNK, max(limits) - step)
+                uniforms = torch.stack([torch.rand(size, generator=g, dtype=torch.float64)
+                                        for g in generators])
+            tokens = pick_tokens(logits, sampling,
+                                 None if uniforms is None else uniforms[rows, step % UNIFORM_CHUNK])
+            keep = _advance(lm, rows.tolist(), tokens.tolist(), generated, finish, sampling,
+                            stop_window, limits)
             if not keep:
                 break
             if len(keep) < len(rows):
@@ -236,7 +292,7 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
 
 
 def _advance(lm: LoadedModel, rows: list[int], tokens: list[int], generated, finish,
-             sampling: SamplingConfig, stop_window: int) -> list[int]:
+             sampling: SamplingConfig, stop_window: int, limits: list[int]) -> list[int]:
     """Append each row's new token, mark finished rows; returns batch positions still running."""
     check = []
     for j, (r, t) in enumerate(zip(rows, tokens)):
@@ -254,7 +310,7 @@ def _advance(lm: LoadedModel, rows: list[int], tokens: list[int], generated, fin
         check = [j for j in check if j not in hit]
     keep = []
     for j in check:
-        if len(generated[rows[j]]) >= sampling.max_new_tokens:
+        if len(generated[rows[j]]) >= limits[rows[j]]:
             finish[rows[j]] = "length"
         else:
             keep.append(j)

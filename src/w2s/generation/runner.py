@@ -58,12 +58,13 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
                for p in prompts for i in range(sampling.n) if (p["id"], i) not in done]
     if pending:
         runner = make_backend(backend, model, adapter=adapter, **backend_options)
-        appender = JsonlAppender(out_path) if out_path else None
+        appender = None  # opened with the first records: a backend that fails first leaves no file
         bar = _Progress(len(pending), enabled=progress, desc=f"generate[{backend}]")
         try:
             for raw in _run(runner, pending, sampling, done):
                 records = [_record(r, prompts_by_id, label) for r in raw]
-                if appender and records:
+                if out_path and records:
+                    appender = appender or JsonlAppender(out_path)
                     appender.append(records)
                 for r in records:
                     done[(r["id"], r["sample_index"])] = r

@@ -49,7 +49,8 @@ class Task(ABC):
 
     @abstractmethod
     def extract_answer(self, response: str) -> str:
-        """The final answer in a model response, or "" if there is none."""
+        """The final answer in a model response, or "" if there is none. Implementations read
+        `w2s.grading.canonical_text(response)` (one Unicode rule for every task)."""
 
     @abstractmethod
     def gold_answer(self, row: dict) -> str:
@@ -80,6 +81,11 @@ class Task(ABC):
         (None: the task has one parser, so its accuracy is already strict). Reported accuracy is
         strict; the lenient one is reported beside it."""
         return None
+
+    def grading_report(self) -> dict:
+        """What bounded grading so far (comparisons that were slow, timed out or were skipped
+        for budget), for summaries; empty when nothing was bounded."""
+        return {}
 
     # ---- data ---------------------------------------------------------------
     def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from w2s.grading import normalize_text, numbers_equal
+from w2s.grading import canonical_text, normalize_text, numbers_equal
 from w2s.tasks.base import Task, register_task
 
 DEFAULT_ANSWER_REGEX = r"(?:####|[Tt]he (?:final )?answer is:?)[ \t]*([^\n]+)"
@@ -54,7 +54,7 @@ class CustomTask(Task):
         return (found or "").strip().rstrip(".").strip()
 
     def extract_answer(self, response: str) -> str:
-        return self._find(self.clean_response(response or "")) or ""
+        return self._find(self.clean_response(canonical_text(response or ""))) or ""
 
     def gold_answer(self, row: dict) -> str:
         value = row[self.answer_field]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from w2s.grading import numbers_equal
+from w2s.grading import canonical_text, numbers_equal
 from w2s.tasks.base import Task, register_task
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -45,8 +45,9 @@ class GSM8KTask(Task):
         return response if cut == -1 else response[:cut]
 
     def extract_answer(self, response: str) -> str:
-        """The last '#### ...' line of the cleaned response, else 'The answer is ...'; ""."""
-        text = self.clean_response(response or "")
+        """The last '#### ...' line of the cleaned response, else 'The answer is ...'; "".
+        The whole line is the answer: a hedged one ("25 or 30") is not a number when graded."""
+        text = self.clean_response(canonical_text(response or ""))
         answer = _final_after_hashes(text)
         if answer is None:
             found = [m.strip() for m in _THE_ANSWER_IS.findall(text)]

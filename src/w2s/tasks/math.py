@@ -3,7 +3,8 @@
 Format: prompt "Question: {problem}\nAnswer:"; the final answer is the last \\boxed{...}
 (balanced braces, so \\boxed{\\frac{1}{2}} works), else the text after "The answer is:".
 Equivalence is symbolic (sets, intervals, tuples, degrees, \\text{}, \\dfrac), symmetric and
-time-bounded: see `w2s.grading.math_equal`.
+time-bounded per comparison and per task (a `GradingBudget` of slow comparisons, after which
+hard ones are compared as strict strings and reported): see `w2s.grading.math_equal`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from w2s.grading import DEFAULT_TIMEOUT, math_equal, math_equal_many
+from w2s.grading import (DEFAULT_BUDGET, DEFAULT_TIMEOUT, GradingBudget, canonical_text, math_equal,
+                         math_equal_many)
 from w2s.tasks.base import Task, register_task
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -53,11 +55,12 @@ class MathTask(Task):
     stop = ("\nQuestion:",)
     rename = {"problem": "question"}
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, budget: float = DEFAULT_BUDGET):
         self.timeout = float(timeout)
+        self.budget = GradingBudget(float(budget))  # one per task: replace it to start a new run
 
     def extract_answer(self, response: str) -> str:
-        text = self.clean_response(response or "")
+        text = self.clean_response(canonical_text(response or ""))
         boxed = last_boxed(text)
         if boxed is None:
             found = [m for m in _THE_ANSWER_IS.findall(text) if m.strip()]
@@ -73,8 +76,11 @@ class MathTask(Task):
         raise KeyError("answer")
 
     def equivalent(self, a: str, b: str) -> bool:
-        return math_equal(a, b, timeout=self.timeout)
+        return math_equal(a, b, timeout=self.timeout, budget=self.budget)
 
     def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """Batch form of `equivalent` (one worker round-trip); used to warm the cache."""
-        return math_equal_many(pairs, timeout=self.timeout)
+        return math_equal_many(pairs, timeout=self.timeout, budget=self.budget)
+
+    def grading_report(self) -> dict:
+        return self.budget.summary()

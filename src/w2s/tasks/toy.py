@@ -8,12 +8,17 @@ response into the task format so that it can be used as training data.
 
 Extraction order: (1) `#### N`; (2) a known final marker (last one wins);
 (3) the last integer of the response (lenient only). `ToyTask(lenient=False)` stops at (1).
+Text is read through `w2s.grading.canonical_text` (the Unicode rule of every task). Unlike
+gsm8k, `#### N` here is the number right after the marker even when the line goes on: the toy
+models often write `##### 65 - 32 = 35.`-style lines, and a stricter rule would change the
+published toy numbers (19 answers, 8 verdicts of a `demo --quick` run).
 """
 
 from __future__ import annotations
 
 import re
 
+from w2s.grading import canonical_text
 from w2s.tasks.base import Task, register_task
 
 _NUM = r"[-+]?\d[\d,]*(?:\.\d+)?"
@@ -24,14 +29,16 @@ _MARKERS = re.compile(
     r"|\bleaves \w+ with\s+|\bin the end, \w+ ha(?:s|ve)\s+)(" + _NUM + ")",
     re.IGNORECASE)
 _LAST_NUM = re.compile(_NUM)
+_PLAIN = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
 _TRAILING_WORDS = re.compile(r"(?:\b(?:so|the|and|thus|then)\b[ ,]*)+$", re.IGNORECASE)
 
 
 def normalize_number(text: str) -> str:
     """'1,234' -> '1234', '+5' -> '5', '27.0' -> '27', '3.5' -> '3.5'; '' if not a number."""
-    t = text.strip().rstrip(".").replace(",", "").lstrip("+")
-    if not t:
-        return ""
+    t = canonical_text(text).strip().rstrip(".").lstrip("+")
+    if not _PLAIN.fullmatch(t):
+        return ""  # "25,30" is two numbers; float() would also take "1e3", "1_000", "nan"
+    t = t.replace(",", "")
     try:
         x = float(t)
     except ValueError:
@@ -77,7 +84,7 @@ class ToyTask(Task):
         return (normalize_number(nums[-1]) if nums else ""), None
 
     def extract_answer(self, response: str) -> str:
-        return self._find(self.clean_response(response))[0]
+        return self._find(self.clean_response(canonical_text(response or "")))[0]
 
     def completion(self, response: str) -> str:
         """Training completion in the task format: ` {steps}\\n#### N`. A response that ends
