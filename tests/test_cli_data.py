@@ -171,3 +171,24 @@ def test_pairs_writes_the_pipelines_summary_beside_the_pairs(app, tmp_path):
     s = last_json(run(app, "pairs", "--task", "gsm8k", "--weak", weak, "--samples", samples, "--out", out, "--json"))
     on_disk = json.loads((tmp_path / "pairs_summary.json").read_text())
     assert on_disk == s and on_disk["confidences"] == [0.75] and on_disk["n_pairs"] == 1
+
+
+def test_grade_names_the_rows_whose_verdict_was_bounded(app, tmp_path, monkeypatch):
+    """Past the per-file grading budget, hard rows fall back to strict strings: the output marks
+    them and the summary lists their row numbers."""
+    from w2s import grading
+
+    grading.clear_cache()
+    monkeypatch.setattr(grading, "SLOW_COMPARISON", 0.2)
+    rows = [{"id": "ok", "response": r"\boxed{\dfrac{1}{2}}", "answer": r"\frac{1}{2}"}] + \
+        [{"id": f"h{k}", "response": r"\boxed{%d^{9^{9}}}" % k, "answer": str(k)} for k in range(7, 12)]
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_jsonl(inp, rows)
+    r = run(app, "grade", "--task", "math", "-o", "timeout=0.5", "-o", "budget=0.6", "--input", inp, "--out", out,
+            "--json")
+    graded = read_jsonl(out)
+    assert [x["correct"] for x in graded] == [True] + [False] * 5
+    assert [x.get("grading_bounded", False) for x in graded] == [False] + [True] * 5
+    s = last_json(r)
+    assert s["bounded_rows"] == [2, 3, 4, 5, 6] and s["grading"]["slow"] + s["grading"]["skipped"] == 5
+    assert "5 rows hit the grading bound" in r.stdout

@@ -78,8 +78,12 @@ def grade(
         write_jsonl(out, graded)
         n, right = len(graded), sum(r["correct"] for r in graded)
         summary = {"n": n, "correct": right, "accuracy": right / n if n else 0.0}
+        bounded = [i for i, r in enumerate(graded, 1) if r.get("grading_bounded")]
+        if bounded:  # rows whose verdict came from a timeout or the budget's strict-string fallback
+            summary.update(bounded_rows=bounded, grading=t.grading_report())
         emit(summary, as_json, f"graded {n} rows with task {task}: {right} correct "
-                               f"({100 * summary['accuracy']:.2f}%) -> {out}")
+                               f"({100 * summary['accuracy']:.2f}%) -> {out}"
+                               + (f"\n{len(bounded)} rows hit the grading bound (rows {bounded[:10]}...)" if bounded else ""))
 
 
 def select(

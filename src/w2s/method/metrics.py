@@ -35,8 +35,17 @@ def grade_records(task: Task, rows: Sequence[dict], response_field: str = "respo
         except (KeyError, ValueError):
             raise DataError(path, "missing gold answer", row=i, field=gold_field or "answer") from None
         pred = task.extract_answer(row[response_field])
-        out.append({**row, "pred": pred, "correct": task.matches(pred, gold)})
+        before = _bounded_count(task)
+        graded = {**row, "pred": pred, "correct": task.matches(pred, gold)}
+        if _bounded_count(task) > before:  # slow, timed out, or past the grading budget: say which row
+            graded["grading_bounded"] = True
+        out.append(graded)
     return out
+
+
+def _bounded_count(task: Task) -> int:
+    report = task.grading_report()
+    return report.get("slow", 0) + report.get("skipped", 0)
 
 
 def accuracy(correct: Iterable[bool]) -> float:
