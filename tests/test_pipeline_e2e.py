@@ -196,6 +196,10 @@ def test_cli_select_and_pairs_equal_the_pipeline_stages(reference_run, tmp_path)
 
     _, run_dir, _ = reference_run
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # records name run-internal models relative to the run directory: a run's files do not
+    # depend on where it lives
+    assert {r["model"] for r in read_jsonl(run_dir / "data/d_weak.jsonl")} == {"models/weak_sft"}
+    assert json.loads((run_dir / "eval/gold_sft.json").read_text())["model"] == "models/gold_sft"
     hidden = {r["id"]: r for r in read_jsonl(run_dir / "data/questions/hidden_gold.jsonl")}
     questions = tmp_path / "q.jsonl"
     write_jsonl(questions, [{**q, "answer": hidden[q["id"]]["answer"]}

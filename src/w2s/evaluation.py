@@ -36,14 +36,16 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
              top_p: float = 1.0, max_new_tokens: int = 512, limit: int | None = None, backend: str = "hf",
              out_path: str | os.PathLike | None = None, gen_dir: str | os.PathLike | None = None,
              adapter: str | None = None, seed: int = 0, prompts: list[dict] | None = None,
-             progress: bool = False, **backend_options) -> dict:
+             progress: bool = False, model_label: str | None = None, **backend_options) -> dict:
     """Score `model` on the questions of `data` (a file, or question records).
 
     Greedy decoding gives `accuracy`; with `n > 0`, `n` samples at `temperature` give
     `pass@k` and `maj@k` (k = n; also stored under `pass@{n}` / `maj@{n}`). Questions need a
     gold answer. `prompts` ({"id", "prompt"} per question) replace the task's zero-shot prompts
     (e.g. few-shot evaluation). Generations are cached in `gen_dir`, by default beside
-    `out_path`. The metrics dict is written to `out_path` as JSON when given, and returned.
+    `out_path`. `model_label` names the model in records and metrics (default: its path; the
+    pipeline passes one relative to the run directory). The metrics dict is written to
+    `out_path` as JSON when given, and returned.
     """
     from w2s.generation import SamplingConfig, generate
     from w2s.method.metrics import score_generations
@@ -82,7 +84,7 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
             "samples": (samples_path, _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})
 
     t0 = time.time()
-    run = dict(backend=backend, adapter=adapter, progress=progress, **backend_options)
+    run = dict(backend=backend, adapter=adapter, progress=progress, label=model_label, **backend_options)
     greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
     samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
     if backend == "hf":
@@ -91,7 +93,7 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
         unload()  # free the cached model: the pipeline may train next
 
     scores = score_generations(t, questions, greedy, samples)
-    metrics: dict = {"task": t.name, "model": str(model), "adapter": adapter, "data": data_desc,
+    metrics: dict = {"task": t.name, "model": model_label or str(model), "adapter": adapter, "data": data_desc,
                      "n_questions": len(questions), **scores}
     if "k" in scores:
         metrics[f"pass@{scores['k']}"] = scores["pass@k"]

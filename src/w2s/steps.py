@@ -80,7 +80,7 @@ def fewshot_prompts(task: Task, questions: Sequence[dict], demos: Sequence[dict]
 # ---- generation ----------------------------------------------------------------
 def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.PathLike, *,
                   partial: str | os.PathLike | None = None, backend: str = "hf", adapter: str | None = None,
-                  progress: bool = True, **backend_options) -> list[dict]:
+                  progress: bool = True, label: str | None = None, **backend_options) -> list[dict]:
     """Generate into `out`. With `partial`, work streams there (resumable) and is renamed to
     `out` once complete, so `out` exists only when whole; without, `out` itself is the
     resumable stream (the CLI's `w2s generate`)."""
@@ -88,7 +88,7 @@ def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.P
 
     stream = Path(partial) if partial is not None else Path(out)
     records = generate(model, prompts, sampling, backend=backend, out_path=stream, adapter=adapter,
-                       progress=progress, **backend_options)
+                       progress=progress, label=label, **backend_options)
     if partial is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         os.replace(stream, out)

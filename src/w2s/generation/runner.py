@@ -37,7 +37,7 @@ def make_backend(backend: str, model: str, adapter: str | None = None, **options
 
 def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, backend: str = "hf",
              out_path: str | Path | None = None, adapter: str | None = None, *,
-             progress: bool = True, **backend_options) -> list[dict]:
+             progress: bool = True, label: str | None = None, **backend_options) -> list[dict]:
     """Generate `sampling.n` samples for every prompt; returns generation records in input order
     (prompt by prompt, sample_index 0..n-1).
 
@@ -45,12 +45,15 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
     only generates the (id, sample_index) pairs that are not in the file yet; once complete,
     the file holds them in input order. The file must
     come from the same model and prompts; change the path when you change sampling settings.
+    `label` is the records' `model` field (default: the model path, plus
+    the adapter): the pipeline passes a path relative to the run directory, so a run's files do
+    not depend on where the run directory is.
     """
     if not isinstance(sampling, SamplingConfig):
         raise TypeError("sampling must be a w2s.generation.SamplingConfig")
     prompts = _checked_prompts(prompts)
     prompts_by_id = {p["id"]: p["prompt"] for p in prompts}
-    label = model_label(model, adapter)
+    label = label or model_label(model, adapter)
     done = (_load_done(Path(out_path), prompts, sampling.n, label, check_model=backend != "replay")
             if out_path else {})
     in_order = list(done) == [(p["id"], i) for p in prompts for i in range(sampling.n)]  # a file that is whole

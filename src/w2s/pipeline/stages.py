@@ -66,8 +66,15 @@ class W2SStages:
 
     def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str) -> dict:
         records = steps.generate_file(model, prompts, sampling, ctx.path(out), partial=ctx.work_path(),
-                                      backend=self.cfg.generation.backend, **self.cfg.generation.options)
+                                      backend=self.cfg.generation.backend, label=self.label(model),
+                                      **self.cfg.generation.options)
         return {"n": len(records)}
+
+    def label(self, model: str) -> str:
+        """How records name a model: relative to the run directory when it lives there, so a
+        run's files are the same wherever the directory is (or is moved to)."""
+        path = Path(model)
+        return str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else model
 
     def base(self, role: str) -> str:
         """The weak/strong base model: a hub name or path, or a tiny model this run builds."""
@@ -354,7 +361,7 @@ class W2SStages:
             metrics = steps.evaluate(self.task, model, test, prompts=prompts, n=self.cfg.eval.n,
                                      temperature=self.cfg.eval.temperature, max_new_tokens=g.max_new_tokens,
                                      backend=g.backend, seed=self.cfg.seed, out_path=ctx.path(f"eval/{report_name}.json"),
-                                     progress=True, **g.options)
+                                     progress=True, model_label=self.label(model), **g.options)
             return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
         return fn
 
