@@ -66,7 +66,8 @@ def run(name: str, model_dir: Path, recs: list[dict], batch_size: int, max_lengt
     from datasets import Dataset
 
     from w2s.training import SFTSettings, trl_compat
-    from w2s.training._runner import free_memory, load_model, load_tokenizer, quiet_logs
+    from w2s.models import free_memory
+    from w2s.training._runner import load_model, load_tokenizer, quiet_logs
 
     ds = Dataset.from_dict({"prompt": [r["prompt"] for r in recs], "completion": [r["completion"] for r in recs]})
     tok = load_tokenizer(model_dir)

@@ -18,12 +18,12 @@ tokenized), and each row generates at most `context - prompt length` tokens.
 
 from __future__ import annotations
 
-import gc
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from w2s import models
 from w2s.generation.config import SamplingConfig, WorkItem, cut_at_stop
 
 
@@ -86,26 +86,17 @@ def load_model(model: str, adapter: str | None = None, dtype: str = "auto", devi
     """Load (or reuse) a causal LM with an optional PEFT adapter merged in. Only one model is
     kept: loading another one frees the previous first."""
     global _LOADED
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     key = (str(model), str(adapter) if adapter else None, str(torch_dtype), str(dev))
     if _LOADED is not None and _LOADED[0] == key:
         return _LOADED[1]
     unload()
-    kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
-    if dev.type == "cuda":
-        kwargs["device_map"] = {"": dev.index or 0}
-    lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
-    if adapter:
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+    lm = models.load_causal_lm(model, dtype=torch_dtype, adapter=adapter, trust_remote_code=trust_remote_code,
+                               device_map={"": dev.index or 0} if dev.type == "cuda" else None)
     lm.to(dev).eval()
-    tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_source), trust_remote_code=trust_remote_code)
+    has_own_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").exists()
+    tokenizer = models.load_tokenizer(adapter if has_own_tokenizer else model, trust_remote_code=trust_remote_code)
     eos = set()
     for source in (getattr(lm.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
         if isinstance(source, int):
@@ -135,14 +126,7 @@ def unload() -> None:
     if _LOADED is None:
         return
     _LOADED = None
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
+    models.free_memory()
 
 
 class HFBackend:

@@ -4,7 +4,6 @@ resume, finalisation (merge, lineage, DONE) and cleanup. Knows nothing of TRL (s
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -15,7 +14,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from w2s import models
 from w2s.io import DataError, check_output, read_records, write_json
+from w2s.models import adapter_base, free_memory
 from w2s.training import lineage as lin
 from w2s.training import outdir as od
 from w2s.training import trl_compat
@@ -116,17 +117,6 @@ def dist_state():
     return PartialState(cpu=not trl_compat.has_accelerator())
 
 
-def free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def torch_dtype(settings):
     import torch
 
@@ -135,57 +125,20 @@ def torch_dtype(settings):
     return getattr(torch, settings.dtype)
 
 
-def is_adapter_dir(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
-
-
-def adapter_base(path: str | os.PathLike) -> str:
-    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
-    return cfg["base_model_name_or_path"]
-
-
-def tokenizer_source(path: str | os.PathLike) -> str:
-    """The directory to read a model's tokenizer from (an adapter dir may lack one)."""
-    p = Path(path)
-    if is_adapter_dir(p) and not (p / "tokenizer_config.json").exists():
-        return adapter_base(p)
-    return str(path)
-
-
 def load_tokenizer(path: str | os.PathLike):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path))
+    """The model's tokenizer, padding with EOS when it has no pad token (the trainers need one)."""
+    tok = models.load_tokenizer(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
 def load_model(path: str | os.PathLike, settings=None, dtype=None):
-    """Load a causal LM from a model dir (safetensors only). An adapter dir is loaded onto its
-    base and merged in memory, so a LoRA Stage I model can start a preference run."""
-    from transformers import AutoModelForCausalLM
-
+    """A model to train (or the DPO reference), in the settings' dtype and attention."""
     dtype = dtype if dtype is not None else (torch_dtype(settings) if settings is not None else None)
-    kw: dict[str, Any] = {"use_safetensors": True}
-    if dtype is not None:
-        kw["dtype"] = dtype
-    if settings is not None and getattr(settings, "attn_implementation", None):
-        kw["attn_implementation"] = settings.attn_implementation
-    if is_adapter_dir(path):
-        from peft import PeftModel
-
-        base = AutoModelForCausalLM.from_pretrained(adapter_base(path), **kw)
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-        model.config._name_or_path = str(path)
-        return model
-    return AutoModelForCausalLM.from_pretrained(str(path), **kw)
+    return models.load_causal_lm(path, dtype=dtype, attn_implementation=getattr(settings, "attn_implementation", None))
 
 
-# ---------------------------------------------------------------------------------------------
-# output directory
-# ---------------------------------------------------------------------------------------------
 def model_identity(model: str) -> str:
     """Cheap identity of a model dir's CONTENT (so retraining the starting model invalidates
     caches downstream): weight file names, sizes and mtimes, plus its DONE stamp."""
@@ -285,7 +238,7 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
 
     with quiet_logs(settings.quiet), trl_compat.log_dir(str(stage / "logs")):
         set_seed(settings.seed)
-        tokenizer = load_tokenizer(tokenizer_source(model))
+        tokenizer = load_tokenizer(model)
         records = bound_lengths(records, fields, tokenizer, settings.max_length)
         model_obj = load_model(model, settings)
         peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
@@ -312,7 +265,7 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
             if settings.lora is not None:
                 tmp = stage / _ADAPTER_TMP
                 if settings.merge:
-                    _merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
+                    merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
                     shutil.rmtree(tmp)
                 else:
                     for entry in tmp.iterdir():
@@ -363,15 +316,10 @@ def _point_adapter_at_base(out: Path, base: str) -> None:
         write_json(p, cfg)
 
 
-def _merge_into(adapter_dir: Path, out: Path, base: str | None = None, dtype=None) -> None:
+def merge_into(adapter_dir: Path, out: Path, base: str | None = None, dtype=None) -> None:
     """Load base + adapter, fold the adapter into the weights, save model + tokenizer to `out`."""
-    from peft import PeftModel
-
-    base = base or adapter_base(adapter_dir)
-    base_model = load_model(base, dtype=dtype)
-    model = PeftModel.from_pretrained(base_model, str(adapter_dir))
-    merged = model.merge_and_unload()
+    merged = models.load_causal_lm(base or adapter_base(adapter_dir), dtype=dtype, adapter=adapter_dir)
     merged.save_pretrained(str(out), safe_serialization=True)
-    load_tokenizer(tokenizer_source(adapter_dir)).save_pretrained(str(out))
-    del base_model, model, merged
+    load_tokenizer(adapter_dir).save_pretrained(str(out))
+    del merged
     free_memory()

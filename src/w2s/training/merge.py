@@ -10,7 +10,8 @@ from w2s.io import check_output
 from w2s.training import lineage as lin
 from w2s.training import outdir as od
 from w2s.training import trl_compat
-from w2s.training._runner import _merge_into, adapter_base, is_adapter_dir
+from w2s.models import adapter_base, is_adapter_dir
+from w2s.training._runner import merge_into
 
 
 def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -25,7 +26,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
     od.recover(out)
     od.check_replaceable(out)
     stage = od.fresh_stage(out, "merge")  # OUT keeps its old model until the new one is complete
-    _merge_into(adapter_dir, stage, base=base)
+    merge_into(adapter_dir, stage, base=base)
     parent = lin.read_lineage(adapter_dir) or {}
     lineage = {
         "kind": "merge",
