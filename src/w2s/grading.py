@@ -165,16 +165,6 @@ def numbers_equal(a: str, b: str) -> bool:
     return bool(na) and na == nb
 
 
-def format_number(x: Fraction) -> str:
-    """A canonical string for a parsed number: integers plainly, else a short decimal."""
-    if x.denominator == 1:
-        return str(x.numerator)
-    as_float = float(x)
-    if Fraction(repr(as_float)) == x:
-        return repr(as_float)
-    return f"{x.numerator}/{x.denominator}"
-
-
 # --------------------------------------------------------------------------- LaTeX
 
 #: Answers longer than this never reach sympy (compared as normalised strings only).
@@ -541,7 +531,7 @@ def clear_cache() -> None:
 
 
 __all__ = [
-    "parse_number", "numbers_equal", "normalize_text", "format_number",
+    "parse_number", "numbers_equal", "normalize_text",
     "normalize_latex", "safe_for_sympy", "math_equal", "math_equal_many", "canonical_text",
     "GradingBudget", "DEFAULT_TIMEOUT", "DEFAULT_BUDGET", "worker_restarts", "clear_cache",
 ]

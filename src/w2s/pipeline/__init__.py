@@ -119,7 +119,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
 def stage_status(run_dir: str | Path) -> list[dict]:
     """Each stage of a run directory's DAG with its state: done, stale (inputs changed),
     running/interrupted, failed or pending."""
-    from w2s.pipeline.runner import _hash  # the same key function the runner uses
+    from w2s.pipeline.runner import stage_key  # the runner's own key
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -132,7 +132,7 @@ def stage_status(run_dir: str | Path) -> list[dict]:
     for s in stages:
         e = manifest.entry(s.name)
         deps = [prints.get(d) for d in s.deps]
-        key = None if None in deps else _hash({"stage": s.name, "params": s.params, "deps": deps})
+        key = None if None in deps else stage_key(s, deps)
         state = e.get("status", "pending")
         if state == "done" and e.get("key") != key:
             state = "stale"

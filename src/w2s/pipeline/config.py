@@ -181,7 +181,7 @@ def _build(cls, data: Any, prefix: str):
     return cls(**kwargs)
 
 
-def _validate_semantics(cfg: RunConfig, base_dir: Path) -> None:
+def _validate_semantics(cfg: RunConfig) -> None:
     for name in ("gold", "unlabeled", "test", "hidden_gold"):
         p = getattr(cfg.data, name)
         if p is None or p.startswith("hf:"):
@@ -317,7 +317,7 @@ def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | No
                 if isinstance(sec.get(k), str):
                     sec[k] = _resolve(sec[k], base_dir)
     cfg = _build(RunConfig, raw, "")
-    _validate_semantics(cfg, base_dir)
+    _validate_semantics(cfg)
     return cfg
 
 

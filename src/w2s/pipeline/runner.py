@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from w2s.io import file_sha256, read_records, write_json
+from w2s.io import file_sha256, write_json
 
 log = logging.getLogger("w2s.pipeline")
 
@@ -104,8 +104,13 @@ class Manifest:
         write_json(self.path, self.data)
 
 
-def _hash(obj) -> str:
+def stable_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stage_key(stage: Stage, dep_fingerprints: list[str]) -> str:
+    """A stage's cache key: its name, its config slice and its dependencies' fingerprints."""
+    return stable_hash({"stage": stage.name, "params": stage.params, "deps": dep_fingerprints})
 
 
 def _outputs_exist(run_dir: Path, stage: Stage) -> bool:
@@ -115,7 +120,7 @@ def _outputs_exist(run_dir: Path, stage: Stage) -> bool:
 def _fingerprint(run_dir: Path, stage: Stage, key: str) -> str:
     paths = [run_dir / o for o in stage.outputs]
     if paths and all(p.is_file() for p in paths):
-        return _hash([file_sha256(p) for p in paths])
+        return stable_hash([file_sha256(p) for p in paths])
     return key
 
 
@@ -190,7 +195,7 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
         dep_prints = _dep_fingerprints(stage, fingerprints, manifest, required=stage.name in wanted)
         if dep_prints is None:
             continue  # not wanted, and an upstream stage has not run: nothing to know here
-        key = _hash({"stage": stage.name, "params": stage.params, "deps": dep_prints})
+        key = stage_key(stage, dep_prints)
         prev = manifest.entry(stage.name)
         done = prev.get("status") == "done" and prev.get("key") == key and _outputs_exist(run_dir, stage)
         if stage.name not in wanted:
@@ -237,7 +242,3 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     invocation["finished"] = time.time()
     manifest.save()
     return manifest
-
-
-def read_output(run_dir: Path, rel: str) -> list[dict]:
-    return read_records(run_dir / rel)

@@ -10,9 +10,7 @@ Only `w2s.training.trl_compat` knows TRL's version-specific API.
 from w2s.training.config import (
     DEFAULT_LORA_TARGETS,
     LoraSettings,
-    PreferenceConfig,
     PreferenceSettings,
-    SFTConfig,
     SFTSettings,
     TrainSettings,
 )
@@ -24,9 +22,7 @@ from w2s.training.sft import train_sft
 __all__ = [
     "DEFAULT_LORA_TARGETS",
     "LoraSettings",
-    "PreferenceConfig",
     "PreferenceSettings",
-    "SFTConfig",
     "SFTSettings",
     "TrainSettings",
     "is_complete",

@@ -4,8 +4,7 @@ that knows TRL's field names), so upstream renames never reach callers.
     SFTSettings(learning_rate=1e-5, epochs=3, lora=LoraSettings(r=16))
     PreferenceSettings(method="dpo", beta=0.1, sft_weight=0.0)
 
-`SFTConfig` / `PreferenceConfig` are aliases (the names in docs/architecture.md); they are
-*our* dataclasses, not TRL's.
+They are named *Settings so that they never read as TRL's own `SFTConfig` / `DPOConfig`.
 """
 
 from __future__ import annotations
@@ -103,14 +102,6 @@ class TrainSettings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
 
 @dataclass
 class SFTSettings(TrainSettings):
@@ -148,5 +139,3 @@ class PreferenceSettings(TrainSettings):
 
 
 # Names used in docs/architecture.md.
-SFTConfig = SFTSettings
-PreferenceConfig = PreferenceSettings

@@ -43,11 +43,13 @@ def versions() -> dict[str, str]:
 
 
 def _filter_fields(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the fields `cls` knows; drop (and log) the rest. Insulates us from removals."""
+    """Keep only the fields `cls` knows; drop the rest with a warning (a setting the user gave
+    that this TRL version does not have must not vanish silently). Insulates us from removals."""
     names = {f.name for f in dataclasses.fields(cls)}
     dropped = sorted(k for k in kwargs if k not in names)
     if dropped:
-        log.debug("%s has no field(s) %s; ignored", cls.__name__, ", ".join(dropped))
+        log.warning("this TRL version's %s has no field(s) %s: those settings are ignored", cls.__name__,
+                    ", ".join(dropped))
     return {k: v for k, v in kwargs.items() if k in names}
 
 
