@@ -192,3 +192,16 @@ def test_grade_names_the_rows_whose_verdict_was_bounded(app, tmp_path, monkeypat
     s = last_json(r)
     assert s["bounded_rows"] == [2, 3, 4, 5, 6] and s["grading"]["slow"] + s["grading"]["skipped"] == 5
     assert "5 rows hit the grading bound" in r.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["grade", "--task", "gsm8k", "--input", "{e}", "--out", "{o}/g.jsonl"],
+    ["select", "--task", "gsm8k", "--weak", "{e}", "--icl", "{e}", "--out", "{o}/s"],
+    ["pairs", "--task", "gsm8k", "--weak", "{e}", "--samples", "{e}", "--out", "{o}/p.jsonl"],
+    ["export", "--format", "trl", "--input", "{e}", "--out", "{o}/x.jsonl"]])
+def test_empty_input_is_refused_and_nothing_written(app, tmp_path, command):
+    empty, out = tmp_path / "e.jsonl", tmp_path / "out"
+    empty.write_text("")
+    out.mkdir()
+    r = run(app, *[a.format(e=empty, o=out) for a in command], code=2)
+    assert "e.jsonl: has no records" in r.output and not any(out.iterdir())

@@ -20,6 +20,13 @@ def emit(summary: dict, as_json: bool, human: str | None = None) -> None:
         typer.echo(json.dumps(summary, ensure_ascii=False))
 
 
+def nonempty(records: list, path) -> list:
+    """An input file with no records is an error, not an empty output with exit 0."""
+    if not records:
+        raise DataError(path, "has no records; nothing to do (nothing was written)")
+    return records
+
+
 @contextmanager
 def user_errors():
     """Turn expected user errors into a one-line message and exit code 2 (no traceback)."""

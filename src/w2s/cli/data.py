@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from w2s.cli.common import emit, user_errors
+from w2s.cli.common import emit, nonempty, user_errors
 from w2s.io import DataError, check_output, read_records, write_json, write_jsonl
 
 TASK_HELP = "Task name (gsm8k, math, custom, ...)."
@@ -73,7 +73,7 @@ def grade(
     with user_errors():
         check_output(out, [input])
         t = task_from_options(task, task_option)
-        rows = read_records(input)
+        rows = nonempty(read_records(input), input)
         graded = grade_records(t, rows, response_field=response_field, gold_field=gold_field, path=input)
         write_jsonl(out, graded)
         n, right = len(graded), sum(r["correct"] for r in graded)
@@ -104,8 +104,8 @@ def select(
     with user_errors():
         check_output(out, [weak, icl, questions], is_dir=True)
         t = task_from_options(task, task_option)
-        weak_gens = steps.read_generations(weak)
-        icl_gens = steps.read_generations(icl)
+        weak_gens = nonempty(steps.read_generations(weak), weak)
+        icl_gens = nonempty(steps.read_generations(icl), icl)
         qs = _questions(t, questions, weak_gens, icl_gens)
         sel, summary = steps.select(t, qs, weak_gens, icl_gens)
         out_dir = Path(out)
@@ -139,8 +139,8 @@ def pairs(
     with user_errors():
         check_output(out, [weak, samples, questions])
         t = task_from_options(task, task_option)
-        weak_gens = steps.read_generations(weak)
-        sample_gens = steps.read_generations(samples)
+        weak_gens = nonempty(steps.read_generations(weak), weak)
+        sample_gens = nonempty(steps.read_generations(samples), samples)
         qs = _questions(t, questions, weak_gens)
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
                                                 flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed)
@@ -191,7 +191,7 @@ def export(
         check_output(out, [input])
         if format not in ("llamafactory", "trl"):
             raise ValueError(f"--format must be llamafactory or trl, got {format!r}")
-        records = read_records(input)
+        records = nonempty(read_records(input), input)
         if kind == "auto":
             kind = "preference" if records and "chosen" in records[0] else "sft"
         if kind not in ("sft", "preference"):

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from w2s.cli.common import emit, user_errors
+from w2s.cli.common import emit, nonempty, user_errors
 
 
 def _count_lines(path: Path) -> int:
@@ -59,7 +59,7 @@ def generate_cmd(
     with user_errors():
         check_output(out, [input, demos, adapter], models=[model])
         the_task = task_from_options(task, task_option)
-        questions = steps.load_questions(the_task, str(input), limit)
+        questions = nonempty(steps.load_questions(the_task, str(input), limit), input)
         if shots > 0:
             if demos is None:
                 raise ValueError("--shots needs --demos (a generations file to draw demonstrations from)")
