@@ -294,3 +294,26 @@ def test_working_directory_is_not_an_output(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="current directory"):
         od.check_replaceable(tmp_path.parent)
     od.check_replaceable(tmp_path / "sub")  # below it is fine
+
+
+@pytest.mark.parametrize("damage", ["no_tokenizer", "no_weights", "truncated_weights"])
+def test_a_damaged_model_directory_is_one_line_naming_it(cli, tmp_path, damage):
+    """A model dir without its tokenizer, without its weights, or with a cut safetensors file:
+    a one-line error naming the directory, exit 2, no output file."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(TOY, model)
+    if damage == "no_tokenizer":
+        for f in model.glob("tokenizer*"):
+            f.unlink()
+    elif damage == "no_weights":
+        (model / "model.safetensors").unlink()
+    else:
+        os.truncate(model / "model.safetensors", 100_000)
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"id": "a", "question": "What is 1 + 1?", "answer": "2"}\n')
+    res = cli("generate", "-t", "toy", "-m", model, "-i", q, "-o", tmp_path / "g.jsonl", "-q")
+    assert res.exit_code == 2, res.output
+    assert "model" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "g.jsonl").exists()

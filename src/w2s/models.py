@@ -10,6 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from w2s.io import DataError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
 
 def free_memory() -> None:
     """Collect garbage and give cached GPU memory back (before the next stage loads a model)."""
@@ -44,7 +48,14 @@ def tokenizer_source(path: str | os.PathLike) -> str:
 def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tokenizer_source(path), trust_remote_code=trust_remote_code)
+    source = tokenizer_source(path)
+    if Path(source).is_dir() and not any((Path(source) / f).exists() for f in TOKENIZER_FILES):
+        raise DataError(source, f"no tokenizer files ({', '.join(TOKENIZER_FILES)}); a model directory "
+                                "needs the tokenizer it was trained with")
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise DataError(source, f"cannot load its tokenizer: {_first_line(e)}") from None
 
 
 def load_causal_lm(path: str | os.PathLike, *, dtype=None, adapter: str | os.PathLike | None = None,
@@ -63,7 +74,12 @@ def load_causal_lm(path: str | os.PathLike, *, dtype=None, adapter: str | os.Pat
         kw["device_map"] = device_map
     adapters = [str(a) for a in (path if is_adapter_dir(path) else None, adapter) if a is not None]
     base = adapter_base(path) if is_adapter_dir(path) else str(path)
-    model = AutoModelForCausalLM.from_pretrained(base, **kw)
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, **kw)
+    except (OSError, SafetensorError) as e:  # a missing or damaged model dir: one line naming it
+        raise DataError(base, f"cannot load the model: {_first_line(e)}") from None
     if adapters:
         from peft import PeftModel
 
@@ -71,3 +87,7 @@ def load_causal_lm(path: str | os.PathLike, *, dtype=None, adapter: str | os.Pat
             model = PeftModel.from_pretrained(model, a).merge_and_unload()
         model.config._name_or_path = str(path)
     return model
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
