@@ -130,3 +130,23 @@ def test_join_by_id_not_position():
 def test_records_hash_is_order_sensitive_but_key_order_free():
     assert records_sha256([{"a": 1, "b": 2}]) == records_sha256([{"b": 2, "a": 1}])
     assert records_sha256([{"a": 1}, {"a": 2}]) != records_sha256([{"a": 2}, {"a": 1}])
+
+
+def test_a_failed_write_keeps_the_old_file_and_names_the_path(tmp_path):
+    """Disk full in the middle of a write: the old file is intact, no temp file is left, and the
+    error names the file (the CLI prints it as one line)."""
+    import errno
+
+    from w2s.io import write_jsonl
+
+    out = tmp_path / "g.jsonl"
+    out.write_text('{"old": true}\n')
+
+    def rows():
+        yield {"a": 1}
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        write_jsonl(out, rows())
+    assert e.value.filename == str(out) and e.value.errno == errno.ENOSPC
+    assert out.read_text() == '{"old": true}\n' and [p.name for p in tmp_path.iterdir()] == ["g.jsonl"]
