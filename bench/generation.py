@@ -141,8 +141,11 @@ def compare_backends(args) -> int:
     for b in ("hf", "vllm"):
         r = result[b]
         print(f"{b:8} {r['fixed_cost_s']:>12} {r['greedy_tok_per_s']:>13} {r['sampled_tok_per_s']:>12}")
-    print(f"hf / vllm steady state: greedy {result['hf']['greedy_tok_per_s'] / result['vllm']['greedy_tok_per_s']:.2f}x, "
-          f"k={args.k} {result['hf']['sampled_tok_per_s'] / result['vllm']['sampled_tok_per_s']:.2f}x; "
+    ratio = {kind: result["hf"][f"{kind}_tok_per_s"] / result["vllm"][f"{kind}_tok_per_s"]
+             for kind in ("greedy", "sampled")}
+    result["hf_over_vllm_steady"] = ratio
+    print(f"hf / vllm steady state: greedy {ratio['greedy']:.2f}x, "
+          f"k={args.k} {ratio['sampled']:.2f}x; "
           f"greedy identical {same}/{len(prompts)}")
     out = args.out if args.out != DEFAULT_OUT else ROOT / "bench" / "results" / "generation_backends.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -236,11 +236,14 @@ class Engine:
                                           "rerun to resume")
                 time.sleep(0.1)
 
-    def close(self) -> None:
-        """Shut the engine down and wait for its process to exit, which frees its memory."""
+    def close(self, now: bool = False) -> None:
+        """Shut the engine down and wait for its process to exit, which frees its memory;
+        `now` kills it without waiting for the job in progress (after an error or Ctrl-C)."""
         if self.alive:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()  # EOF: the child leaves its loop and exits
+            if now:
+                self.process.kill()
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -302,6 +305,8 @@ class VLLMBackend:
         if engine is not None and not engine.alive:
             engine = None
         if engine is None:
+            if _kept and "kv_cache_memory_bytes" not in self.engine:
+                unload()  # a GPU holds one engine (gpu_memory_utilization): stop the kept ones first
             engine = Engine(self.engine)
             if _kept is not None:
                 _kept[key] = engine
@@ -309,7 +314,7 @@ class VLLMBackend:
             yield from engine.run(items, sampling, self.adapter, self.chunk_size)
         except BaseException:
             # A failed or interrupted job leaves the engine in an unknown state: never reuse it.
-            engine.close()
+            engine.close(now=True)
             if _kept is not None:
                 _kept.pop(key, None)
             raise
