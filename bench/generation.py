@@ -106,6 +106,7 @@ def compare_backends(args) -> int:
     from w2s.toy.world import make_splits
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the vLLM engine process inherits it
+    torch.set_num_threads(args.threads)  # the hf backend runs in this process
     task, model = get_task("toy"), str(checkpoint_path("strong"))
     questions = make_splits(seed=0, sizes={"test": args.prompts, "train_1": 0, "train_2": 0})["test"]
     prompts = [{"id": q["id"], "prompt": task.prompt(q["question"])} for q in questions]
