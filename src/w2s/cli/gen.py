@@ -47,6 +47,8 @@ def generate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option",
                                                     help="Task option KEY=VALUE, repeatable (custom task fields)."),
+    data_parallel: int = typer.Option(1, "--data-parallel", help="vllm: engine replicas on Ray (local Ray "
+                                      "cluster unless RAY_ADDRESS is set)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ):
@@ -72,7 +74,7 @@ def generate_cmd(
                                   top_k=top_k, n=n, stop=stops, seed=seed)
         options = _backend_options(backend, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                                    dtype=dtype, device=device, base_url=base_url, concurrency=concurrency,
-                                   tensor_parallel_size=tensor_parallel_size)
+                                   tensor_parallel_size=tensor_parallel_size, data_parallel=data_parallel)
         before, start = _count_lines(out), time.perf_counter()
         try:
             records = generate(model, prompts, sampling, backend=backend, out_path=out, adapter=adapter,
@@ -95,7 +97,8 @@ def _backend_options(backend: str, **o) -> dict:
     if backend == "hf":
         return {k: o[k] for k in ("batch_size", "max_batch_tokens", "dtype", "device")}
     if backend == "vllm":
-        return {"tensor_parallel_size": o["tensor_parallel_size"], "dtype": o["dtype"]}
+        return {"tensor_parallel_size": o["tensor_parallel_size"], "dtype": o["dtype"],
+                "data_parallel": o["data_parallel"]}
     if backend == "openai":
         return {"base_url": o["base_url"], "concurrency": o["concurrency"]}
     return {}

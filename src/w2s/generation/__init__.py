@@ -4,18 +4,25 @@ resumable JSONL output. See docs/architecture.md for the contract.
     from w2s.generation import SamplingConfig, generate
     gens = generate("path/to/model", [{"id": "q1", "prompt": "Question: ...\\nAnswer:"}],
                     SamplingConfig(max_new_tokens=256, stop=("\\nQuestion:",)), out_path="g.jsonl")
+
+    with keep_engines():  # vllm: one engine start for several calls with the same model
+        ...
 """
 
 from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop, derive_seed
 from w2s.generation.runner import BACKENDS, generate, make_backend
+from w2s.generation.vllm import keep_engines
 
 
 def unload() -> None:
-    """Free the model cached by the `hf` backend (call before training on the same device)."""
+    """Free what generation holds before training on the same device: the model cached by the
+    `hf` backend and the vLLM engines kept by `keep_engines()` (their processes exit)."""
+    from w2s.generation import vllm
     from w2s.generation.hf import unload as _unload
 
     _unload()
+    vllm.unload()
 
 
 __all__ = ["BACKENDS", "GenerationError", "SamplingConfig", "WorkItem", "cut_at_stop",
-           "derive_seed", "generate", "make_backend", "unload"]
+           "derive_seed", "generate", "keep_engines", "make_backend", "unload"]

