@@ -23,7 +23,7 @@ QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 2
          "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
 
 
-def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
+def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf") -> dict:
     from w2s.toy import checkpoint_path
 
     p = QUICK if quick else FULL
@@ -41,7 +41,9 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
         "strong": {"model": str(checkpoint_path("strong")),
                    "train": {**sft, "learning_rate": 3.0e-4, "batch_size": 16, "max_steps": p["strong_steps"]}},
         # demo-world solutions restate every sentence: at most 53 tokens
-        "generation": {"backend": "hf", "max_new_tokens": 80, "options": {"batch_size": 128}},
+        "generation": {"backend": backend, "max_new_tokens": 80,
+                       # vllm: fp32 on CPU by default (so it equals hf), engines kept per stage
+                       "options": {"batch_size": 128} if backend == "hf" else {}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
@@ -52,7 +54,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False) -> dict:
     }
 
 
-def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False) -> Path:
+def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf") -> Path:
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import config_from_dict
     from w2s.toy.data import write_splits
@@ -65,7 +67,7 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
         write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
-    raw = demo_config(data_dir, seed, quick)
+    raw = demo_config(data_dir, seed, quick, backend)
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(config_from_dict(raw), out, quiet=quiet)
     return out

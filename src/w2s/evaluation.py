@@ -28,10 +28,6 @@ from w2s.io import DataError, check_output, read_json, write_json
 
 log = logging.getLogger("w2s.evaluation")
 
-# Options that change speed, never the generated text.
-SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens", "concurrency")
-
-
 def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: float = 1.0,
              top_p: float = 1.0, max_new_tokens: int = 512, limit: int | None = None, backend: str = "hf",
              out_path: str | os.PathLike | None = None, gen_dir: str | os.PathLike | None = None,
@@ -47,7 +43,7 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
     pipeline passes one relative to the run directory). The metrics dict is written to
     `out_path` as JSON when given, and returned.
     """
-    from w2s.generation import SamplingConfig, generate
+    from w2s.generation import SamplingConfig, generate, keep_engines
     from w2s.method.metrics import score_generations
     from w2s.steps import zero_shot_prompts
     from w2s.tasks import make_task
@@ -85,8 +81,9 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
 
     t0 = time.time()
     run = dict(backend=backend, adapter=adapter, progress=progress, label=model_label, **backend_options)
-    greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
-    samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
+    with keep_engines():  # vllm: the greedy pass and the n samples on one engine start
+        greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
+        samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
     if backend == "hf":
         from w2s.generation import unload
 
@@ -112,6 +109,8 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
 def _cache_key(model, adapter, backend: str, prompts: list[dict], sampling, options: dict) -> str:
     """Everything that shapes a generation file, hashed. The sample count is left out: samples
     are seeded per (seed, id, index), so the first k of n are the same records as a run of k."""
+    from w2s.generation import SPEED_ONLY_OPTIONS
+
     shaping = {k: v for k, v in options.items() if k not in SPEED_ONLY_OPTIONS}
     blob = json.dumps({"model": str(model), "model_files": _files_stamp(model), "adapter": adapter,
                        "adapter_files": _files_stamp(adapter), "backend": backend, "options": shaping,

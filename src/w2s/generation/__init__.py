@@ -9,7 +9,8 @@ resumable JSONL output. See docs/architecture.md for the contract.
         ...
 """
 
-from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop, derive_seed
+from w2s.generation.config import (SPEED_ONLY_OPTIONS, GenerationError, SamplingConfig, WorkItem, cut_at_stop,
+                                   derive_seed)
 from w2s.generation.runner import BACKENDS, generate, make_backend
 from w2s.generation.vllm import keep_engines
 
@@ -24,5 +25,5 @@ def unload() -> None:
     vllm.unload()
 
 
-__all__ = ["BACKENDS", "GenerationError", "SamplingConfig", "WorkItem", "cut_at_stop",
+__all__ = ["BACKENDS", "SPEED_ONLY_OPTIONS", "GenerationError", "SamplingConfig", "WorkItem", "cut_at_stop",
            "derive_seed", "generate", "keep_engines", "make_backend", "unload"]

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
+#: Backend options that change speed or placement, never the generated text: kept out of every
+#: cache key (pipeline stages, evaluation), so changing them reuses finished generations.
+SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens", "concurrency", "data_parallel", "chunk_size",
+                      "kv_cache_gib", "gpu_memory_utilization")
+
+
 class GenerationError(RuntimeError):
     """A generation backend failed in a way the user must act on (bad endpoint, missing extra)."""
 

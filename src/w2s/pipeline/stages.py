@@ -22,10 +22,6 @@ Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST = ("data/questions/gold.jsonl", "data/ques
                                          "data/questions/hidden_gold.jsonl", "data/questions/test.jsonl")
 D_WEAK, D_ICL = "data/d_weak.jsonl", "data/d_icl.jsonl"
 
-# Generation options that change speed, never the generated text: kept out of cache keys.
-SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens")
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
     """What an eval stage scores: a trained model (its stage), or a base model used as is
@@ -60,6 +56,8 @@ class W2SStages:
                               top_p=top_p, top_k=0, n=n, stop=tuple(self.task.stop), seed=self.cfg.seed)
 
     def gen_params(self, **extra) -> dict:
+        from w2s.generation import SPEED_ONLY_OPTIONS
+
         g = self.cfg.generation
         return {"backend": g.backend, "max_new_tokens": g.max_new_tokens, "seed": self.cfg.seed,
                 "options": {k: v for k, v in g.options.items() if k not in SPEED_ONLY_OPTIONS}, **extra}
