@@ -47,7 +47,7 @@ def build_and_train(out: Path, seconds: float, seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from w2s.tasks.gsm8k import strip_calculator_annotations
-    from w2s.tiny import build_tiny_model
+    from w2s.tiny_models import build_tiny_model
 
     rows = load_rows("train_1.jsonl")
     rng = random.Random(seed)

@@ -23,7 +23,7 @@ python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__
 [ -f "$OUT/model/config.json" ] || python - "$OUT" <<'EOF'
 import json, sys
 from pathlib import Path
-from w2s.tiny import build_tiny_model
+from w2s.tiny_models import build_tiny_model
 out = Path(sys.argv[1])
 texts = [json.loads(line)["question"] for line in open(out / "data" / "train_1.jsonl")]
 build_tiny_model(out / "model", texts, vocab_size=1024, hidden_size=1536, num_layers=16, num_heads=12,

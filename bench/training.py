@@ -4,7 +4,7 @@
 
 Data: GSM8K `train_1` questions with their gold solutions, formatted exactly as w2s trains
 (zero-shot prompt, " " + solution completion); falls back to synthetic GSM8K-length text when
-../shared/data is absent. Model: a random-init Llama built locally (w2s.tiny).
+../shared/data is absent. Model: a random-init Llama built locally (w2s.tiny_models).
 
 Configurations (one epoch each, same examples, same batch size, same bf16 autocast as TRL's
 default unless --no-bf16; best of --repeats runs, round-robin):
@@ -67,7 +67,7 @@ def run(name: str, model_dir: Path, recs: list[dict], batch_size: int, max_lengt
 
     from w2s.training import SFTSettings, trl_compat
     from w2s.models import free_memory
-    from w2s.training._runner import load_model, load_tokenizer, quiet_logs
+    from w2s.training.run import load_model, load_tokenizer, quiet_logs
 
     ds = Dataset.from_dict({"prompt": [r["prompt"] for r in recs], "completion": [r["completion"] for r in recs]})
     tok = load_tokenizer(model_dir)
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from w2s.tiny import build_tiny_model
+    from w2s.tiny_models import build_tiny_model
 
     recs, src = load_examples(a.n)
     t_start = time.perf_counter()

@@ -31,7 +31,7 @@ def _gsm8k_texts(limit: int = 1500) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer random-init Llama with a 512-token BPE tokenizer trained on GSM8K text."""
-    from w2s.tiny import build_tiny_model
+    from w2s.tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), _gsm8k_texts(), seed=0)
 
@@ -39,7 +39,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_b(tmp_path_factory) -> Path:
     """A second, larger tiny model (a 'strong' model) sharing nothing with the first."""
-    from w2s.tiny import build_tiny_model
+    from w2s.tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model_b"), _gsm8k_texts(), hidden_size=96,
                             num_layers=3, seed=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from w2s.pipeline.config import ConfigError, config_from_dict, load_config, parse_override
+from w2s.pipeline.run_config import ConfigError, config_from_dict, load_config, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 

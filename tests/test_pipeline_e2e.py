@@ -32,7 +32,7 @@ def build_bases(tmp: Path, gold_path: str) -> tuple[str, str]:
     import torch
 
     from w2s.tasks import get_task
-    from w2s.tiny import build_from_spec
+    from w2s.tiny_models import build_from_spec
 
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and immune to a busy machine
     task = get_task("gsm8k")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from w2s.pipeline.config import ConfigError, load_config
+from w2s.pipeline.run_config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -188,7 +188,7 @@ def test_generation_resumes_with_another_spelling_of_the_model_path(tiny_model, 
     monkeypatch.chdir(tiny_model.parent)
     first = generate(tiny_model.name, ps[:2], greedy, out_path=out, progress=False)  # cwd-relative
     calls = []
-    import w2s.generation.runner as runner
+    import w2s.generation.resumable as runner
     real = runner.make_backend
     monkeypatch.setattr(runner, "make_backend", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     again = generate(str(tmp_path / "link") + "/", ps, greedy, out_path=out, progress=False)  # symlink, slash
@@ -200,7 +200,7 @@ def test_generation_resumes_with_another_spelling_of_the_model_path(tiny_model, 
 # ---- damaged run-directory files ----------------------------------------------------------------
 
 def test_a_corrupted_manifest_is_one_line_naming_the_file(tmp_path):
-    from w2s.pipeline.runner import ManifestError, Stage, run_stages
+    from w2s.pipeline.dag import ManifestError, Stage, run_stages
 
     def write(ctx):
         ctx.path("a.txt").write_text("A")
@@ -245,7 +245,7 @@ def test_a_corrupted_eval_file_names_itself_in_the_report(tmp_path):
 # ---- config ranges, at load, naming the key and the file ---------------------------------------
 
 def _training_refuses(field: str, value) -> bool:
-    from w2s.training.config import SFTSettings
+    from w2s.training.settings import SFTSettings
 
     try:
         SFTSettings(**{field: value})

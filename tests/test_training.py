@@ -71,7 +71,7 @@ FAST = dict(learning_rate=3e-3, batch_size=4, max_length=64, save_steps=1000)
 # ---------------------------------------------------------------------------------------------
 def test_sft_lowers_completion_loss_and_masks_prompt(tiny_model, tmp_path):
     from w2s.training import trl_compat
-    from w2s.training._runner import load_model, load_tokenizer
+    from w2s.training.run import load_model, load_tokenizer
     from w2s.training.sft import _dataset
 
     recs = _sft_records()

@@ -56,7 +56,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf") -> Path:
     from w2s.pipeline import run_pipeline
-    from w2s.pipeline.config import config_from_dict
+    from w2s.pipeline.run_config import config_from_dict
     from w2s.toy.data import write_splits
     from w2s.toy.world import WorldConfig, world_info
 

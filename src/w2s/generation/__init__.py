@@ -9,9 +9,9 @@ resumable JSONL output. See docs/architecture.md for the contract.
         ...
 """
 
-from w2s.generation.config import (SPEED_ONLY_OPTIONS, GenerationError, SamplingConfig, WorkItem, cut_at_stop,
+from w2s.generation.sampling import (SPEED_ONLY_OPTIONS, GenerationError, SamplingConfig, WorkItem, cut_at_stop,
                                    derive_seed)
-from w2s.generation.runner import BACKENDS, generate, make_backend
+from w2s.generation.resumable import BACKENDS, generate, make_backend
 from w2s.generation.vllm import keep_engines
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from w2s import models
-from w2s.generation.config import SamplingConfig, WorkItem, cut_at_stop
+from w2s.generation.sampling import SamplingConfig, WorkItem, cut_at_stop
 
 
 @dataclass

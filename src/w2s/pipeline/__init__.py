@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from w2s.io import write_text
-from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
+from w2s.pipeline.run_config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
-from w2s.pipeline.runner import Manifest, Stage, run_stages
+from w2s.pipeline.dag import Manifest, Stage, run_stages
 
 log = logging.getLogger("w2s.pipeline")
 
@@ -102,7 +102,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         if cfg.threads is not None:
             import torch
 
-            from w2s.tiny import default_threads
+            from w2s.threads import default_threads
 
             torch.set_num_threads(cfg.threads or default_threads())
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -119,7 +119,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
 def stage_status(run_dir: str | Path) -> list[dict]:
     """Each stage of a run directory's DAG with its state: done, stale (inputs changed),
     running/interrupted, failed or pending."""
-    from w2s.pipeline.runner import stage_key  # the runner's own key
+    from w2s.pipeline.dag import stage_key  # the runner's own key
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from w2s import steps
 from w2s.io import read_records, write_json, write_jsonl
-from w2s.pipeline.config import RunConfig
-from w2s.pipeline.runner import Stage, StageContext
+from w2s.pipeline.run_config import RunConfig
+from w2s.pipeline.dag import Stage, StageContext
 from w2s.report import ModelRef
 
 Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST = ("data/questions/gold.jsonl", "data/questions/unlabeled.jsonl",
@@ -253,7 +253,7 @@ class W2SStages:
 
     def tiny_base_fn(self, role: str):
         def fn(ctx):
-            from w2s.tiny import build_from_spec
+            from w2s.tiny_models import build_from_spec
 
             # Pretraining text: the labeled set only (never the unlabeled answers).
             texts = [f"{self.task.prompt(r['question'])}{self.task.completion(r.get('solution', ''))}"

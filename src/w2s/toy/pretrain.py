@@ -21,7 +21,8 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
-from w2s.tiny import default_threads, random_llama  # shared with the pipeline
+from w2s.threads import default_threads
+from w2s.tiny_models import random_llama
 
 
 @dataclass(frozen=True)

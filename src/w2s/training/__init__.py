@@ -7,7 +7,7 @@
 Only `w2s.training.trl_compat` knows TRL's version-specific API.
 """
 
-from w2s.training.config import (
+from w2s.training.settings import (
     DEFAULT_LORA_TARGETS,
     LoraSettings,
     PreferenceSettings,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from w2s.training.config import LoraSettings, PreferenceSettings, SFTSettings
+from w2s.training.settings import LoraSettings, PreferenceSettings, SFTSettings
 
 
 def job_settings(job: dict):

@@ -11,7 +11,7 @@ from w2s.training import lineage as lin
 from w2s.training import outdir as od
 from w2s.training import trl_compat
 from w2s.models import adapter_base, is_adapter_dir
-from w2s.training._runner import merge_into
+from w2s.training.run import merge_into
 
 
 def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,

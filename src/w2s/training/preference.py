@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from w2s.training import trl_compat
-from w2s.training._runner import load_model, run_training
-from w2s.training.config import PreferenceSettings
+from w2s.training.run import load_model, run_training
+from w2s.training.settings import PreferenceSettings
 
 PREFERENCE_TRAIN_FIELDS = ("prompt", "chosen", "rejected")
 

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 from w2s.training import trl_compat
-from w2s.training._runner import run_training
-from w2s.training.config import SFTSettings
+from w2s.training.run import run_training
+from w2s.training.settings import SFTSettings
 
 SFT_TRAIN_FIELDS = ("prompt", "completion")
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from w2s.pipeline.runner import Stage, run_stages
+from w2s.pipeline.dag import Stage, run_stages
 
 
 def make_stages(calls, params_b=None, fail_in=None):

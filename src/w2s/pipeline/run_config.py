@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class DataConfig:
+class DataSection:
     gold: str                      # labeled set: trains the weak model (questions + gold solutions)
     unlabeled: str                 # questions the strong model learns from (answers never shown to it)
     test: str                      # scores everyone
@@ -36,35 +36,35 @@ class DataConfig:
 
 
 @dataclass
-class WeakConfig:
+class WeakSection:
     model: str
     finetune: bool = True           # fine-tune on data.gold first (the paper's setting)
     train: dict = field(default_factory=dict)   # -> w2s.training SFT settings
 
 
 @dataclass
-class StrongConfig:
+class StrongSection:
     model: str
     train: dict = field(default_factory=dict)   # SFT settings for every strong SFT (Stage I, baselines)
     lora: dict | None = None                    # -> LoRA settings; None = full fine-tuning
 
 
 @dataclass
-class GenerationConfig:
+class GenerationSection:
     backend: Literal["hf", "vllm", "openai"] = "hf"
     max_new_tokens: int = 256
     options: dict = field(default_factory=dict)  # backend options: batch_size, dtype, base_url, ...
 
 
 @dataclass
-class Stage1Config:
+class Stage1Section:
     iterations: int = 1
     shots: int = 4
     variants: list[str] = field(default_factory=lambda: ["weak", "icl", "hybrid"])
 
 
 @dataclass
-class Stage2Config:
+class Stage2Section:
     enabled: bool = True
     samples: int = 10
     temperature: float = 1.0
@@ -77,7 +77,7 @@ class Stage2Config:
 
 
 @dataclass
-class EvalConfig:
+class EvalSection:
     n: int = 10                     # samples per test question for pass@k / maj@k (0 = greedy only)
     temperature: float = 1.0
 
@@ -85,14 +85,14 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     task: str | dict
-    data: DataConfig
-    weak: WeakConfig
-    strong: StrongConfig
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
+    data: DataSection
+    weak: WeakSection
+    strong: StrongSection
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    stage1: Stage1Section = field(default_factory=Stage1Section)
+    stage2: Stage2Section = field(default_factory=Stage2Section)
     baselines: list[str] = field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
     seed: int = 0
     name: str | None = None
     #: torch CPU threads (None = torch's default, 0 = 2 on an idle machine and 1 on a busy one).
@@ -197,7 +197,7 @@ def _validate_semantics(cfg: RunConfig) -> None:
     _validate_ranges(cfg)
     for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
         if model.startswith("tiny:"):
-            from w2s.tiny import parse_tiny_spec
+            from w2s.tiny_models import parse_tiny_spec
 
             try:
                 parse_tiny_spec(model)
@@ -254,17 +254,12 @@ def _validate_ranges(cfg: RunConfig) -> None:
 
 def _validate_training_keys(cfg: RunConfig) -> None:
     """Check training settings' keys against w2s.training's dataclasses (cheap import)."""
-    try:
-        from w2s.training import config as tcfg
-    except ImportError:  # training layer not importable: leave it to the stage
-        return
-    checks = [("weak.train", cfg.weak.train, getattr(tcfg, "SFTSettings", None)),
-              ("strong.train", cfg.strong.train, getattr(tcfg, "SFTSettings", None)),
-              ("strong.lora", cfg.strong.lora or {}, getattr(tcfg, "LoraSettings", None)),
-              ("stage2.train", cfg.stage2.train, getattr(tcfg, "PreferenceSettings", None))]
+    from w2s.training.settings import LoraSettings, PreferenceSettings, SFTSettings
+
+    checks = [("weak.train", cfg.weak.train, SFTSettings), ("strong.train", cfg.strong.train, SFTSettings),
+              ("strong.lora", cfg.strong.lora or {}, LoraSettings),
+              ("stage2.train", cfg.stage2.train, PreferenceSettings)]
     for key, values, cls in checks:
-        if cls is None:
-            continue
         known = {f.name for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         for k in values:

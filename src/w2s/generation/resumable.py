@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from w2s.generation.config import SamplingConfig, WorkItem, derive_seed, model_label
+from w2s.generation.sampling import SamplingConfig, WorkItem, derive_seed, model_label
 from w2s.io import DataError, JsonlAppender, read_jsonl, write_jsonl
 
 BACKENDS = ("hf", "vllm", "openai", "replay")
