@@ -22,8 +22,15 @@ def register(app: typer.Typer) -> None:
         from w2s.demo import run_demo
         from w2s.pipeline.lock import run_lock
 
+        from w2s.pipeline.dag import StageFailed
+
         with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             if backend not in ("hf", "vllm"):
                 raise ValueError(f"--backend must be hf or vllm, got {backend!r}")
-            run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend)
+            try:
+                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend)
+            except StageFailed as e:
+                typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
+                           "rerun the same command to resume)", err=True)
+                raise typer.Exit(1) from None
         print_results(out)

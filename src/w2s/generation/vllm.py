@@ -160,6 +160,25 @@ def _model_len(model: str, max_model_len: int | None) -> int | None:
         return None
 
 
+#: head sizes vLLM-CPU's attention has kernels for (vllm/v1/attention/backends/cpu_attn.py, 0.32)
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def check_cpu_head_size(model: str) -> None:
+    """Refuse, before an engine starts, a model vLLM-CPU cannot run (its attention kernels take a
+    fixed set of head sizes; the toy weak model's 16 is not one of them)."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return  # a hub name: vLLM says what it cannot run
+    c = json.loads(config.read_text())
+    head = c.get("head_dim") or (c["hidden_size"] // c["num_attention_heads"]
+                                 if c.get("hidden_size") and c.get("num_attention_heads") else None)
+    if head is not None and head not in CPU_HEAD_SIZES:
+        raise GenerationError(f"{model}: head size {head} has no vLLM-CPU attention kernel (it supports "
+                              f"{', '.join(map(str, CPU_HEAD_SIZES))}); generate with the hf backend for "
+                              "this model (in a run config, weak.backend: hf for the weak model)")
+
+
 def on_cpu() -> bool:
     """Whether vLLM will run on CPU: no CUDA device visible to torch (what vLLM-CPU targets)."""
     import torch
@@ -288,6 +307,8 @@ class VLLMBackend:
                  enforce_eager: bool = False, kv_cache_gib: float | None = None,
                  data_parallel: int = 1, chunk_size: int = 2048, **_ignored):
         require_vllm()
+        if on_cpu():
+            check_cpu_head_size(model)
         self.engine = engine_kwargs(model, adapter=adapter, tensor_parallel_size=tensor_parallel_size,
                                     dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                                     max_model_len=max_model_len, trust_remote_code=trust_remote_code,

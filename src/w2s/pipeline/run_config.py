@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Optional, get_args, get_origin
 
 import yaml
 
@@ -40,6 +40,9 @@ class WeakSection:
     model: str
     finetune: bool = True           # fine-tune on data.gold first (the paper's setting)
     train: dict = field(default_factory=dict)   # -> w2s.training SFT settings
+    # generation backend for the weak model's stages (default: generation.backend); e.g. hf for a
+    # weak model whose attention vLLM's CPU build has no kernel for
+    backend: Optional[Literal["hf", "vllm", "openai"]] = None
 
 
 @dataclass

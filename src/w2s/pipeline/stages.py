@@ -55,16 +55,21 @@ class W2SStages:
                               temperature=temperature if n > 1 or temperature else 0.0,
                               top_p=top_p, top_k=0, n=n, stop=tuple(self.task.stop), seed=self.cfg.seed)
 
-    def gen_params(self, **extra) -> dict:
+    def backend(self, role: str = "strong") -> str:
+        """The generation backend for a role's model: `weak.backend` may override it for the weak one."""
+        return (self.cfg.weak.backend if role == "weak" else None) or self.cfg.generation.backend
+
+    def gen_params(self, role: str = "strong", **extra) -> dict:
         from w2s.generation import SPEED_ONLY_OPTIONS
 
         g = self.cfg.generation
-        return {"backend": g.backend, "max_new_tokens": g.max_new_tokens, "seed": self.cfg.seed,
+        return {"backend": self.backend(role), "max_new_tokens": g.max_new_tokens, "seed": self.cfg.seed,
                 "options": {k: v for k, v in g.options.items() if k not in SPEED_ONLY_OPTIONS}, **extra}
 
-    def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str) -> dict:
+    def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str,
+                 role: str = "strong") -> dict:
         records = steps.generate_file(model, prompts, sampling, ctx.path(out), partial=ctx.work_path(),
-                                      backend=self.cfg.generation.backend, label=self.label(model),
+                                      backend=self.backend(role), label=self.label(model),
                                       **self.cfg.generation.options)
         return {"n": len(records)}
 
@@ -108,6 +113,9 @@ class W2SStages:
         if report_name:
             self.add_model(report_name, EvalSpec(model_stage=name))
 
+    def role_of(self, spec: EvalSpec) -> str:
+        return "weak" if spec.base == "weak" or spec.model_stage == "weak_sft" else "strong"
+
     def add_model(self, report_name: str, spec: EvalSpec) -> None:
         self.evals[report_name] = spec
         self.models[report_name] = ModelRef(spec.model_stage, report_name)
@@ -136,8 +144,8 @@ class W2SStages:
         if "weak" in cfg.baselines:
             self.add_model("weak", EvalSpec(model_stage="weak_sft") if cfg.weak.finetune else EvalSpec(base="weak"))
 
-        self.add("weak_answers", self.zero_shot_fn(self.weak_model(), D_WEAK), deps=weak_deps,
-                 params=self.gen_params(), outputs=[D_WEAK], kind="generate")
+        self.add("weak_answers", self.zero_shot_fn(self.weak_model(), D_WEAK, role="weak"), deps=weak_deps,
+                 params=self.gen_params("weak"), outputs=[D_WEAK], kind="generate")
         self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
@@ -215,7 +223,7 @@ class W2SStages:
             deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
                                     ["weak_answers"] * spec.fewshot + self.base_deps(spec.base))
             self.add(f"eval_{report_name}", self.eval_fn(report_name, spec), deps=deps,
-                     params=self.gen_params(n=cfg.eval.n, temperature=cfg.eval.temperature,
+                     params=self.gen_params(self.role_of(spec), n=cfg.eval.n, temperature=cfg.eval.temperature,
                                             model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
                                             shots=cfg.stage1.shots if spec.fewshot else 0,
                                             base=getattr(cfg, spec.base).model if spec.base == "weak" else None),
@@ -275,12 +283,12 @@ class W2SStages:
     def weak_model(self) -> str:
         return self.model_dir("weak_sft") if self.cfg.weak.finetune else self.base("weak")
 
-    def zero_shot_fn(self, model: str, out: str):
+    def zero_shot_fn(self, model: str, out: str, role: str = "strong"):
         """Answer the unlabeled questions zero-shot with `model` (D_weak, and each iteration's
         regenerated columns)."""
         def fn(ctx):
             prompts = steps.zero_shot_prompts(self.task, self.questions(Q_UNLABELED))
-            return self.generate(ctx, model, prompts, self.sampling(), out)
+            return self.generate(ctx, model, prompts, self.sampling(), out, role=role)
         return fn
 
     def fewshot_prompts(self, questions: list[dict], seed_offset: int = 0) -> list[dict]:
@@ -358,7 +366,8 @@ class W2SStages:
             g = self.cfg.generation
             metrics = steps.evaluate(self.task, model, test, prompts=prompts, n=self.cfg.eval.n,
                                      temperature=self.cfg.eval.temperature, max_new_tokens=g.max_new_tokens,
-                                     backend=g.backend, seed=self.cfg.seed, out_path=ctx.path(f"eval/{report_name}.json"),
+                                     backend=self.backend(self.role_of(spec)), seed=self.cfg.seed,
+                                     out_path=ctx.path(f"eval/{report_name}.json"),
                                      progress=True, model_label=self.label(model), **g.options)
             return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
         return fn
