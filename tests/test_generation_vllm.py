@@ -101,6 +101,29 @@ def test_cuda_torch_extensions_next_to_cpu_torch_are_reported(monkeypatch):
     assert vllm_backend.mismatched_torch_extensions() == []
 
 
+def test_head_sizes_vllm_cpu_cannot_run_are_refused_before_an_engine_starts():
+    vllm_backend.check_cpu_head_size(str(checkpoint_path("strong")))   # head size 32: runs
+    with pytest.raises(GenerationError, match="head size 16 has no vLLM-CPU attention kernel.*weak.backend: hf"):
+        vllm_backend.check_cpu_head_size(str(checkpoint_path("weak")))
+
+
+def test_the_vllm_demo_keeps_the_weak_model_on_hf(tmp_path):
+    """`w2s demo --backend vllm`: every stage of the strong models on vLLM, the weak model's two
+    (its answers and its eval) on hf, whose greedy output vLLM's equals."""
+    from w2s.demo import demo_config
+    from w2s.pipeline.stages import build_stages
+    from w2s.pipeline.run_config import config_from_dict
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for split in ("train_1", "train_2", "test"):
+        (data / f"{split}.jsonl").write_text('{"id": "a", "question": "q", "answer": "1", "solution": "#### 1"}\n')
+    stages, _ = build_stages(config_from_dict(demo_config(data, quick=True, backend="vllm")), tmp_path / "run")
+    backends = {s.name: s.params.get("backend") for s in stages if s.kind in ("generate", "eval")}
+    assert backends.pop("weak_answers") == "hf" and backends.pop("eval_weak") == "hf"
+    assert set(backends.values()) == {"vllm"} and "icl_answers" in backends and "eval_m_pro_dpo" in backends
+
+
 def test_ray_processor_config_and_result_mapping():
     strong = str(checkpoint_path("strong"))
     engine = vllm_backend.engine_kwargs(strong, cpu=True)
