@@ -30,9 +30,13 @@ class DataSection:
     test: str                      # scores everyone
     hidden_gold: str | None = None  # gold for `unlabeled`, diagnostics and the gold-SFT ceiling only;
     #                                 defaults to the answers/solutions inside `unlabeled` if present
+    #: labeled dev split, for every choice of settings: each model is also scored on it (greedy),
+    #: so thresholds, learning rates and which Stage I model is M_plus are chosen without test
+    dev: str | None = None
     limit_gold: int | None = None   # slices, for quick runs
     limit_unlabeled: int | None = None
     limit_test: int | None = None
+    limit_dev: int | None = None
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Stage1Section:
     iterations: int = 1
     shots: int = 4
     variants: list[str] = field(default_factory=lambda: ["weak", "icl", "hybrid"])
+    #: which last-iteration model is M_plus (Stage II starts from it): the paper's hybrid, or the
+    #: variant a dev split chose (docs/toy_world.md)
+    m_plus: Literal["hybrid", "weak", "icl"] = "hybrid"
 
 
 @dataclass
@@ -83,6 +90,9 @@ class Stage2Section:
 class EvalSection:
     n: int = 10                     # samples per test question for pass@k / maj@k (0 = greedy only)
     temperature: float = 1.0
+    #: samples for the intermediate Stage I models (all but M_plus); None = n. Sampling dominates
+    #: evaluation time, and those rows are read for their greedy accuracy.
+    intermediate_n: int | None = None
 
 
 @dataclass
@@ -185,7 +195,7 @@ def _build(cls, data: Any, prefix: str):
 
 
 def _validate_semantics(cfg: RunConfig) -> None:
-    for name in ("gold", "unlabeled", "test", "hidden_gold"):
+    for name in ("gold", "unlabeled", "test", "hidden_gold", "dev"):
         p = getattr(cfg.data, name)
         if p is None or p.startswith("hf:"):
             continue
@@ -225,7 +235,7 @@ _POSITIVE_OPTIONS = ("batch_size", "max_batch_tokens", "chunk_size", "concurrenc
 
 def _validate_ranges(cfg: RunConfig) -> None:
     """Values that would only fail (or silently mean something else) stages later."""
-    for name in ("limit_gold", "limit_unlabeled", "limit_test"):
+    for name in ("limit_gold", "limit_unlabeled", "limit_test", "limit_dev"):
         v = getattr(cfg.data, name)
         _require(v is None or v >= 1, f"data.{name}", ">= 1 (leave it out for every row)", v)
     _require(cfg.threads is None or cfg.threads >= 0, "threads", ">= 0 (0 = automatic)", cfg.threads)
@@ -249,6 +259,8 @@ def _validate_ranges(cfg: RunConfig) -> None:
         _require(0.0 <= getattr(s2, k) <= 1.0, f"stage2.{k}", "in [0, 1]", getattr(s2, k))
     e = cfg.eval
     _require(e.n >= 0, "eval.n", ">= 0 (0 = greedy only)", e.n)
+    _require(e.intermediate_n is None or e.intermediate_n >= 0, "eval.intermediate_n",
+             ">= 0 (0 = greedy only; leave it out for eval.n)", e.intermediate_n)
     _require(e.temperature >= 0, "eval.temperature", ">= 0", e.temperature)
     _require(e.n == 0 or e.temperature > 0, "eval.temperature",
              "> 0 when eval.n > 0 (samples at temperature 0 are copies of the greedy answer; "
@@ -307,7 +319,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:
     raw = deep_merge(raw, overrides or {})
     base_dir = Path(base_dir)
-    for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold")),
+    for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold", "dev")),
                           ("weak", ("model",)), ("strong", ("model",))):
         sec = raw.get(section)
         if isinstance(sec, dict):
