@@ -227,3 +227,16 @@ def test_cli_options_call_the_same_strategies(world, tmp_path):
     bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
               "confidence", "--out", tmp_path / "sel2", code=2)
     assert "needs --icl-samples" in bad.output
+
+
+def test_the_report_names_the_strategies():
+    from w2s.report import render_markdown
+
+    metrics = {"run": {"stage1_selection": "random", "stage2_pairs": "self"}, "models": {}, "comparisons": [],
+               "selection": {"iterations": [{"iteration": 1, "n_selected": 1, "n_questions": 2, "coverage": 0.5}],
+                             "pairs": {"n_pairs": 1, "n_questions": 2}}}
+    md = render_markdown(metrics)
+    assert "## Stage I selection (strategy random)" in md and "## Stage II preference pairs (strategy self)" in md
+    metrics["run"] = {}  # a run from before the strategies: the paper's
+    md = render_markdown(metrics)
+    assert "(final answer consistency)" in md and "(the paper's rule)" in md
