@@ -159,6 +159,7 @@ def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     weak, icl, groups = first_generation(weak_gens), first_generation(icl_gens), group_by_id(icl_samples)
     sel = Selection([], [], [], [], {}, {"missing": 0, "empty": 0, "unconfident": 0})
+    pending = []
     for q in questions:
         qid = str(q["id"])
         if qid not in icl or qid not in groups:
@@ -168,7 +169,11 @@ def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[
         if not answer:
             sel.skipped["empty"] += 1
             continue
-        votes = [usable_answer(task, g) for g in groups[qid]]
+        pending.append((q, answer, [usable_answer(task, g) for g in groups[qid]]))
+    if pending:  # warm the cache in one round-trip
+        task.equivalent_many([(v, answer) for _, answer, votes in pending for v in votes if v])
+    for q, answer, votes in pending:
+        qid = str(q["id"])
         share = sum(bool(v) and task.equivalent(v, answer) for v in votes) / len(votes)
         if share < threshold:
             sel.skipped["unconfident"] += 1
