@@ -72,7 +72,8 @@ def table(run: Path, task, cfg: dict, samples_icl: list[dict]) -> dict:
         sel, summary = steps.select(task, questions, weak, icl, gold=gold, strategy=name, **context)
         selection_rows.append({"strategy": name, **extra, "n_selected": summary["n_selected"],
                                "coverage": summary["coverage"], "precision": summary.get("precision"),
-                               "weak_records": len(sel.weak), "weak_records_correct": _side_precision(task, sel.weak, golds),
+                               "weak_records": len(sel.weak),
+                               "weak_records_correct": _side_precision(task, sel.weak, golds),
                                "icl_records_correct": _side_precision(task, sel.icl, golds)})
     samples = read_records(run / "data/samples.jsonl")
     pair_rows = []
@@ -103,14 +104,16 @@ def markdown(result: dict) -> str:
     ref = result["reference"]
     lines = [f"Stage I, iteration 1 ({ref['n_questions']} train_2 questions; weak answers right "
              f"{_pct(ref['weak_accuracy'])} %, in-context answers {_pct(ref['icl_accuracy'])} %):", "",
-             "| `stage1.selection` | selected | coverage % | precision % | weak records (right %) | icl records right % |",
+             "| `stage1.selection` | selected | coverage % | precision % | weak records (right %) "
+             "| icl records right % |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in result["selection"]:
         name = r["strategy"] + (f" ({r['threshold']:g})" if "threshold" in r else "")
         lines.append(f"| `{name}` | {r['n_selected']} | {_pct(r['coverage'])} | {_pct(r['precision'])} | "
                      f"{r['weak_records']} ({_pct(r['weak_records_correct'])}) | {_pct(r['icl_records_correct'])} |")
     lines += ["", "Stage II (M_plus's samples):", "",
-              "| `stage2.pairs` | pairs | questions | weak chosen / rejected | chosen right % | rejected right % | pair right % |",
+              "| `stage2.pairs` | pairs | questions | weak chosen / rejected | chosen right % | rejected right % "
+              "| pair right % |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["pairs"]:
         lines.append(f"| `{r['strategy']}` | {r['n_pairs']} | {r['n_questions_with_pairs']} | "
@@ -132,8 +135,8 @@ def write_fixture(run: Path, out: Path, samples_icl: list[dict], n: int) -> None
     write_jsonl(out / "hidden_gold.jsonl", [{"id": r["id"], "answer": r["answer"]}
                                             for r in read_records(run / "data/questions/hidden_gold.jsonl")
                                             if r["id"] in ids])
-    for name, rows in (("d_weak", read_records(run / "data/d_weak.jsonl")), ("d_icl", read_records(run / "data/d_icl.jsonl")),
-                       ("samples", read_records(run / "data/samples.jsonl")), ("icl_samples", samples_icl)):
+    files = {name: read_records(run / f"data/{name}.jsonl") for name in ("d_weak", "d_icl", "samples")}
+    for name, rows in (*files.items(), ("icl_samples", samples_icl)):
         write_jsonl(out / f"{name}.jsonl", [{k: r[k] for k in keep if k in r} for r in rows if r["id"] in ids])
 
 
