@@ -119,6 +119,8 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
                     "threads": cfg.get("threads"), "backend": g.get("backend"),
                     "max_new_tokens": g.get("max_new_tokens"), "stage1_iterations": cfg.get("stage1", {}).get("iterations"),
                     "stage2_samples": s2.get("samples") if s2.get("enabled", True) else None,
+                    "stage1_selection": cfg.get("stage1", {}).get("selection", "consistency"),
+                    "stage2_pairs": s2.get("pairs", "paper"),
                     "eval_samples": ev.get("n"), "eval_temperature": ev.get("temperature"),
                     "eval_intermediate_samples": ev.get("intermediate_n"),
                     "m_plus": cfg.get("stage1", {}).get("m_plus", "hybrid")})
@@ -316,6 +318,12 @@ def _png(fig, plt) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _strategy(metrics: dict, key: str) -> str:
+    """The run's strategy for a stage (`stage1.selection` / `stage2.pairs`), in words."""
+    name = (metrics.get("run") or {}).get(key) or {"stage1_selection": "consistency", "stage2_pairs": "paper"}[key]
+    return {"consistency": "final answer consistency", "paper": "the paper's rule"}.get(name, f"strategy {name}")
+
+
 def render_markdown(metrics: dict) -> str:
     parts = ["# Weak-to-strong run report", ""] + [f"- {line}" for line in run_lines(metrics)] + \
         ["", "## Results (test set)", "", _md_table(results_table(metrics)), "",
@@ -328,10 +336,11 @@ def render_markdown(metrics: dict) -> str:
             [f"- {line}" for line in significance_lines(metrics)] + [""]
     sel = metrics["selection"]
     if sel.get("iterations"):
-        parts += ["## Stage I selection (final answer consistency)", "", _md_table(selection_rows(metrics)), ""]
+        parts += [f"## Stage I selection ({_strategy(metrics, 'stage1_selection')})", "",
+                  _md_table(selection_rows(metrics)), ""]
     if sel.get("pairs"):
         p = sel["pairs"]
-        parts += ["## Stage II preference pairs", "",
+        parts += [f"## Stage II preference pairs ({_strategy(metrics, 'stage2_pairs')})", "",
                   f"- pairs: {p.get('n_pairs')} from {p.get('n_questions')} questions "
                   f"(weak chosen: {p.get('weak_chosen')}, weak rejected: {p.get('weak_rejected')})"]
         if p.get("chosen_accuracy") is not None:
@@ -366,7 +375,8 @@ def render_html(metrics: dict) -> str:
         sections.append("<h2>Paired comparisons (same test questions)</h2><ul>" +
                         "".join(f"<li>{html.escape(line)}</li>" for line in significance_lines(metrics)) + "</ul>")
     if sel.get("iterations"):
-        sections.append(f"<h2>Stage I selection</h2>{_html_table(selection_rows(metrics))}")
+        sections.append(f"<h2>Stage I selection ({html.escape(_strategy(metrics, 'stage1_selection'))})</h2>"
+                        f"{_html_table(selection_rows(metrics))}")
         if "selection" in plots:
             sections.append(f'<img alt="selection chart" src="data:image/png;base64,{plots["selection"]}">')
     if sel.get("pairs"):
@@ -376,7 +386,7 @@ def render_html(metrics: dict) -> str:
         if p.get("chosen_accuracy") is not None:
             items.append(f"chosen side correct {_fmt(p.get('chosen_accuracy'))}%, rejected side correct "
                          f"{_fmt(p.get('rejected_accuracy'))}%")
-        sections.append("<h2>Stage II preference pairs</h2><ul>" +
+        sections.append(f"<h2>Stage II preference pairs ({html.escape(_strategy(metrics, 'stage2_pairs'))})</h2><ul>" +
                         "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
         if p.get("chosen_accuracy") is not None:
             sections.append(_html_table(pair_rows(metrics)))

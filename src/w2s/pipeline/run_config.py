@@ -71,6 +71,12 @@ class Stage1Section:
     #: which last-iteration model is M_plus (Stage II starts from it): the paper's hybrid, or the
     #: variant a dev split chose (docs/toy_world.md)
     m_plus: Literal["hybrid", "weak", "icl"] = "hybrid"
+    selection: str = "consistency"  # a registered Stage I strategy (w2s.method.registry.SELECTION)
+    # `confidence` only: the strong model's in-context samples per question (an extra generation
+    # stage), their temperature, and the share of them that must reach its greedy answer
+    confidence_samples: int = 4
+    confidence_temperature: float = 1.0
+    confidence_threshold: float = 0.75
 
 
 @dataclass
@@ -82,6 +88,7 @@ class Stage2Section:
     min_confidence: float = 0.6
     flip_confidence: float = 0.8
     max_pairs: int = 1
+    pairs: str = "paper"            # a registered pair strategy (w2s.method.registry.PAIRS)
     method: Literal["dpo", "orpo", "both"] = "dpo"
     train: dict = field(default_factory=dict)   # -> w2s.training preference settings (beta, lr, ...)
 
@@ -207,6 +214,7 @@ def _validate_semantics(cfg: RunConfig) -> None:
     for v in cfg.stage1.variants:
         if v not in VARIANTS:
             raise ConfigError(f"stage1.variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    _validate_strategies(cfg)
     _validate_ranges(cfg)
     for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
         if model.startswith("tiny:"):
@@ -221,6 +229,19 @@ def _validate_semantics(cfg: RunConfig) -> None:
         if (model.startswith((".", "/", "~")) or local.exists()) and not local.exists():
             raise ConfigError(f"{key}: model directory not found: {model}")
     _validate_training_keys(cfg)
+
+
+def _validate_strategies(cfg: RunConfig) -> None:
+    """Strategy names against the registries (the method's modules are light: no model imports)."""
+    import w2s.method  # noqa: F401  (registers the built-in strategies)
+    from w2s.method.registry import PAIRS, SELECTION, lookup
+
+    for registry, name, key in ((SELECTION, cfg.stage1.selection, "stage1.selection"),
+                                (PAIRS, cfg.stage2.pairs, "stage2.pairs")):
+        try:
+            lookup(registry, name, key)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -249,6 +270,12 @@ def _validate_ranges(cfg: RunConfig) -> None:
     s1 = cfg.stage1
     _require(s1.iterations >= 1, "stage1.iterations", ">= 1", s1.iterations)
     _require(s1.shots >= 1, "stage1.shots", ">= 1 (the strong model answers in-context)", s1.shots)
+    _require(s1.confidence_samples >= 2, "stage1.confidence_samples", ">= 2 (a vote share needs several samples)",
+             s1.confidence_samples)
+    _require(s1.confidence_temperature > 0, "stage1.confidence_temperature",
+             "> 0 (samples at temperature 0 are copies of one greedy answer)", s1.confidence_temperature)
+    _require(0.0 <= s1.confidence_threshold <= 1.0, "stage1.confidence_threshold", "in [0, 1]",
+             s1.confidence_threshold)
     s2 = cfg.stage2
     _require(s2.samples >= 2, "stage2.samples", ">= 2 (a majority vote needs several samples)", s2.samples)
     _require(s2.temperature > 0, "stage2.temperature",

@@ -25,6 +25,7 @@ Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST = ("data/questions/gold.jsonl", "data/ques
                                          "data/questions/hidden_gold.jsonl", "data/questions/test.jsonl")
 Q_DEV = "data/questions/dev.jsonl"  # only when data.dev is set
 D_WEAK, D_ICL = "data/d_weak.jsonl", "data/d_icl.jsonl"
+D_ICL_SAMPLES = "data/icl_samples.jsonl"  # only with stage1.selection: confidence
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
@@ -154,6 +155,12 @@ class W2SStages:
         self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
+        s1 = cfg.stage1
+        if s1.selection == "confidence":  # the strong model's k in-context samples: its vote shares
+            self.add("icl_samples", self.icl_samples, deps=["weak_answers"] + self.base_deps("strong"),
+                     params=self.gen_params(strong=cfg.strong.model, shots=s1.shots, k=s1.confidence_samples,
+                                            temperature=s1.confidence_temperature),
+                     outputs=[D_ICL_SAMPLES], kind="generate")
         m_plus = self.add_stage1()
         if cfg.stage2.enabled:
             self.add_stage2(m_plus)
@@ -179,7 +186,8 @@ class W2SStages:
             sel = f"select_iter{i}"
             outs = [f"data/iter{i}/{v}.jsonl" for v in ("weak", "icl", "hybrid")] + [f"data/iter{i}/summary.json"]
             self.add(sel, self.select_fn(i, gen_files["weak"], gen_files["icl"]),
-                     deps=[prev_gen["weak"], prev_gen["icl"], "load_data"], outputs=outs)
+                     deps=[prev_gen["weak"], prev_gen["icl"], "load_data"] + self.selection_deps(),
+                     params=self.selection_params(), outputs=outs)
             variants = set(cfg.stage1.variants) | {cfg.stage1.m_plus}
             if i < iters:
                 variants |= {"weak", "icl"}  # they regenerate the next iteration's data
@@ -198,8 +206,8 @@ class W2SStages:
                  params=self.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
                  outputs=["data/samples.jsonl"], kind="generate")
         self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"],
-                 params={"min_confidence": s2.min_confidence, "flip_confidence": s2.flip_confidence,
-                         "max_pairs": s2.max_pairs, "seed": cfg.seed},
+                 params={"pairs": s2.pairs, "min_confidence": s2.min_confidence,
+                         "flip_confidence": s2.flip_confidence, "max_pairs": s2.max_pairs, "seed": cfg.seed},
                  outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
         for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
             name = f"m_pro_{m}"
@@ -321,11 +329,37 @@ class W2SStages:
         prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))
         return self.generate(ctx, self.base("strong"), prompts, self.sampling(), D_ICL)
 
+    def icl_samples(self, ctx):
+        s1 = self.cfg.stage1
+        prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))  # the same prompts as D_icl
+        return self.generate(ctx, self.base("strong"), prompts,
+                             self.sampling(n=s1.confidence_samples, temperature=s1.confidence_temperature),
+                             D_ICL_SAMPLES)
+
+    def selection_deps(self) -> list[str]:
+        return ["icl_samples"] if self.cfg.stage1.selection == "confidence" else []
+
+    def selection_params(self) -> dict:
+        """The strategy and the settings it reads (the cache key changes with them)."""
+        s1 = self.cfg.stage1
+        extra = {"confidence": {"threshold": s1.confidence_threshold}, "random": {"seed": self.cfg.seed}}
+        return {"selection": s1.selection, **extra.get(s1.selection, {})}
+
+    def selection_context(self, ctx) -> dict:
+        """What the strategy gets besides the two columns. At every iteration `confidence` counts
+        the base strong model's in-context samples (made once) for that iteration's icl answers."""
+        s1 = self.cfg.stage1
+        if s1.selection == "confidence":
+            return {"seed": self.cfg.seed, "icl_samples": read_records(ctx.path(D_ICL_SAMPLES)),
+                    "threshold": s1.confidence_threshold}
+        return {"seed": self.cfg.seed}
+
     def select_fn(self, i: int, weak_file: str, icl_file: str):
         def fn(ctx):
             sel, summary = steps.select(self.task, self.questions(Q_UNLABELED), read_records(ctx.path(weak_file)),
                                         read_records(ctx.path(icl_file)), gold=self.questions(Q_HIDDEN),
-                                        weak_labels=read_records(ctx.path(D_WEAK)))
+                                        weak_labels=read_records(ctx.path(D_WEAK)),
+                                        strategy=self.cfg.stage1.selection, **self.selection_context(ctx))
             summary = {"iteration": i, **summary}
             steps.write_selection(ctx.path(f"data/iter{i}"), sel, summary)
             return summary
@@ -346,7 +380,7 @@ class W2SStages:
             self.task, self.questions(Q_UNLABELED), read_records(ctx.path(D_WEAK)),
             read_records(ctx.path("data/samples.jsonl")), min_confidence=s2.min_confidence,
             flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs, seed=self.cfg.seed,
-            gold=self.questions(Q_HIDDEN))
+            gold=self.questions(Q_HIDDEN), strategy=s2.pairs)
         write_jsonl(ctx.path("data/pairs.jsonl"), built)
         write_json(ctx.path("data/pairs_summary.json"), summary)
         return {k: v for k, v in summary.items() if k != "confidences"}
