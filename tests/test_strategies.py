@@ -121,6 +121,35 @@ def test_self_pairs_have_no_weak_side(world):
     assert max(sum(p["id"] == i for p in built) for i in {p["id"] for p in built}) > 1  # max_pairs counts
 
 
+def test_agreement_pairs_follow_the_supported_weak_or_icl_answer(world):
+    from w2s.method.pseudo_labels import agreement_labels
+
+    built = pairs(world, "agreement", icl_gens=world["d_icl"], min_support=3, prefer="icl")
+    labels = agreement_labels(TOY, world["unlabeled"], world["samples"], world["d_weak"], world["d_icl"],
+                              min_support=3, prefer="icl")
+    votes = majority_vote(TOY, world["samples"])
+    weak = {i: g for i, g in first_generation(world["d_weak"]).items()}
+    assert built and {p["id"] for p in built} <= set(labels)
+    # it reaches questions where M_plus's own majority is unsure (the paper's rule never does)
+    assert any(votes[p["id"]].confidence < 0.6 for p in built)
+    samples_by_id = group_by_id(world["samples"])
+    for p in built:
+        label = labels[p["id"]]
+        assert TOY.equivalent(p["chosen_answer"], label)
+        assert not (p["rejected_answer"] and TOY.equivalent(p["rejected_answer"], label))
+        assert p["chosen"] in {TOY.completion(g["response"]) for g in samples_by_id[p["id"]]}  # on-policy chosen
+        is_weak = p["rejected"] == TOY.completion(weak[p["id"]]["response"])
+        assert p["weak_side"] == ("rejected" if is_weak else "none")
+    assert any(p["weak_side"] == "rejected" for p in built)
+    # more support demanded -> a subset of the labelled questions
+    strict = pairs(world, "agreement", icl_gens=world["d_icl"], min_support=6, prefer="icl")
+    assert {p["id"] for p in strict} < {p["id"] for p in built}
+    # without an in-context column only the weak answer can be the label
+    weak_only = pairs(world, "agreement", icl_gens=[], min_support=3)
+    for p in weak_only:
+        assert TOY.equivalent(p["chosen_answer"], usable_answer(TOY, weak[p["id"]]))
+
+
 def test_strategies_score_against_gold(world):
     """Not a target, a sanity check that the table's numbers come out of the summaries."""
     sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"], gold=world["hidden_gold"],
@@ -138,7 +167,7 @@ def test_registering_a_taken_name_fails():
     with pytest.raises(ValueError, match="'consistency' is already registered"):
         register(SELECTION, "consistency")(lambda *a, **k: None)
     assert SELECTION == before
-    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown strategy 'nope' \(known: paper, self, weak_rejected_only"):
+    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown strategy 'nope' \(known: agreement, paper, self, weak_rejected_only"):
         lookup(PAIRS, "nope", "stage2.pairs")
 
 
@@ -167,7 +196,7 @@ def config_files(tmp_path):
 
 
 @pytest.mark.parametrize("section, key, known", [("stage1", "selection", "confidence, consistency, random"),
-                                                 ("stage2", "pairs", "paper, self, weak_rejected_only")])
+                                                 ("stage2", "pairs", "agreement, paper, self, weak_rejected_only")])
 def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, key, known):
     from w2s.pipeline.run_config import ConfigError, config_from_dict
 
@@ -222,7 +251,7 @@ def test_cli_options_call_the_same_strategies(world, tmp_path):
     assert read_jsonl(tmp_path / "p.jsonl") == pairs(world, "weak_rejected_only")
     bad = run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"],
               "--strategy", "nope", "--out", tmp_path / "q.jsonl", code=2)
-    assert "--strategy: unknown strategy 'nope' (known: paper, self, weak_rejected_only)" in bad.output
+    assert "--strategy: unknown strategy 'nope' (known: agreement, paper, self, weak_rejected_only)" in bad.output
     assert not (tmp_path / "q.jsonl").exists()
     bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
               "confidence", "--out", tmp_path / "sel2", code=2)

@@ -129,17 +129,18 @@ def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
 # ---- Stage II ------------------------------------------------------------------
 def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], samples: Sequence[dict],
                      *, min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1,
-                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper"):
+                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper", **context):
     """Preference pairs by the registered `strategy` (`stage2.pairs`; default the paper's rule)
     and their summary (vote confidences of every question, and with `gold`, the correctness of
-    each side). Returns (pairs, summary)."""
+    each side). `context` goes to the strategy (`agreement`: `icl_gens`, `min_support`,
+    `prefer`). Returns (pairs, summary)."""
     from w2s.method import metrics, voting
     from w2s.method.registry import PAIRS, lookup
 
     build = lookup(PAIRS, strategy, "stage2.pairs")
     votes = voting.majority_vote(task, samples)
     built = build(task, questions, weak_gens, samples, min_confidence=min_confidence,
-                  flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes)
+                  flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes, **context)
     summary = {"n_questions": len(questions), "n_pairs": len(built),
                "n_questions_with_pairs": len({p["id"] for p in built}),
                "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),

@@ -144,7 +144,11 @@ def pairs(
     max_pairs: int = typer.Option(1, help="Pairs per question at most (paper: 1 for GSM8K, 3 for MATH)."),
     seed: int = typer.Option(42, help="Seed for choosing among candidate samples."),
     strategy: str = typer.Option("paper", help="Pair strategy (stage2.pairs): paper, weak_rejected_only "
-                                               "(only pairs rejecting the weak response), self (no weak side)."),
+                                               "(only pairs rejecting the weak response), self (no weak side), "
+                                               "agreement (labels from weak/in-context answers the samples support)."),
+    icl: Optional[str] = typer.Option(None, help="agreement only: the in-context strong model's generations."),
+    min_support: int = typer.Option(3, help="agreement only: samples that must reach a weak/in-context answer."),
+    prefer: str = typer.Option("icl", help="agreement only: weak | icl | most_votes, when both answers qualify."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
@@ -157,14 +161,18 @@ def pairs(
 
     with user_errors():
         lookup(PAIRS, strategy, "--strategy")
-        check_output(out, [weak, samples, questions])
+        check_output(out, [weak, samples, questions, icl])
+        if strategy == "agreement" and not icl:
+            raise ValueError("--strategy agreement needs --icl (the in-context strong model's generations)")
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         sample_gens = nonempty(steps.read_generations(samples), samples)
         qs = _questions(t, questions, weak_gens)
+        context = ({"icl_gens": nonempty(steps.read_generations(icl), icl), "min_support": min_support,
+                    "prefer": prefer} if strategy == "agreement" else {})
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
                                                 flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed,
-                                                strategy=strategy)
+                                                strategy=strategy, **context)
         write_jsonl(out, prefs)
         write_json(_summary_path(out), summary)
         human = (f"{summary['n_pairs']} pairs from {summary['n_questions_with_pairs']} of "

@@ -1,8 +1,9 @@
 """Stage II preference pairs (`stage2.pairs`): `paper` (the weak model's agreements and
-mistakes, below), `weak_rejected_only` (its mistakes only) and `self` (no weak side). Each is
+mistakes, below), `weak_rejected_only` (its mistakes only), `self` (no weak side) and
+`agreement` (labels from weak/in-context answers that M_plus's samples support). Each is
 one function registered in `registry.PAIRS`, called as
 `fn(task, questions, weak_gens, samples, *, min_confidence, flip_confidence, max_pairs, seed,
-votes)` and returning preference records {id, prompt, chosen, rejected, weak_side, confidence,
+votes, **context)` (context: `icl_gens`, `min_support`, `prefer` for `agreement`) and returning preference records {id, prompt, chosen, rejected, weak_side, confidence,
 majority_answer, chosen_answer, rejected_answer} in question order.
 
 The paper's rule:
@@ -151,3 +152,62 @@ def _pairs_for_question(task: Task, question: dict, weak: dict, samples: list[di
     return [{"id": str(question["id"]), "prompt": prompt, "chosen": c[0], "rejected": r[0],
              "weak_side": side, "confidence": vote.confidence, "majority_answer": vote.answer,
              "chosen_answer": c[1], "rejected_answer": r[1]} for c, r in sides]
+
+
+@register(PAIRS, "agreement")
+def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], samples: Iterable[dict],
+                    min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1, seed: int = 42,
+                    votes: dict[str, Vote] | None = None, icl_gens: Iterable[dict] = (), min_support: int = 3,
+                    prefer: str = "icl") -> list[dict]:
+    """Pairs labelled by the method's agreement signal instead of M_plus's majority (ours; the
+    Stage III `agreement` rule used offline): the label is an answer that the weak model or the
+    in-context strong model gave AND at least `min_support` of M_plus's k samples reach
+    (`pseudo_labels.agreement_labels`). Chosen = a sample with the label; rejected = a sample
+    with another answer or the weak response when its answer differs. Unlike the paper's rule it
+    reaches the questions where M_plus is unsure (the right answer is among its samples far more
+    often than it is the majority), which is where a preference can move its greedy answer.
+
+    weak_side is "rejected" when the rejected side is the weak response, else "none";
+    `confidence` is the label's share of the k samples. `min_confidence` and `flip_confidence`
+    are unused. Truncated responses are never used.
+    """
+    from w2s.method.pseudo_labels import agreement_labels, support
+
+    _check(min_confidence, flip_confidence, max_pairs)
+    samples = list(samples)
+    weak = first_generation(weak_gens)
+    labels = agreement_labels(task, questions, samples, weak.values(), icl_gens, min_support=min_support,
+                              prefer=prefer)
+    sample_groups = group_by_id(samples)
+    if votes is None:
+        votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
+    out = []
+    for q in questions:
+        qid = str(q["id"])
+        label = labels.get(qid)
+        if label is None:
+            continue
+        vote = votes[qid]
+        seen, chosen, rejected = set(), [], []
+        w = weak.get(qid)
+        if w is not None and not is_truncated(w):
+            w_answer = task.extract_answer(w.get("response") or "")
+            w_completion = task.completion(w.get("response") or "")
+            seen.add(w_completion)
+            if not (w_answer and task.equivalent(w_answer, label)):
+                rejected.append((w_completion, w_answer, "rejected"))
+        for g, answer in zip(sample_groups[qid], vote.answers):
+            completion = task.completion(g.get("response") or "")
+            if is_truncated(g) or completion in seen:
+                continue
+            seen.add(completion)
+            right = bool(answer) and task.equivalent(answer, label)
+            (chosen if right else rejected).append((completion, answer, "none"))
+        candidates = [(c, r) for c in chosen for r in rejected]
+        picked = seeded_rng(seed, "agreement_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
+        prompt = task.prompt(q["question"])
+        share = support(task, vote, label) / vote.n if vote.n else 0.0
+        out.extend({"id": qid, "prompt": prompt, "chosen": c[0], "rejected": r[0], "weak_side": r[2],
+                    "confidence": share, "majority_answer": vote.answer, "chosen_answer": c[1],
+                    "rejected_answer": r[1]} for c, r in picked)
+    return out

@@ -89,6 +89,10 @@ class Stage2Section:
     flip_confidence: float = 0.8
     max_pairs: int = 1
     pairs: str = "paper"            # a registered pair strategy (w2s.method.registry.PAIRS)
+    # `agreement` only: samples that must reach a weak / in-context answer for it to be the label,
+    # and which one wins when both qualify (weak | icl | most_votes)
+    min_support: int = 3
+    prefer: Literal["weak", "icl", "most_votes"] = "icl"
     method: Literal["dpo", "orpo", "both"] = "dpo"
     train: dict = field(default_factory=dict)   # -> w2s.training preference settings (beta, lr, ...)
 
@@ -287,6 +291,8 @@ def _validate_ranges(cfg: RunConfig) -> None:
              "> 0 (samples at temperature 0 are copies of one greedy answer: no vote)", s2.temperature)
     _require(0 < s2.top_p <= 1, "stage2.top_p", "in (0, 1]", s2.top_p)
     _require(s2.max_pairs >= 1, "stage2.max_pairs", ">= 1", s2.max_pairs)
+    _require(1 <= s2.min_support <= s2.samples, "stage2.min_support", f"in [1, stage2.samples = {s2.samples}]",
+             s2.min_support)
     for k in ("min_confidence", "flip_confidence"):
         _require(0.0 <= getattr(s2, k) <= 1.0, f"stage2.{k}", "in [0, 1]", getattr(s2, k))
     e = cfg.eval

@@ -205,9 +205,11 @@ class W2SStages:
         self.add("samples", self.samples_fn(m_plus), deps=[m_plus],
                  params=self.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
                  outputs=["data/samples.jsonl"], kind="generate")
-        self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"],
+        agreement = {"min_support": s2.min_support, "prefer": s2.prefer} if s2.pairs == "agreement" else {}
+        self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"] + ["icl_answers"] * bool(agreement),
                  params={"pairs": s2.pairs, "min_confidence": s2.min_confidence,
-                         "flip_confidence": s2.flip_confidence, "max_pairs": s2.max_pairs, "seed": cfg.seed},
+                         "flip_confidence": s2.flip_confidence, "max_pairs": s2.max_pairs, "seed": cfg.seed,
+                         **agreement},
                  outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
         for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
             name = f"m_pro_{m}"
@@ -380,7 +382,11 @@ class W2SStages:
             self.task, self.questions(Q_UNLABELED), read_records(ctx.path(D_WEAK)),
             read_records(ctx.path("data/samples.jsonl")), min_confidence=s2.min_confidence,
             flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs, seed=self.cfg.seed,
-            gold=self.questions(Q_HIDDEN), strategy=s2.pairs)
+            gold=self.questions(Q_HIDDEN), strategy=s2.pairs,
+            # the base strong model's in-context answers (D_icl): its mistakes are less like M_plus's
+            # than a fine-tuned icl column's, so agreement with them says more (docs/toy_world.md)
+            **({"icl_gens": read_records(ctx.path(D_ICL)), "min_support": s2.min_support,
+                "prefer": s2.prefer} if s2.pairs == "agreement" else {}))
         write_jsonl(ctx.path("data/pairs.jsonl"), built)
         write_json(ctx.path("data/pairs_summary.json"), summary)
         return {k: v for k, v in summary.items() if k != "confidences"}
