@@ -134,6 +134,26 @@ def test_sampling_is_deterministic_and_independent_of_batching(tiny_model):
     assert [r["response"] for r in other] != [r["response"] for r in a]
 
 
+def test_samples_of_one_prompt_share_its_prefill(tiny_model):
+    """n samples of a prompt in one batch: the prompt is prefilled once (a few-shot prompt's
+    prefill costs more than its new tokens) and the samples equal those decoded one per batch."""
+    from w2s.generation import hf as hf_backend
+
+    run(tiny_model, sampling=SAMPLED, batch_size=1)  # load the model
+    lm = hf_backend._LOADED[1]
+    prefill_rows = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: prefill_rows.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1 else None,
+        with_kwargs=True)
+    try:
+        shared = run(tiny_model, sampling=SAMPLED, batch_size=64)
+    finally:
+        hook.remove()
+    alone = run(tiny_model, sampling=SAMPLED, batch_size=1)
+    assert [r["response"] for r in shared] == [r["response"] for r in alone]
+    assert sum(shape[0] for shape in prefill_rows) == len(prompts())  # one prefill row per prompt, not per sample
+
+
 def test_top_k_one_is_greedy(tiny_model):
     greedy = run(tiny_model)
     top1 = run(tiny_model, sampling=SamplingConfig(max_new_tokens=12, temperature=0.7, top_k=1, seed=5))

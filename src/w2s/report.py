@@ -70,6 +70,14 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
                 scores[name]["accuracy_lenient"] = s["accuracy_lenient"]
             verdicts[name] = s.get("correct") or {}
             scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
+            dev = run_dir / "eval_dev" / f"{ref.eval_name}.json"
+            if dev.exists():  # greedy on the dev split: what settings are chosen by
+                d = _read_json(dev)
+                dev_verdicts = list((d.get("correct") or {}).values())
+                scores[name].update({"dev_accuracy": d.get("accuracy"),
+                                     "dev_ci95": bootstrap_ci(dev_verdicts) if dev_verdicts else None})
+                if d.get("accuracy_lenient") is not None:
+                    scores[name]["dev_accuracy_lenient"] = d["accuracy_lenient"]
             lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
             if lineage and lineage.exists() and _read_json(lineage).get("untrained"):
                 scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
@@ -111,7 +119,11 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
                     "threads": cfg.get("threads"), "backend": g.get("backend"),
                     "max_new_tokens": g.get("max_new_tokens"), "stage1_iterations": cfg.get("stage1", {}).get("iterations"),
                     "stage2_samples": s2.get("samples") if s2.get("enabled", True) else None,
-                    "eval_samples": ev.get("n"), "eval_temperature": ev.get("temperature")})
+                    "stage1_selection": cfg.get("stage1", {}).get("selection", "consistency"),
+                    "stage2_pairs": s2.get("pairs", "paper"),
+                    "eval_samples": ev.get("n"), "eval_temperature": ev.get("temperature"),
+                    "eval_intermediate_samples": ev.get("intermediate_n"),
+                    "m_plus": cfg.get("stage1", {}).get("m_plus", "hybrid")})
     manifest = run_dir / "manifest.json"
     if manifest.exists():
         m = _read_json(manifest)
@@ -180,13 +192,15 @@ def results_table(metrics: dict) -> list[list[str]]:
     ks = {m.get("k") for m in metrics["models"].values() if m.get("k")}
     k = str(ks.pop()) if len(ks) == 1 else "k"
     lenient = any("accuracy_lenient" in m for m in metrics["models"].values())
+    dev = any("dev_accuracy" in m for m in metrics["models"].values())
     rows = [["Model", "Accuracy %", "95% CI"] + (["Lenient %"] if lenient else []) +
-            [f"pass@{k} %", f"maj@{k} %", "PGR"]]
+            [f"pass@{k} %", f"maj@{k} %", "PGR"] + (["Dev %"] if dev else [])]
     for name, m in metrics["models"].items():
         name_cell = label(name) + (" (no training data: unchanged)" if m.get("untrained") else "")
         rows.append([name_cell, _fmt(m.get("accuracy")), _ci(m.get("ci95"))] +
                     ([_fmt(m.get("accuracy_lenient"))] if lenient else []) +
-                    [_fmt(m.get("pass@k")), _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)])
+                    [_fmt(m.get("pass@k")), _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)] +
+                    ([_fmt(m.get("dev_accuracy"))] if dev else []))
     return rows
 
 
@@ -219,7 +233,10 @@ def run_lines(metrics: dict) -> list[str]:
     if r.get("backend"):
         lines.append(f"generation: {r['backend']} backend, {r.get('max_new_tokens')} new tokens; Stage I "
                      f"{r.get('stage1_iterations')} iterations; Stage II k = {r.get('stage2_samples')}; "
-                     f"eval k = {r.get('eval_samples')} at T = {r.get('eval_temperature')}")
+                     f"eval k = {r.get('eval_samples')} at T = {r.get('eval_temperature')}"
+                     + (f" (intermediate Stage I models: k = {r['eval_intermediate_samples']})"
+                        if r.get("eval_intermediate_samples") is not None else "")
+                     + f"; M_plus = the last Stage I {r.get('m_plus', 'hybrid')} model")
     if r.get("versions"):
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
     if r.get("compute_seconds") is not None:
@@ -301,21 +318,29 @@ def _png(fig, plt) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _strategy(metrics: dict, key: str) -> str:
+    """The run's strategy for a stage (`stage1.selection` / `stage2.pairs`), in words."""
+    name = (metrics.get("run") or {}).get(key) or {"stage1_selection": "consistency", "stage2_pairs": "paper"}[key]
+    return {"consistency": "final answer consistency", "paper": "the paper's rule"}.get(name, f"strategy {name}")
+
+
 def render_markdown(metrics: dict) -> str:
     parts = ["# Weak-to-strong run report", ""] + [f"- {line}" for line in run_lines(metrics)] + \
         ["", "## Results (test set)", "", _md_table(results_table(metrics)), "",
              "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question. "
              "95% CI: percentile bootstrap over test questions. Accuracy is strict (the task's answer "
-             "format only); Lenient, where shown, also takes the task's fallback parse.", ""]
+             "format only); Lenient, where shown, also takes the task's fallback parse. Dev, where shown: "
+             "greedy accuracy on the dev split, the numbers settings are chosen by.", ""]
     if metrics.get("comparisons"):
         parts += ["## Paired comparisons (same test questions)", ""] + \
             [f"- {line}" for line in significance_lines(metrics)] + [""]
     sel = metrics["selection"]
     if sel.get("iterations"):
-        parts += ["## Stage I selection (final answer consistency)", "", _md_table(selection_rows(metrics)), ""]
+        parts += [f"## Stage I selection ({_strategy(metrics, 'stage1_selection')})", "",
+                  _md_table(selection_rows(metrics)), ""]
     if sel.get("pairs"):
         p = sel["pairs"]
-        parts += ["## Stage II preference pairs", "",
+        parts += [f"## Stage II preference pairs ({_strategy(metrics, 'stage2_pairs')})", "",
                   f"- pairs: {p.get('n_pairs')} from {p.get('n_questions')} questions "
                   f"(weak chosen: {p.get('weak_chosen')}, weak rejected: {p.get('weak_rejected')})"]
         if p.get("chosen_accuracy") is not None:
@@ -342,14 +367,16 @@ def render_html(metrics: dict) -> str:
                 f"<h2>Results (test set)</h2>{_html_table(results_table(metrics))}",
                 "<p>PGR = (accuracy &minus; weak) / (gold SFT &minus; weak). 95% CI: percentile bootstrap over "
                 "test questions. Accuracy is strict (the task's answer format only); Lenient, where shown, also "
-                "takes the task's fallback parse.</p>"]
+                "takes the task's fallback parse. Dev, where shown: greedy accuracy on the dev split, the "
+                "numbers settings are chosen by.</p>"]
     if "accuracy" in plots:
         sections.append(f'<img alt="accuracy chart" src="data:image/png;base64,{plots["accuracy"]}">')
     if metrics.get("comparisons"):
         sections.append("<h2>Paired comparisons (same test questions)</h2><ul>" +
                         "".join(f"<li>{html.escape(line)}</li>" for line in significance_lines(metrics)) + "</ul>")
     if sel.get("iterations"):
-        sections.append(f"<h2>Stage I selection</h2>{_html_table(selection_rows(metrics))}")
+        sections.append(f"<h2>Stage I selection ({html.escape(_strategy(metrics, 'stage1_selection'))})</h2>"
+                        f"{_html_table(selection_rows(metrics))}")
         if "selection" in plots:
             sections.append(f'<img alt="selection chart" src="data:image/png;base64,{plots["selection"]}">')
     if sel.get("pairs"):
@@ -359,7 +386,7 @@ def render_html(metrics: dict) -> str:
         if p.get("chosen_accuracy") is not None:
             items.append(f"chosen side correct {_fmt(p.get('chosen_accuracy'))}%, rejected side correct "
                          f"{_fmt(p.get('rejected_accuracy'))}%")
-        sections.append("<h2>Stage II preference pairs</h2><ul>" +
+        sections.append(f"<h2>Stage II preference pairs ({html.escape(_strategy(metrics, 'stage2_pairs'))})</h2><ul>" +
                         "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
         if p.get("chosen_accuracy") is not None:
             sections.append(_html_table(pair_rows(metrics)))

@@ -97,14 +97,18 @@ def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.P
 
 # ---- Stage I -------------------------------------------------------------------
 def select(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], icl_gens: Sequence[dict],
-           gold: Sequence[dict] | None = None, weak_labels: Sequence[dict] | None = None):
-    """Final-answer consistency selection and its summary. `gold` (question records with
-    `answer`, hidden from the method) adds diagnostics only: the precision of what was selected
-    and the accuracy of the raw weak labels (`weak_labels`, default `weak_gens`; the pipeline
-    passes D_weak at every iteration). Returns (Selection, summary)."""
-    from w2s.method import metrics, selection
+           gold: Sequence[dict] | None = None, weak_labels: Sequence[dict] | None = None,
+           strategy: str = "consistency", **context):
+    """Stage I selection by the registered `strategy` (`stage1.selection`; default the paper's
+    final-answer consistency) and its summary. `context` goes to the strategy (`seed`; for
+    `confidence`, `icl_samples` and `threshold`). `gold` (question records with `answer`, hidden
+    from the method) adds diagnostics only: the precision of what was selected and the accuracy
+    of the raw weak labels (`weak_labels`, default `weak_gens`; the pipeline passes D_weak at
+    every iteration). Returns (Selection, summary)."""
+    from w2s.method import metrics
+    from w2s.method.registry import SELECTION, lookup
 
-    sel = selection.select_consistent(task, questions, weak_gens, icl_gens)
+    sel = lookup(SELECTION, strategy, "stage1.selection")(task, questions, weak_gens, icl_gens, **context)
     summary = metrics.selection_diagnostics(task, sel, questions, gold=gold)
     summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
     golds = metrics.golds_of(gold if gold is not None else questions)
@@ -125,14 +129,17 @@ def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
 # ---- Stage II ------------------------------------------------------------------
 def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], samples: Sequence[dict],
                      *, min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1,
-                     seed: int = 42, gold: Sequence[dict] | None = None):
-    """The paper's preference pairs and their summary (vote confidences of every question,
-    and with `gold`, the correctness of each side). Returns (pairs, summary)."""
-    from w2s.method import metrics, pairs, voting
+                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper"):
+    """Preference pairs by the registered `strategy` (`stage2.pairs`; default the paper's rule)
+    and their summary (vote confidences of every question, and with `gold`, the correctness of
+    each side). Returns (pairs, summary)."""
+    from w2s.method import metrics, voting
+    from w2s.method.registry import PAIRS, lookup
 
+    build = lookup(PAIRS, strategy, "stage2.pairs")
     votes = voting.majority_vote(task, samples)
-    built = pairs.build_pairs(task, questions, weak_gens, samples, min_confidence=min_confidence,
-                              flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes)
+    built = build(task, questions, weak_gens, samples, min_confidence=min_confidence,
+                  flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes)
     summary = {"n_questions": len(questions), "n_pairs": len(built),
                "n_questions_with_pairs": len({p["id"] for p in built}),
                "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),

@@ -92,22 +92,38 @@ def select(
     icl: str = typer.Option(..., help="Strong model in-context generations (one per id)."),
     out: str = typer.Option(..., "--out", help="Output directory."),
     questions: Optional[str] = typer.Option(None, help="Question file to join question text and gold by id."),
+    strategy: str = typer.Option("consistency", help="Selection strategy (stage1.selection): consistency "
+                                                     "(weak and in-context answers agree), confidence, random."),
+    icl_samples: Optional[str] = typer.Option(None, help="confidence: the strong model's in-context samples "
+                                                         "(several generation records per id)."),
+    threshold: float = typer.Option(0.75, help="confidence: share of the in-context samples that must reach "
+                                               "the greedy in-context answer (stage1.confidence_threshold)."),
+    seed: int = typer.Option(0, help="random: seed of the draw (the run's seed)."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
-    """Stage I: keep questions whose weak and in-context final answers agree.
+    """Stage I: keep the questions a selection strategy picks (default: the paper's, weak and
+    in-context final answers agree).
 
     Writes OUT/weak.jsonl, OUT/icl.jsonl, OUT/hybrid.jsonl (SFT records) and OUT/summary.json.
     """
     from w2s import steps
+    from w2s.method.registry import SELECTION, lookup
 
     with user_errors():
-        check_output(out, [weak, icl, questions], is_dir=True)
+        lookup(SELECTION, strategy, "--strategy")
+        if strategy == "confidence" and not icl_samples:
+            raise ValueError("--strategy confidence needs --icl-samples (the strong model's in-context samples)")
+        check_output(out, [weak, icl, questions, icl_samples], is_dir=True)
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         icl_gens = nonempty(steps.read_generations(icl), icl)
         qs = _questions(t, questions, weak_gens, icl_gens)
-        sel, summary = steps.select(t, qs, weak_gens, icl_gens)
+        context: dict = {"seed": seed}
+        if strategy == "confidence":
+            context.update(icl_samples=nonempty(steps.read_generations(icl_samples), icl_samples),
+                           threshold=threshold)
+        sel, summary = steps.select(t, qs, weak_gens, icl_gens, strategy=strategy, **context)
         out_dir = Path(out)
         steps.write_selection(out_dir, sel, summary)
         human = (f"selected {summary['n_selected']} of {summary['n_questions']} questions "
@@ -127,6 +143,8 @@ def pairs(
     flip_confidence: float = typer.Option(0.8, help="Prefer the majority over the weak answer from this share."),
     max_pairs: int = typer.Option(1, help="Pairs per question at most (paper: 1 for GSM8K, 3 for MATH)."),
     seed: int = typer.Option(42, help="Seed for choosing among candidate samples."),
+    strategy: str = typer.Option("paper", help="Pair strategy (stage2.pairs): paper, weak_rejected_only "
+                                               "(only pairs rejecting the weak response), self (no weak side)."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
@@ -135,15 +153,18 @@ def pairs(
     Writes OUT (preference records) and OUT's summary beside it (OUT_summary.json).
     """
     from w2s import steps
+    from w2s.method.registry import PAIRS, lookup
 
     with user_errors():
+        lookup(PAIRS, strategy, "--strategy")
         check_output(out, [weak, samples, questions])
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         sample_gens = nonempty(steps.read_generations(samples), samples)
         qs = _questions(t, questions, weak_gens)
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
-                                                flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed)
+                                                flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed,
+                                                strategy=strategy)
         write_jsonl(out, prefs)
         write_json(_summary_path(out), summary)
         human = (f"{summary['n_pairs']} pairs from {summary['n_questions_with_pairs']} of "

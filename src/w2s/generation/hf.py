@@ -247,9 +247,25 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
     finish: list[str | None] = [None] * n_rows
     rows = torch.arange(n_rows)  # batch position -> original row
     cache = DynamicCache(config=model.config)
+    # Samples of one prompt sit side by side in a batch: prefill each distinct prompt once and
+    # copy its cache rows (a 4-shot prompt's prefill costs more than its 80 new tokens).
+    distinct: dict[tuple, int] = {}   # prompt -> its position among the prefilled rows
+    first_rows, copies = [], []
+    for r, p in enumerate(prompts):
+        if distinct.setdefault(tuple(p), len(first_rows)) == len(first_rows):
+            first_rows.append(r)
+        copies.append(distinct[tuple(p)])
+    first = torch.tensor(first_rows) if len(first_rows) < n_rows else None
+    copy_of = torch.tensor(copies)
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                       use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
+        if first is None:
+            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                           use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
+        else:
+            logits = model(input_ids=input_ids[first], attention_mask=mask[first], position_ids=position_ids[first],
+                           use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
+            cache.batch_select_indices(copy_of.to(dev))
+            logits = logits[copy_of.to(dev)]
         next_pos = position_ids[:, -1] + 1
         for step in range(max(limits)):
             if generators is not None and step % UNIFORM_CHUNK == 0:

@@ -1,4 +1,8 @@
-"""Stage I data: full weak fine-tuning and final-answer-consistency selection.
+"""Stage I data: full weak fine-tuning, and the selection strategies (`stage1.selection`):
+`consistency` (the paper), `confidence` (the strong model's self-consistency), `random` (a
+control). Each is one function registered in `registry.SELECTION`, called as
+`fn(task, questions, weak_gens, icl_gens, **context)` and returning a `Selection`; `context`
+holds `seed`, and for `confidence` the in-context samples and the threshold.
 
 SFT records always use the task's ZERO-SHOT prompt of the question and `task.completion` of
 the response, whatever prompt produced the response (the in-context generations came from
@@ -10,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from w2s.method.registry import SELECTION, register
 from w2s.method.voting import usable_answer
 from w2s.records import group_by_id
-from w2s.tasks.base import Task
+from w2s.tasks.base import Task, seeded_rng
 
 
 @dataclass
@@ -79,26 +84,48 @@ def full_weak_sft(task: Task, questions: Sequence[dict], weak_gens: Iterable[dic
     return [sft_record(task, q, weak[str(q["id"])]) for q in questions if str(q["id"]) in weak]
 
 
+def _answer_pairs(task: Task, questions: Sequence[dict], weak: dict[str, dict], icl: dict[str, dict],
+                  skipped: dict[str, int]) -> list[tuple[dict, str, str]]:
+    """(question, weak answer, in-context answer) for the questions where both sides have a
+    usable answer; the others counted in `skipped` as "missing" or "empty"."""
+    out = []
+    for q in questions:
+        qid = str(q["id"])
+        if qid not in weak or qid not in icl:
+            skipped["missing"] += 1
+            continue
+        a, b = usable_answer(task, weak[qid]), usable_answer(task, icl[qid])
+        if not a or not b:
+            skipped["empty"] += 1
+            continue
+        out.append((q, a, b))
+    return out
+
+
+def _add(task: Task, sel: Selection, q: dict, answer: str, weak: dict | None, icl: dict) -> None:
+    """Select question `q` with its solutions (no weak record when `weak` is None)."""
+    qid = str(q["id"])
+    recs = ([sft_record(task, q, weak, "weak")] if weak is not None else []) + [sft_record(task, q, icl, "icl")]
+    for r in recs:
+        getattr(sel, r["source"]).append({k: v for k, v in r.items() if k != "source"})
+    sel.hybrid.extend(recs)
+    sel.ids.append(qid)
+    sel.answers[qid] = answer
+
+
+@register(SELECTION, "consistency")
 def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
-                      icl_gens: Iterable[dict]) -> Selection:
-    """Keep the questions where the weak and in-context final answers are equivalent.
+                      icl_gens: Iterable[dict], **context) -> Selection:
+    """Final-answer consistency, the paper's Stage I rule (Yang, Ma, Liu 2024, "learn from
+    positive samples"): keep the questions where the weak model's and the in-context strong
+    model's final answers are equivalent, with both solutions.
 
     Skipped: a side missing, an empty answer, or a truncated response (finish_reason
     "length"): none of these is evidence of agreement.
     """
     weak, icl = first_generation(weak_gens), first_generation(icl_gens)
     sel = Selection([], [], [], [], {}, {"missing": 0, "empty": 0, "disagree": 0})
-    pending = []
-    for q in questions:
-        qid = str(q["id"])
-        if qid not in weak or qid not in icl:
-            sel.skipped["missing"] += 1
-            continue
-        a, b = usable_answer(task, weak[qid]), usable_answer(task, icl[qid])
-        if not a or not b:
-            sel.skipped["empty"] += 1
-            continue
-        pending.append((q, a, b))
+    pending = _answer_pairs(task, questions, weak, icl, sel.skipped)
     if pending:
         task.equivalent_many([(a, b) for _, a, b in pending])  # warm the cache in one round-trip
     for q, a, b in pending:
@@ -106,10 +133,74 @@ def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable
         if not task.equivalent(a, b):
             sel.skipped["disagree"] += 1
             continue
-        w, i = sft_record(task, q, weak[qid], "weak"), sft_record(task, q, icl[qid], "icl")
-        sel.weak.append({k: v for k, v in w.items() if k != "source"})
-        sel.icl.append({k: v for k, v in i.items() if k != "source"})
-        sel.hybrid.extend([w, i])
-        sel.ids.append(qid)
-        sel.answers[qid] = a
+        _add(task, sel, q, a, weak[qid], icl[qid])
+    return sel
+
+
+@register(SELECTION, "confidence")
+def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], icl_gens: Iterable[dict],
+                     *, icl_samples: Iterable[dict] | None = None, threshold: float = 0.75,
+                     **context) -> Selection:
+    """The strong model's own confidence instead of the weak model's agreement (self-consistency
+    filtering as in LMSI, Huang et al. 2022, "Large Language Models Can Self-Improve"; Wang et al.
+    2023): keep the questions where at least `threshold` of the strong model's k in-context
+    samples (`icl_samples`, same few-shot prompts, T > 0) reach its greedy in-context answer.
+
+    A threshold rather than a top-N: it reads the same at any k and any data size (with k = 4,
+    0.75 = three samples of four). Truncated and answerless samples count in the denominator, as
+    in `voting`. The selected solutions are the in-context one, and the weak one only where its
+    answer is the same (no selected record teaches another answer). Skipped: as `consistency`,
+    with "empty" counting the in-context side only, and "unconfident".
+    """
+    if icl_samples is None:
+        raise ValueError("the confidence selection needs the strong model's in-context samples "
+                         "(stage1.confidence_samples; `w2s select --icl-samples`)")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    weak, icl, groups = first_generation(weak_gens), first_generation(icl_gens), group_by_id(icl_samples)
+    sel = Selection([], [], [], [], {}, {"missing": 0, "empty": 0, "unconfident": 0})
+    pending = []
+    for q in questions:
+        qid = str(q["id"])
+        if qid not in icl or qid not in groups:
+            sel.skipped["missing"] += 1
+            continue
+        answer = usable_answer(task, icl[qid])
+        if not answer:
+            sel.skipped["empty"] += 1
+            continue
+        pending.append((q, answer, [usable_answer(task, g) for g in groups[qid]]))
+    if pending:  # warm the cache in one round-trip
+        task.equivalent_many([(v, answer) for _, answer, votes in pending for v in votes if v])
+    for q, answer, votes in pending:
+        qid = str(q["id"])
+        share = sum(bool(v) and task.equivalent(v, answer) for v in votes) / len(votes)
+        if share < threshold:
+            sel.skipped["unconfident"] += 1
+            continue
+        w = usable_answer(task, weak.get(qid))
+        _add(task, sel, q, answer, weak[qid] if w and task.equivalent(w, answer) else None, icl[qid])
+    return sel
+
+
+@register(SELECTION, "random")
+def select_random(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], icl_gens: Iterable[dict],
+                  *, seed: int = 0, **context) -> Selection:
+    """A control for `consistency`: as many questions as it would select, drawn at random
+    (seeded) among those where both sides have a usable answer, with their weak and in-context
+    solutions whatever their answers. It asks whether agreement matters or only the amount of data.
+
+    `answers` holds the weak side's answer (what the weak variant teaches). Skipped: "missing",
+    "empty" as `consistency`, and "not_drawn".
+    """
+    weak_gens, icl_gens = list(weak_gens), list(icl_gens)
+    n = len(select_consistent(task, questions, weak_gens, icl_gens).ids)
+    weak, icl = first_generation(weak_gens), first_generation(icl_gens)
+    sel = Selection([], [], [], [], {}, {"missing": 0, "empty": 0, "not_drawn": 0})
+    pool = _answer_pairs(task, questions, weak, icl, sel.skipped)
+    drawn = set(seeded_rng(seed, "random_selection").sample(range(len(pool)), n))
+    for i, (q, a, _) in enumerate(pool):  # question order, like every selection
+        if i in drawn:
+            _add(task, sel, q, a, weak[str(q["id"])], icl[str(q["id"])])
+    sel.skipped["not_drawn"] = len(pool) - n
     return sel

@@ -30,9 +30,13 @@ class DataSection:
     test: str                      # scores everyone
     hidden_gold: str | None = None  # gold for `unlabeled`, diagnostics and the gold-SFT ceiling only;
     #                                 defaults to the answers/solutions inside `unlabeled` if present
+    #: labeled dev split, for every choice of settings: each model is also scored on it (greedy),
+    #: so thresholds, learning rates and which Stage I model is M_plus are chosen without test
+    dev: str | None = None
     limit_gold: int | None = None   # slices, for quick runs
     limit_unlabeled: int | None = None
     limit_test: int | None = None
+    limit_dev: int | None = None
 
 
 @dataclass
@@ -64,6 +68,15 @@ class Stage1Section:
     iterations: int = 1
     shots: int = 4
     variants: list[str] = field(default_factory=lambda: ["weak", "icl", "hybrid"])
+    #: which last-iteration model is M_plus (Stage II starts from it): the paper's hybrid, or the
+    #: variant a dev split chose (docs/toy_world.md)
+    m_plus: Literal["hybrid", "weak", "icl"] = "hybrid"
+    selection: str = "consistency"  # a registered Stage I strategy (w2s.method.registry.SELECTION)
+    # `confidence` only: the strong model's in-context samples per question (an extra generation
+    # stage), their temperature, and the share of them that must reach its greedy answer
+    confidence_samples: int = 4
+    confidence_temperature: float = 1.0
+    confidence_threshold: float = 0.75
 
 
 @dataclass
@@ -75,6 +88,7 @@ class Stage2Section:
     min_confidence: float = 0.6
     flip_confidence: float = 0.8
     max_pairs: int = 1
+    pairs: str = "paper"            # a registered pair strategy (w2s.method.registry.PAIRS)
     method: Literal["dpo", "orpo", "both"] = "dpo"
     train: dict = field(default_factory=dict)   # -> w2s.training preference settings (beta, lr, ...)
 
@@ -83,6 +97,9 @@ class Stage2Section:
 class EvalSection:
     n: int = 10                     # samples per test question for pass@k / maj@k (0 = greedy only)
     temperature: float = 1.0
+    #: samples for the intermediate Stage I models (all but M_plus); None = n. Sampling dominates
+    #: evaluation time, and those rows are read for their greedy accuracy.
+    intermediate_n: int | None = None
 
 
 @dataclass
@@ -185,7 +202,7 @@ def _build(cls, data: Any, prefix: str):
 
 
 def _validate_semantics(cfg: RunConfig) -> None:
-    for name in ("gold", "unlabeled", "test", "hidden_gold"):
+    for name in ("gold", "unlabeled", "test", "hidden_gold", "dev"):
         p = getattr(cfg.data, name)
         if p is None or p.startswith("hf:"):
             continue
@@ -197,6 +214,7 @@ def _validate_semantics(cfg: RunConfig) -> None:
     for v in cfg.stage1.variants:
         if v not in VARIANTS:
             raise ConfigError(f"stage1.variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    _validate_strategies(cfg)
     _validate_ranges(cfg)
     for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
         if model.startswith("tiny:"):
@@ -213,6 +231,19 @@ def _validate_semantics(cfg: RunConfig) -> None:
     _validate_training_keys(cfg)
 
 
+def _validate_strategies(cfg: RunConfig) -> None:
+    """Strategy names against the registries (the method's modules are light: no model imports)."""
+    import w2s.method  # noqa: F401  (registers the built-in strategies)
+    from w2s.method.registry import PAIRS, SELECTION, lookup
+
+    for registry, name, key in ((SELECTION, cfg.stage1.selection, "stage1.selection"),
+                                (PAIRS, cfg.stage2.pairs, "stage2.pairs")):
+        try:
+            lookup(registry, name, key)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"{key}: must be {rule}, got {value!r}")
@@ -225,7 +256,7 @@ _POSITIVE_OPTIONS = ("batch_size", "max_batch_tokens", "chunk_size", "concurrenc
 
 def _validate_ranges(cfg: RunConfig) -> None:
     """Values that would only fail (or silently mean something else) stages later."""
-    for name in ("limit_gold", "limit_unlabeled", "limit_test"):
+    for name in ("limit_gold", "limit_unlabeled", "limit_test", "limit_dev"):
         v = getattr(cfg.data, name)
         _require(v is None or v >= 1, f"data.{name}", ">= 1 (leave it out for every row)", v)
     _require(cfg.threads is None or cfg.threads >= 0, "threads", ">= 0 (0 = automatic)", cfg.threads)
@@ -239,6 +270,12 @@ def _validate_ranges(cfg: RunConfig) -> None:
     s1 = cfg.stage1
     _require(s1.iterations >= 1, "stage1.iterations", ">= 1", s1.iterations)
     _require(s1.shots >= 1, "stage1.shots", ">= 1 (the strong model answers in-context)", s1.shots)
+    _require(s1.confidence_samples >= 2, "stage1.confidence_samples", ">= 2 (a vote share needs several samples)",
+             s1.confidence_samples)
+    _require(s1.confidence_temperature > 0, "stage1.confidence_temperature",
+             "> 0 (samples at temperature 0 are copies of one greedy answer)", s1.confidence_temperature)
+    _require(0.0 <= s1.confidence_threshold <= 1.0, "stage1.confidence_threshold", "in [0, 1]",
+             s1.confidence_threshold)
     s2 = cfg.stage2
     _require(s2.samples >= 2, "stage2.samples", ">= 2 (a majority vote needs several samples)", s2.samples)
     _require(s2.temperature > 0, "stage2.temperature",
@@ -249,6 +286,8 @@ def _validate_ranges(cfg: RunConfig) -> None:
         _require(0.0 <= getattr(s2, k) <= 1.0, f"stage2.{k}", "in [0, 1]", getattr(s2, k))
     e = cfg.eval
     _require(e.n >= 0, "eval.n", ">= 0 (0 = greedy only)", e.n)
+    _require(e.intermediate_n is None or e.intermediate_n >= 0, "eval.intermediate_n",
+             ">= 0 (0 = greedy only; leave it out for eval.n)", e.intermediate_n)
     _require(e.temperature >= 0, "eval.temperature", ">= 0", e.temperature)
     _require(e.n == 0 or e.temperature > 0, "eval.temperature",
              "> 0 when eval.n > 0 (samples at temperature 0 are copies of the greedy answer; "
@@ -307,7 +346,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:
     raw = deep_merge(raw, overrides or {})
     base_dir = Path(base_dir)
-    for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold")),
+    for section, keys in (("data", ("gold", "unlabeled", "test", "hidden_gold", "dev")),
                           ("weak", ("model",)), ("strong", ("model",))):
         sec = raw.get(section)
         if isinstance(sec, dict):

@@ -2,8 +2,11 @@
 each stage reads and writes. Every stage is a call to one function of `w2s.steps`.
 
 Names of models in the report: weak, strong_fewshot, full_weak, gold_sft,
-stage1_iter{i}_{weak,icl,hybrid}, m_plus (= the last iteration's hybrid model, an alias of
-its eval), m_pro_dpo, m_pro_orpo.
+stage1_iter{i}_{weak,icl,hybrid}, m_plus (= the last iteration's `stage1.m_plus` model, hybrid
+by default, an alias of its eval), m_pro_dpo, m_pro_orpo.
+
+With a dev split (`data.dev`), every model is also scored greedily on it (`eval_dev/NAME.json`):
+the numbers settings are chosen by. Test is scored by `eval/NAME.json` only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from w2s.report import ModelRef
 
 Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST = ("data/questions/gold.jsonl", "data/questions/unlabeled.jsonl",
                                          "data/questions/hidden_gold.jsonl", "data/questions/test.jsonl")
+Q_DEV = "data/questions/dev.jsonl"  # only when data.dev is set
 D_WEAK, D_ICL = "data/d_weak.jsonl", "data/d_icl.jsonl"
+D_ICL_SAMPLES = "data/icl_samples.jsonl"  # only with stage1.selection: confidence
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
@@ -124,9 +129,10 @@ class W2SStages:
     def build(self) -> list[Stage]:
         """Data, the weak model and both Stage I columns, then each part of the method in turn."""
         cfg = self.cfg
-        self.add("load_data", self.load_data, params={"data": dataclasses.asdict(cfg.data),
-                                                      "contents": _data_hashes(cfg.data)},
-                 outputs=[Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST])
+        data = {k: v for k, v in dataclasses.asdict(cfg.data).items()
+                if not (k in ("dev", "limit_dev") and v is None)}  # runs without dev keep their keys
+        self.add("load_data", self.load_data, params={"data": data, "contents": _data_hashes(cfg.data)},
+                 outputs=[Q_GOLD, Q_UNLABELED, Q_HIDDEN, Q_TEST] + ([Q_DEV] if cfg.data.dev else []))
 
         for role in ("weak", "strong"):  # tiny locally built base models (CPU examples, tests)
             if getattr(cfg, role).model.startswith("tiny:"):
@@ -149,6 +155,12 @@ class W2SStages:
         self.add("icl_answers", self.icl_answers, deps=["weak_answers"] + self.base_deps("strong"),
                  params=self.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots),
                  outputs=[D_ICL], kind="generate")
+        s1 = cfg.stage1
+        if s1.selection == "confidence":  # the strong model's k in-context samples: its vote shares
+            self.add("icl_samples", self.icl_samples, deps=["weak_answers"] + self.base_deps("strong"),
+                     params=self.gen_params(strong=cfg.strong.model, shots=s1.shots, k=s1.confidence_samples,
+                                            temperature=s1.confidence_temperature),
+                     outputs=[D_ICL_SAMPLES], kind="generate")
         m_plus = self.add_stage1()
         if cfg.stage2.enabled:
             self.add_stage2(m_plus)
@@ -174,16 +186,17 @@ class W2SStages:
             sel = f"select_iter{i}"
             outs = [f"data/iter{i}/{v}.jsonl" for v in ("weak", "icl", "hybrid")] + [f"data/iter{i}/summary.json"]
             self.add(sel, self.select_fn(i, gen_files["weak"], gen_files["icl"]),
-                     deps=[prev_gen["weak"], prev_gen["icl"], "load_data"], outputs=outs)
-            variants = set(cfg.stage1.variants) | {"hybrid"}
+                     deps=[prev_gen["weak"], prev_gen["icl"], "load_data"] + self.selection_deps(),
+                     params=self.selection_params(), outputs=outs)
+            variants = set(cfg.stage1.variants) | {cfg.stage1.m_plus}
             if i < iters:
                 variants |= {"weak", "icl"}  # they regenerate the next iteration's data
             for v in ("weak", "icl", "hybrid"):
                 if v in variants:
                     self.strong_sft_stage(f"sft_iter{i}_{v}", sel, f"data/iter{i}/{v}.jsonl",
                                           f"stage1_iter{i}_{v}")
-        m_plus = f"sft_iter{iters}_hybrid"
-        self.models["m_plus"] = ModelRef(m_plus, f"stage1_iter{iters}_hybrid")  # same model: its eval
+        m_plus = f"sft_iter{iters}_{cfg.stage1.m_plus}"
+        self.models["m_plus"] = ModelRef(m_plus, f"stage1_iter{iters}_{cfg.stage1.m_plus}")  # same model: its eval
         return m_plus
 
     def add_stage2(self, m_plus: str) -> None:
@@ -193,8 +206,8 @@ class W2SStages:
                  params=self.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
                  outputs=["data/samples.jsonl"], kind="generate")
         self.add("pairs", self.pairs, deps=["samples", "weak_answers", "load_data"],
-                 params={"min_confidence": s2.min_confidence, "flip_confidence": s2.flip_confidence,
-                         "max_pairs": s2.max_pairs, "seed": cfg.seed},
+                 params={"pairs": s2.pairs, "min_confidence": s2.min_confidence,
+                         "flip_confidence": s2.flip_confidence, "max_pairs": s2.max_pairs, "seed": cfg.seed},
                  outputs=["data/pairs.jsonl", "data/pairs_summary.json"])
         for m in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
             name = f"m_pro_{m}"
@@ -215,20 +228,32 @@ class W2SStages:
         if "strong_fewshot" in cfg.baselines:
             self.add_model("strong_fewshot", EvalSpec(base="strong", fewshot=True))
 
+    def eval_samples(self, report_name: str) -> int:
+        """k for a model's test eval: `eval.intermediate_n` for Stage I models that are not M_plus."""
+        cfg = self.cfg
+        intermediate = report_name.startswith("stage1_") and report_name != self.models["m_plus"].eval_name
+        return cfg.eval.intermediate_n if intermediate and cfg.eval.intermediate_n is not None else cfg.eval.n
+
     def add_evals_and_report(self) -> None:
-        """Every model on the test set, then the report (rerun every time)."""
+        """Every model on the test set (and greedily on the dev split, when there is one), then
+        the report (rerun every time)."""
         cfg = self.cfg
         eval_stages = []
+        splits = [("eval", Q_TEST)] + ([("eval_dev", Q_DEV)] if cfg.data.dev else [])
         for report_name, spec in self.evals.items():
             deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
                                     ["weak_answers"] * spec.fewshot + self.base_deps(spec.base))
-            self.add(f"eval_{report_name}", self.eval_fn(report_name, spec), deps=deps,
-                     params=self.gen_params(self.role_of(spec), n=cfg.eval.n, temperature=cfg.eval.temperature,
-                                            model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
-                                            shots=cfg.stage1.shots if spec.fewshot else 0,
-                                            base=getattr(cfg, spec.base).model if spec.base == "weak" else None),
-                     outputs=[f"eval/{report_name}.json"], kind="eval")
-            eval_stages.append(f"eval_{report_name}")
+            for split_dir, questions in splits:
+                n = self.eval_samples(report_name) if split_dir == "eval" else 0
+                stage = f"{'eval' if split_dir == 'eval' else 'dev'}_{report_name}"
+                self.add(stage, self.eval_fn(report_name, spec, split_dir, questions, n), deps=deps,
+                         params=self.gen_params(self.role_of(spec), n=n, temperature=cfg.eval.temperature,
+                                                model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
+                                                shots=cfg.stage1.shots if spec.fewshot else 0,
+                                                base=getattr(cfg, spec.base).model if spec.base == "weak" else None,
+                                                **({"split": "dev"} if split_dir == "eval_dev" else {})),
+                         outputs=[f"{split_dir}/{report_name}.json"], kind="eval")
+                eval_stages.append(stage)
         report_deps = eval_stages + [s for s in ("pairs",) if cfg.stage2.enabled] + \
             [f"select_iter{i}" for i in range(1, cfg.stage1.iterations + 1)]
         self.add("report", self.report, deps=report_deps, outputs=["metrics.json", "report.md", "report.html"],
@@ -248,16 +273,20 @@ class W2SStages:
         hidden_rows = [{k: v for k, v in hidden[r["id"]].items() if k in ("id", "answer", "solution")}
                        for r in unlabeled if r["id"] in hidden]
         test = steps.load_questions(task, d.test, d.limit_test, "test")
-        if any("answer" not in r for r in test):
-            bad = next(i for i, r in enumerate(test, 1) if "answer" not in r)
-            raise ValueError(f"{d.test}: row {bad}: no gold answer; the test set needs one per question")
+        dev = steps.load_questions(task, d.dev, d.limit_dev, "dev") if d.dev else []
+        for path, rows in ((d.test, test), (d.dev, dev)):
+            if any("answer" not in r for r in rows):
+                bad = next(i for i, r in enumerate(rows, 1) if "answer" not in r)
+                raise ValueError(f"{path}: row {bad}: no gold answer; a scoring split needs one per question")
+        if d.dev:
+            write_jsonl(ctx.path(Q_DEV), dev)
         write_jsonl(ctx.path(Q_GOLD), gold)
         # The strong model's view of the unlabeled set: questions only. Gold lives apart.
         write_jsonl(ctx.path(Q_UNLABELED), [{"id": r["id"], "question": r["question"]} for r in unlabeled])
         write_jsonl(ctx.path(Q_HIDDEN), hidden_rows)
         write_jsonl(ctx.path(Q_TEST), test)
         return {"n_gold": len(gold), "n_unlabeled": len(unlabeled), "n_hidden_gold": len(hidden_rows),
-                "n_test": len(test)}
+                "n_test": len(test), **({"n_dev": len(dev)} if d.dev else {})}
 
     def tiny_base_fn(self, role: str):
         def fn(ctx):
@@ -300,11 +329,37 @@ class W2SStages:
         prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))
         return self.generate(ctx, self.base("strong"), prompts, self.sampling(), D_ICL)
 
+    def icl_samples(self, ctx):
+        s1 = self.cfg.stage1
+        prompts = self.fewshot_prompts(self.questions(Q_UNLABELED))  # the same prompts as D_icl
+        return self.generate(ctx, self.base("strong"), prompts,
+                             self.sampling(n=s1.confidence_samples, temperature=s1.confidence_temperature),
+                             D_ICL_SAMPLES)
+
+    def selection_deps(self) -> list[str]:
+        return ["icl_samples"] if self.cfg.stage1.selection == "confidence" else []
+
+    def selection_params(self) -> dict:
+        """The strategy and the settings it reads (the cache key changes with them)."""
+        s1 = self.cfg.stage1
+        extra = {"confidence": {"threshold": s1.confidence_threshold}, "random": {"seed": self.cfg.seed}}
+        return {"selection": s1.selection, **extra.get(s1.selection, {})}
+
+    def selection_context(self, ctx) -> dict:
+        """What the strategy gets besides the two columns. At every iteration `confidence` counts
+        the base strong model's in-context samples (made once) for that iteration's icl answers."""
+        s1 = self.cfg.stage1
+        if s1.selection == "confidence":
+            return {"seed": self.cfg.seed, "icl_samples": read_records(ctx.path(D_ICL_SAMPLES)),
+                    "threshold": s1.confidence_threshold}
+        return {"seed": self.cfg.seed}
+
     def select_fn(self, i: int, weak_file: str, icl_file: str):
         def fn(ctx):
             sel, summary = steps.select(self.task, self.questions(Q_UNLABELED), read_records(ctx.path(weak_file)),
                                         read_records(ctx.path(icl_file)), gold=self.questions(Q_HIDDEN),
-                                        weak_labels=read_records(ctx.path(D_WEAK)))
+                                        weak_labels=read_records(ctx.path(D_WEAK)),
+                                        strategy=self.cfg.stage1.selection, **self.selection_context(ctx))
             summary = {"iteration": i, **summary}
             steps.write_selection(ctx.path(f"data/iter{i}"), sel, summary)
             return summary
@@ -325,7 +380,7 @@ class W2SStages:
             self.task, self.questions(Q_UNLABELED), read_records(ctx.path(D_WEAK)),
             read_records(ctx.path("data/samples.jsonl")), min_confidence=s2.min_confidence,
             flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs, seed=self.cfg.seed,
-            gold=self.questions(Q_HIDDEN))
+            gold=self.questions(Q_HIDDEN), strategy=s2.pairs)
         write_jsonl(ctx.path("data/pairs.jsonl"), built)
         write_json(ctx.path("data/pairs_summary.json"), summary)
         return {k: v for k, v in summary.items() if k != "confidences"}
@@ -358,16 +413,19 @@ class W2SStages:
         write_jsonl(ctx.path("data/gold_sft.jsonl"), recs)
         return {"n": len(recs)}
 
-    def eval_fn(self, report_name: str, spec: EvalSpec):
+    def eval_fn(self, report_name: str, spec: EvalSpec, split_dir: str = "eval", split: str = Q_TEST,
+                n: int | None = None):
         def fn(ctx):
-            test = self.questions(Q_TEST)
+            questions = self.questions(split)
             model = self.model_dir(spec.model_stage) if spec.model_stage else self.base(spec.base)
-            prompts = self.fewshot_prompts(test, seed_offset=1) if spec.fewshot else None
+            prompts = self.fewshot_prompts(questions, seed_offset=1) if spec.fewshot else None
             g = self.cfg.generation
-            metrics = steps.evaluate(self.task, model, test, prompts=prompts, n=self.cfg.eval.n,
-                                     temperature=self.cfg.eval.temperature, max_new_tokens=g.max_new_tokens,
+            k = self.cfg.eval.n if n is None else n
+            metrics = steps.evaluate(self.task, model, questions, prompts=prompts, n=k,
+                                     temperature=self.cfg.eval.temperature,
+                                     max_new_tokens=g.max_new_tokens,
                                      backend=self.backend(self.role_of(spec)), seed=self.cfg.seed,
-                                     out_path=ctx.path(f"eval/{report_name}.json"),
+                                     out_path=ctx.path(f"{split_dir}/{report_name}.json"),
                                      progress=True, model_label=self.label(model), **g.options)
             return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
         return fn
@@ -385,7 +443,7 @@ def _data_hashes(data) -> dict:
     from w2s.io import file_sha256
 
     out = {}
-    for name in ("gold", "unlabeled", "test", "hidden_gold"):
+    for name in ("gold", "unlabeled", "test", "hidden_gold", "dev"):
         p = getattr(data, name)
         if p and Path(p).is_file():
             out[name] = file_sha256(p)

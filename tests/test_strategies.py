@@ -1,0 +1,242 @@
+"""Strategies as plug-ins (Stage I selection, Stage II pairs) on REAL toy generations: the first
+80 train_2 questions of the seed-0 demo run (weak answers, in-context answers, M_plus's 10
+samples, the base strong model's 4 in-context samples), written by
+`bench/strategies_table.py --fixture tests/data/toy_generations`. Gold is read only to check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from w2s import steps
+from w2s.io import read_jsonl
+from w2s.method import metrics
+from w2s.method.registry import PAIRS, SELECTION, describe, lookup, register
+from w2s.method.selection import first_generation
+from w2s.method.voting import majority_vote, usable_answer
+from w2s.records import group_by_id
+from w2s.tasks import get_task
+
+DATA = Path(__file__).parent / "data" / "toy_generations"
+TOY = get_task("toy")
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    return {name: read_jsonl(DATA / f"{name}.jsonl")
+            for name in ("unlabeled", "hidden_gold", "d_weak", "d_icl", "samples", "icl_samples")}
+
+
+def select(world, strategy, **context):
+    return SELECTION[strategy](TOY, world["unlabeled"], world["d_weak"], world["d_icl"], **context)
+
+
+def pairs(world, strategy, **settings):
+    return PAIRS[strategy](TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0, **settings)
+
+
+def test_builtins_are_registered_and_documented():
+    assert set(SELECTION) >= {"consistency", "confidence", "random"}
+    assert set(PAIRS) >= {"paper", "weak_rejected_only", "self"}
+    for doc in (*describe(SELECTION).values(), *describe(PAIRS).values()):
+        assert len(doc) > 80 and "\n\n" not in doc  # one paragraph: what it is, where it comes from
+
+
+def test_fixture_is_real_and_big_enough(world):
+    ids = [q["id"] for q in world["unlabeled"]]
+    assert len(ids) == 80 and {r["id"] for r in world["d_icl"]} == set(ids)
+    assert {v.n for v in majority_vote(TOY, world["samples"]).values()} == {10}
+
+
+def test_consistency_ids_are_exactly_the_agreeing_questions(world):
+    sel = select(world, "consistency")
+    weak, icl = first_generation(world["d_weak"]), first_generation(world["d_icl"])
+    agree = [q["id"] for q in world["unlabeled"]
+             if (a := usable_answer(TOY, weak[q["id"]])) and (b := usable_answer(TOY, icl[q["id"]]))
+             and TOY.equivalent(a, b)]
+    assert sel.ids == agree and len(agree) >= 10
+    assert [r["id"] for r in sel.weak] == [r["id"] for r in sel.icl] == agree
+    for r in sel.weak + sel.icl:  # every record teaches the agreed answer
+        assert TOY.equivalent(TOY.extract_answer(r["completion"]), sel.answers[r["id"]])
+
+
+def test_random_is_a_seeded_draw_of_the_consistency_size(world):
+    consistent = select(world, "consistency")
+    a, b, c = select(world, "random", seed=0), select(world, "random", seed=0), select(world, "random", seed=1)
+    assert len(a.ids) == len(c.ids) == len(consistent.ids)
+    assert a.ids == b.ids and a.hybrid == b.hybrid            # deterministic under a seed
+    assert set(a.ids) != set(consistent.ids) and set(a.ids) != set(c.ids)
+    weak, icl = first_generation(world["d_weak"]), first_generation(world["d_icl"])
+    assert [r["completion"] for r in a.weak] == [TOY.completion(weak[i]["response"]) for i in a.ids]
+    assert [r["completion"] for r in a.icl] == [TOY.completion(icl[i]["response"]) for i in a.ids]
+    disagree = [i for i in a.ids if not TOY.equivalent(usable_answer(TOY, weak[i]), usable_answer(TOY, icl[i]))]
+    assert disagree  # a control: the drawn questions' solutions are kept whatever their answers
+    assert a.skipped["not_drawn"] + len(a.ids) + a.skipped["missing"] + a.skipped["empty"] == len(world["unlabeled"])
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.75, 1.0])
+def test_confidence_respects_its_threshold(world, threshold):
+    sel = select(world, "confidence", icl_samples=world["icl_samples"], threshold=threshold)
+    icl, groups = first_generation(world["d_icl"]), group_by_id(world["icl_samples"])
+    weak = first_generation(world["d_weak"])
+    for q in world["unlabeled"]:
+        qid = q["id"]
+        answer = usable_answer(TOY, icl[qid])
+        share = sum(TOY.equivalent(usable_answer(TOY, g), answer) for g in groups[qid]) / len(groups[qid])
+        assert (qid in sel.ids) == bool(answer and share >= threshold), (qid, share)
+    assert sel.ids and all(sel.answers[i] == usable_answer(TOY, icl[i]) for i in sel.ids)
+    for r in sel.weak:  # only the weak solutions that reach the selected answer
+        assert TOY.equivalent(usable_answer(TOY, weak[r["id"]]), sel.answers[r["id"]])
+    looser = select(world, "confidence", icl_samples=world["icl_samples"], threshold=threshold - 0.25)
+    assert set(sel.ids) <= set(looser.ids)
+
+
+def test_confidence_without_samples_says_what_it_needs(world):
+    with pytest.raises(ValueError, match="in-context samples"):
+        select(world, "confidence")
+
+
+def test_weak_rejected_only_is_the_papers_weak_mistakes(world):
+    paper, rejected = pairs(world, "paper"), pairs(world, "weak_rejected_only")
+    assert rejected and all(p in paper for p in rejected)
+    assert rejected == [p for p in paper if p["weak_side"] == "rejected"]
+    assert len(rejected) < len(paper)  # the paper's rule also keeps pairs confirming the weak answer
+    weak = first_generation(world["d_weak"])
+    assert all(p["rejected"] == TOY.completion(weak[p["id"]]["response"]) for p in rejected)
+
+
+def test_self_pairs_have_no_weak_side(world):
+    built = pairs(world, "self", max_pairs=3)
+    votes = majority_vote(TOY, world["samples"])
+    weak = {i: TOY.completion(g["response"]) for i, g in first_generation(world["d_weak"]).items()}
+    assert built and len({p["id"] for p in built}) >= 5
+    assert set(built[0]) == set(pairs(world, "paper")[0])  # the same record format
+    for p in built:
+        assert p["weak_side"] == "none" and weak[p["id"]] not in (p["chosen"], p["rejected"])
+        assert p["confidence"] == votes[p["id"]].confidence >= 0.6
+        assert TOY.equivalent(p["chosen_answer"], votes[p["id"]].answer)
+        assert not (p["rejected_answer"] and TOY.equivalent(p["rejected_answer"], p["chosen_answer"]))
+    assert built == pairs(world, "self", max_pairs=3)
+    assert max(sum(p["id"] == i for p in built) for i in {p["id"] for p in built}) > 1  # max_pairs counts
+
+
+def test_strategies_score_against_gold(world):
+    """Not a target, a sanity check that the table's numbers come out of the summaries."""
+    sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"], gold=world["hidden_gold"],
+                                strategy="random", seed=0)
+    assert summary["n_selected"] == len(sel.ids) and 0 <= summary["precision"] <= 1
+    assert summary["skipped_not_drawn"] > 0
+    built, s = steps.preference_pairs(TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0,
+                                      gold=world["hidden_gold"], strategy="self")
+    assert s["n_pairs"] == len(built) and s["weak_chosen"] == s["weak_rejected"] == 0
+    assert s["chosen_accuracy"] == metrics.pair_diagnostics(TOY, built, world["hidden_gold"])["chosen_accuracy"]
+
+
+def test_registering_a_taken_name_fails():
+    before = dict(SELECTION)
+    with pytest.raises(ValueError, match="'consistency' is already registered"):
+        register(SELECTION, "consistency")(lambda *a, **k: None)
+    assert SELECTION == before
+    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown strategy 'nope' \(known: paper, self, weak_rejected_only"):
+        lookup(PAIRS, "nope", "stage2.pairs")
+
+
+def test_a_new_strategy_is_one_function(world):
+    """What docs/architecture.md promises: a function and a decorator, then the config key works."""
+    @register(SELECTION, "_test_weak_only_answered")
+    def weak_only(task, questions, weak_gens, icl_gens, **context):
+        """Every question with a usable weak answer (a test strategy)."""
+        return SELECTION["random"](task, questions, weak_gens, icl_gens, **context)
+
+    try:
+        sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"],
+                                    strategy="_test_weak_only_answered", seed=0)
+        assert summary["n_selected"] == len(sel.ids) > 0
+    finally:
+        del SELECTION["_test_weak_only_answered"]
+
+
+@pytest.fixture
+def config_files(tmp_path):
+    for name in ("gold", "unl", "test"):
+        (tmp_path / f"{name}.jsonl").write_text('{"question": "q", "answer": "1", "solution": "#### 1"}\n')
+    return {"task": "toy", "data": {k: str(tmp_path / f"{f}.jsonl") for k, f in
+                                    (("gold", "gold"), ("unlabeled", "unl"), ("test", "test"))},
+            "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
+
+
+@pytest.mark.parametrize("section, key, known", [("stage1", "selection", "confidence, consistency, random"),
+                                                 ("stage2", "pairs", "paper, self, weak_rejected_only")])
+def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, key, known):
+    from w2s.pipeline.run_config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: unknown strategy 'nope' \(known: {known}"):
+        config_from_dict({**config_files, section: {key: "nope"}})
+
+
+def test_the_pipeline_passes_the_strategy_and_keys_its_cache_on_it(config_files, tmp_path):
+    from w2s.pipeline.run_config import config_from_dict
+    from w2s.pipeline.stages import build_stages
+
+    def stages(**sections):
+        built, _ = build_stages(config_from_dict({**config_files, **sections}), tmp_path / "run")
+        return {s.name: s for s in built}
+
+    default = stages()
+    assert "icl_samples" not in default and default["select_iter1"].params["selection"] == "consistency"
+    assert default["pairs"].params["pairs"] == "paper"
+    conf = stages(stage1={"selection": "confidence", "confidence_samples": 6, "iterations": 2})
+    assert conf["icl_samples"].kind == "generate" and conf["icl_samples"].params["k"] == 6
+    assert all("icl_samples" in conf[f"select_iter{i}"].deps for i in (1, 2))
+    assert conf["select_iter1"].params != default["select_iter1"].params
+    assert stages(stage2={"pairs": "self"})["pairs"].params != default["pairs"].params
+
+
+def test_cli_options_call_the_same_strategies(world, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from w2s.cli import data
+    from w2s.io import write_jsonl
+
+    app = typer.Typer()
+    data.register(app)
+    files = {}
+    for name, rows in world.items():
+        files[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(files[name], rows)
+
+    def run(*args, code=0):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == code, res.output
+        return res
+
+    run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--questions",
+        files["unlabeled"], "--strategy", "confidence", "--icl-samples", files["icl_samples"], "--threshold", "1",
+        "--out", tmp_path / "sel")
+    expected = select(world, "confidence", icl_samples=world["icl_samples"], threshold=1.0)
+    assert [r["id"] for r in read_jsonl(tmp_path / "sel" / "icl.jsonl")] == expected.ids
+    run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"], "--questions",
+        files["unlabeled"], "--strategy", "weak_rejected_only", "--seed", "0", "--out", tmp_path / "p.jsonl")
+    assert read_jsonl(tmp_path / "p.jsonl") == pairs(world, "weak_rejected_only")
+    bad = run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"],
+              "--strategy", "nope", "--out", tmp_path / "q.jsonl", code=2)
+    assert "--strategy: unknown strategy 'nope' (known: paper, self, weak_rejected_only)" in bad.output
+    assert not (tmp_path / "q.jsonl").exists()
+    bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
+              "confidence", "--out", tmp_path / "sel2", code=2)
+    assert "needs --icl-samples" in bad.output
+
+
+def test_the_report_names_the_strategies():
+    from w2s.report import render_markdown
+
+    metrics = {"run": {"stage1_selection": "random", "stage2_pairs": "self"}, "models": {}, "comparisons": [],
+               "selection": {"iterations": [{"iteration": 1, "n_selected": 1, "n_questions": 2, "coverage": 0.5}],
+                             "pairs": {"n_pairs": 1, "n_questions": 2}}}
+    md = render_markdown(metrics)
+    assert "## Stage I selection (strategy random)" in md and "## Stage II preference pairs (strategy self)" in md
+    metrics["run"] = {}  # a run from before the strategies: the paper's
+    md = render_markdown(metrics)
+    assert "(final answer consistency)" in md and "(the paper's rule)" in md
