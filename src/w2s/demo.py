@@ -17,9 +17,11 @@ import yaml
 #: nothing to select; here 30-35 % (docs/toy_world.md, "Difficulty probe" and "Status").
 DEMO_WORLD = {"max_steps": 3, "max_distractors": 1}
 
-FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 1000}, "weak_steps": 500, "strong_steps": 150,
-        "pref_steps": 60, "samples": 10, "eval_n": 2, "iterations": 2}
-QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100}, "weak_steps": 200, "strong_steps": 30,
+#: dev: labeled, drawn after the other splits (so they are the same with or without it), used for
+#: every choice of settings (docs/toy_world.md, "Settings chosen on dev"); test is read once.
+FULL = {"sizes": {"train_1": 2000, "train_2": 1000, "test": 1000, "dev": 500}, "weak_steps": 500,
+        "strong_steps": 150, "pref_steps": 60, "samples": 10, "eval_n": 10, "iterations": 2}
+QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100, "dev": 100}, "weak_steps": 200, "strong_steps": 30,
          "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
 
 
@@ -53,7 +55,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
         "seed": seed,
         "threads": 0,  # auto: 2 on an idle machine, 1 on a busy one
         "data": {"gold": str(data_dir / "train_1.jsonl"), "unlabeled": str(data_dir / "train_2.jsonl"),
-                 "test": str(data_dir / "test.jsonl")},
+                 "test": str(data_dir / "test.jsonl"), "dev": str(data_dir / "dev.jsonl")},
         "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
                  "train": {**sft, "max_steps": p["weak_steps"]},
                  # vLLM's CPU attention has no kernel for the toy weak model's head size (16)
@@ -63,20 +65,25 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
         # demo-world solutions restate every sentence: at most 53 tokens
         "generation": {"backend": backend, "max_new_tokens": 80,
                        # vllm: fp32 on CPU by default (so it equals hf), engines kept per stage
-                       "options": {"batch_size": 128} if backend == "hf" else {}},
+                       "options": {"batch_size": 512} if backend == "hf" else {}},
         "stage1": {"iterations": p["iterations"], "shots": 4, "variants": ["weak", "icl", "hybrid"]},
         "stage2": {"samples": p["samples"], "temperature": 1.0, "min_confidence": 0.6, "flip_confidence": 0.8,
                    "max_pairs": 1, "method": "both",
                    "train": {"learning_rate": 1.0e-5, "max_steps": p["pref_steps"], "batch_size": 16, "beta": 0.1,
                              "sft_weight": 1.0, "max_length": 256, "save_steps": 50}},
         "baselines": ["weak", "strong_fewshot", "full_weak", "gold_sft"],
-        "eval": {"n": p["eval_n"], "temperature": 1.0},
+        # the paper's pass@k: k samples at T = 1.0 for the reported models; the intermediate
+        # Stage I rows are greedy (sampling is most of an evaluation's time)
+        "eval": {"n": p["eval_n"], "temperature": 1.0, "intermediate_n": 0},
         **({"stage3": stage3_config(quick)} if stage3 else {}),
     }
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
-             stage3: bool = False) -> Path:
+             overrides: dict | None = None, stage3: bool = False) -> Path:
+    """Write the toy data and the demo's config into `out` and run the pipeline there.
+    `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
+    scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.run_config import config_from_dict
     from w2s.toy.data import write_splits
@@ -89,7 +96,10 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
         write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
-    raw = demo_config(data_dir, seed, quick, backend, stage3=stage3)
+    from w2s.pipeline.run_config import deep_merge
+
+    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3), overrides or {})
+    cfg = config_from_dict(raw)  # a bad override fails before anything is written
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    run_pipeline(config_from_dict(raw), out, quiet=quiet)
+    run_pipeline(cfg, out, quiet=quiet)
     return out

@@ -64,6 +64,10 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
     for name, ref in models.items():
         f = run_dir / "eval" / f"{ref.eval_name}.json"
+        dev = run_dir / "eval_dev" / f"{ref.eval_name}.json"  # greedy on the dev split (settings' choice)
+        if not f.exists() and not dev.exists():
+            continue
+        scores[name] = {"accuracy": None}  # a tuning run (eval.test: false) has dev scores only
         if f.exists():
             s = _read_json(f)
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
@@ -71,21 +75,20 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
                 scores[name]["accuracy_lenient"] = s["accuracy_lenient"]
             verdicts[name] = s.get("correct") or {}
             scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
-            dev = run_dir / "eval_dev" / f"{ref.eval_name}.json"
-            if dev.exists():  # greedy on the dev split: what settings are chosen by
-                d = _read_json(dev)
-                dev_verdicts = list((d.get("correct") or {}).values())
-                scores[name].update({"dev_accuracy": d.get("accuracy"),
-                                     "dev_ci95": bootstrap_ci(dev_verdicts) if dev_verdicts else None})
-                if d.get("accuracy_lenient") is not None:
-                    scores[name]["dev_accuracy_lenient"] = d["accuracy_lenient"]
-            lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
-            if lineage and lineage.exists() and _read_json(lineage).get("untrained"):
-                scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
+        if dev.exists():
+            d = _read_json(dev)
+            dev_verdicts = list((d.get("correct") or {}).values())
+            scores[name].update({"dev_accuracy": d.get("accuracy"),
+                                 "dev_ci95": bootstrap_ci(dev_verdicts) if dev_verdicts else None})
+            if d.get("accuracy_lenient") is not None:
+                scores[name]["dev_accuracy_lenient"] = d["accuracy_lenient"]
+        lineage = run_dir / "models" / ref.model_dir / "lineage.json" if ref.model_dir else None
+        if lineage and lineage.exists() and _read_json(lineage).get("untrained"):
+            scores[name]["untrained"] = True  # its training set was empty: an unchanged copy
     weak = scores.get("weak", {}).get("accuracy")
     ceiling = scores.get("gold_sft", {}).get("accuracy")
     for s in scores.values():
-        s["pgr"] = None if weak is None or ceiling is None else pgr(s["accuracy"], weak, ceiling)
+        s["pgr"] = None if None in (weak, ceiling, s["accuracy"]) else pgr(s["accuracy"], weak, ceiling)
     aliases = {name: ref.eval_name for name, ref in models.items() if ref.eval_name != name and name in scores}
 
     selection: dict = {"iterations": []}
@@ -263,7 +266,7 @@ def _plots(metrics: dict) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = {}
-    names = list(metrics["models"])
+    names = [n for n, m in metrics["models"].items() if m.get("accuracy") is not None]
     if names:
         fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 3.6))
         accs = [100 * (metrics["models"][n]["accuracy"] or 0) for n in names]

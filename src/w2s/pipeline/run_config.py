@@ -119,6 +119,9 @@ class EvalSection:
     #: samples for the intermediate Stage I models (all but M_plus); None = n. Sampling dominates
     #: evaluation time, and those rows are read for their greedy accuracy.
     intermediate_n: int | None = None
+    #: false while choosing settings on the dev split: no model is scored on test (read test once
+    #: per final setting)
+    test: bool = True
 
 
 @dataclass
@@ -231,6 +234,8 @@ def _validate_semantics(cfg: RunConfig) -> None:
     for b in cfg.baselines:
         if b not in BASELINES:
             raise ConfigError(f"baselines: unknown baseline {b!r} (known: {', '.join(BASELINES)})")
+    if not cfg.eval.test and not cfg.data.dev:
+        raise ConfigError("eval.test: false leaves nothing to score: set data.dev (a labeled dev split)")
     for v in cfg.stage1.variants:
         if v not in VARIANTS:
             raise ConfigError(f"stage1.variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")

@@ -288,7 +288,7 @@ class W2SStages:
         the report (rerun every time)."""
         cfg = self.cfg
         eval_stages = []
-        splits = [("eval", Q_TEST)] + ([("eval_dev", Q_DEV)] if cfg.data.dev else [])
+        splits = [("eval", Q_TEST)] * cfg.eval.test + ([("eval_dev", Q_DEV)] if cfg.data.dev else [])
         for report_name, spec in self.evals.items():
             deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
                                     ["weak_answers"] * spec.fewshot + self.base_deps(spec.base))
