@@ -173,7 +173,7 @@ def test_pipeline_with_stage3_end_to_end(tmp_path):
     from w2s.toy.world import WorldConfig
 
     data = tmp_path / "toy_data"
-    write_splits(data, 0, {"train_1": 200, "train_2": 48, "test": 40}, WorldConfig(**DEMO_WORLD))
+    write_splits(data, 0, {"train_1": 200, "train_2": 48, "test": 40, "dev": 20}, WorldConfig(**DEMO_WORLD))
     raw = deep_merge(demo_config(data, quick=True, stage3=True), {
         "weak": {"train": {"max_steps": 20}}, "strong": {"train": {"max_steps": 10}},
         "stage1": {"iterations": 1, "variants": ["hybrid"]}, "baselines": ["weak"],
@@ -187,10 +187,15 @@ def test_pipeline_with_stage3_end_to_end(tmp_path):
     for key in ("pseudo_label_precision", "coverage", "mean_reward", "answer_entropy", "majority_share",
                 "dev_accuracy", "rounds", "chosen_round", "reward"):
         assert key in s3, key
-    assert s3["reward"] == "agreement" and s3["start"] == "m_pro_dpo" and s3["chosen_round"] == 2
+    assert s3["reward"] == "agreement" and s3["start"] == "m_pro_dpo" and s3["chosen_by"] == "dev accuracy"
     assert [r["round"] for r in s3["rounds"]] == [1, 2]
     assert all(r["n_questions"] == 8 and 0 <= r["coverage"] <= 1 for r in s3["rounds"])
-    assert (run / "models" / "m_rl").resolve() == (run / "models" / "stage3_round2").resolve()
+    # m_rl: the round with the best greedy dev accuracy (the earlier on a tie), read from eval_dev/
+    devs = [json.loads((run / f"eval_dev/stage3_round{r}.json").read_text())["accuracy"] for r in (1, 2)]
+    assert [r["dev_accuracy"] for r in s3["rounds"]] == devs
+    assert s3["chosen_round"] == (2 if devs[1] > devs[0] else 1)
+    chosen = run / "models" / f"stage3_round{s3['chosen_round']}"
+    assert (run / "models" / "m_rl").resolve() == chosen.resolve()
     pairs = {(c["a"], c["b"]) for c in metrics["comparisons"]}
     assert {("m_rl", "m_plus"), ("m_rl", "m_pro_dpo")} <= pairs
     assert "Stage III" in (run / "report.md").read_text() and "stage III chart" in (run / "report.html").read_text()
