@@ -25,7 +25,25 @@ QUICK = {"sizes": {"train_1": 500, "train_2": 200, "test": 100, "dev": 100}, "we
          "pref_steps": 10, "samples": 4, "eval_n": 2, "iterations": 2}
 
 
-def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf") -> dict:
+#: `--stage3`: label-free GRPO after Stage II. Full: per round 200 of train_2's questions, 8 samples
+#: each, then 300 GRPO steps of one prompt's 8 completions (~0.3-0.45 s a step on 2 idle cores):
+#: about 10 minutes for the two rounds and m_rl's evaluation. Untuned: settings are chosen on dev.
+STAGE3_FULL = {"max_questions": 200, "samples": 8, "rounds": 2, "steps": 300, "generations": 8}
+STAGE3_QUICK = {"max_questions": 16, "samples": 4, "rounds": 2, "steps": 4, "generations": 4}
+
+
+def stage3_config(quick: bool = False) -> dict:
+    p = STAGE3_QUICK if quick else STAGE3_FULL
+    return {"enabled": True, "reward": "agreement", "samples": p["samples"], "temperature": 1.0,
+            "min_support": max(2, p["samples"] * 3 // 8), "prefer": "weak", "min_confidence": 0.6,
+            "rounds": p["rounds"], "max_questions": p["max_questions"],
+            "train": {"learning_rate": 1.0e-5, "max_steps": p["steps"], "num_generations": p["generations"],
+                      "batch_size": p["generations"], "max_completion_length": 64, "temperature": 1.0,
+                      "beta": 0.0, "save_steps": 100, "max_length": 256}}
+
+
+def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf",
+                stage3: bool = False) -> dict:
     from w2s.toy import checkpoint_path
 
     p = QUICK if quick else FULL
@@ -57,14 +75,15 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
         # the paper's pass@k: k samples at T = 1.0 for the reported models; the intermediate
         # Stage I rows are greedy (sampling is most of an evaluation's time)
         "eval": {"n": p["eval_n"], "temperature": 1.0, "intermediate_n": 0},
+        **({"stage3": stage3_config(quick)} if stage3 else {}),
     }
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
-             overrides: dict | None = None) -> Path:
+             overrides: dict | None = None, stage3: bool = False) -> Path:
     """Write the toy data and the demo's config into `out` and run the pipeline there.
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
-    scored on the dev split only."""
+    scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.run_config import config_from_dict
     from w2s.toy.data import write_splits
@@ -79,7 +98,7 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
         write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
     from w2s.pipeline.run_config import deep_merge
 
-    raw = deep_merge(demo_config(data_dir, seed, quick, backend), overrides or {})
+    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3), overrides or {})
     cfg = config_from_dict(raw)  # a bad override fails before anything is written
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(cfg, out, quiet=quiet)

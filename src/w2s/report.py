@@ -25,13 +25,14 @@ LABELS = {
     "m_plus": "M_plus (Stage I)",
     "m_pro_dpo": "M_pro DPO (Stage II)",
     "m_pro_orpo": "M_pro ORPO (Stage II)",
+    "m_rl": "m_rl (Stage III, GRPO)",
 }
 
 
 def _order(names):
     stage1 = sorted((n for n in names if n.startswith("stage1_")),
                     key=lambda n: (int(n.split("_")[1][4:]), ["weak", "icl", "hybrid"].index(n.split("_")[2])))
-    tail = [n for n in ("m_plus", "m_pro_dpo", "m_pro_orpo", "gold_sft") if n in names]
+    tail = [n for n in ("m_plus", "m_pro_dpo", "m_pro_orpo", "m_rl", "gold_sft") if n in names]
     head = [n for n in ORDER if n in names]
     rest = sorted(set(names) - set(head) - set(stage1) - set(tail))
     return head + stage1 + tail + rest
@@ -96,6 +97,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     pairs_file = run_dir / "data" / "pairs_summary.json"
     if pairs_file.exists():
         selection["pairs"] = _read_json(pairs_file)
+    stage3_file = run_dir / "data" / "stage3" / "summary.json"
+    stage3 = _read_json(stage3_file) if stage3_file.exists() and "m_rl" in models else None
 
     timings = {}
     manifest = run_dir / "manifest.json"
@@ -104,7 +107,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
-            "aliases": aliases, "comparisons": comparisons(verdicts), "selection": selection, "timings": timings}
+            "aliases": aliases, "comparisons": comparisons(verdicts), "selection": selection,
+            **({"stage3": stage3} if stage3 else {}), "timings": timings}
 
 
 def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
@@ -146,10 +150,11 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
 def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
     """The method's key claims as paired comparisons on the same test questions: Stage I over
     full weak fine-tuning, Stage II over Stage I, both over prompting the strong model, and
-    Stage II against the gold-SFT ceiling."""
+    Stage II against the gold-SFT ceiling, and Stage III (m_rl) over M_plus and each M_pro."""
     pro = sorted(n for n in verdicts if n.startswith("m_pro_"))
     wanted = [("m_plus", "full_weak")] + [(p, "m_plus") for p in pro] + \
-        [(m, "strong_fewshot") for m in ["m_plus", *pro]] + [(p, "gold_sft") for p in pro]
+        [(m, "strong_fewshot") for m in ["m_plus", *pro]] + [(p, "gold_sft") for p in pro] + \
+        [("m_rl", m) for m in ["m_plus", *pro]]
     out = []
     for a, b in wanted:
         if verdicts.get(a) and verdicts.get(b):
@@ -311,7 +316,48 @@ def _plots(metrics: dict) -> dict[str, str]:
         ax.set_title("Stage II vote confidence")
         fig.tight_layout()
         out["confidence"] = _png(fig, plt)
+    rounds = (metrics.get("stage3") or {}).get("rounds") or []
+    if rounds:
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        xs = [r["round"] for r in rounds]
+        for key, style, name in (("coverage", "o-", "pseudo-label coverage"),
+                                 ("pseudo_label_precision", "s-", "pseudo-label precision (hidden gold)"),
+                                 ("mean_reward", "^-", "mean GRPO reward"), ("majority_share", "v--", "majority share"),
+                                 ("dev_accuracy", "D-", "dev accuracy (greedy)")):
+            if any(r.get(key) is not None for r in rounds):
+                ax.plot(xs, [100 * r[key] if r.get(key) is not None else float("nan") for r in rounds], style,
+                        label=name)
+        ax.axvline(metrics["stage3"].get("chosen_round", xs[-1]), color="#555", ls=":", lw=1)
+        ax.set_xticks(xs)
+        ax.set_xlabel("Stage III round (dotted: m_rl)")
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=7)
+        ax.set_title("Stage III collapse monitor")
+        fig.tight_layout()
+        out["stage3"] = _png(fig, plt)
     return out
+
+
+def stage3_rows(metrics: dict) -> list[list[str]]:
+    """Stage III per round: the pseudo-labels (precision from hidden gold, diagnostics only), the
+    policy's samples, GRPO's reward, dev accuracy."""
+    rows = [["Round", "Labelled", "Coverage %", "Precision %", "Majority share %", "Answer entropy",
+             "Mean reward %", "Reward first→last %", "Dev %"]]
+    chosen = (metrics.get("stage3") or {}).get("chosen_round")
+    for r in (metrics.get("stage3") or {}).get("rounds", []):
+        rows.append([f"{r['round']}{' (m_rl)' if r['round'] == chosen else ''}",
+                     f"{r.get('n_labelled')}/{r.get('n_questions')}", _fmt(r.get("coverage")),
+                     _fmt(r.get("pseudo_label_precision")), _fmt(r.get("majority_share")),
+                     _fmt(r.get("answer_entropy"), pct=False), _fmt(r.get("mean_reward")),
+                     f"{_fmt(r.get('reward_first'))}→{_fmt(r.get('reward_last'))}", _fmt(r.get("dev_accuracy"))])
+    return rows
+
+
+def stage3_line(metrics: dict) -> str:
+    s = metrics["stage3"]
+    return (f"reward {s.get('reward')} from {s.get('start')}, {len(s.get('rounds', []))} rounds; m_rl = round "
+            f"{s.get('chosen_round')} (chosen by {s.get('chosen_by')})")
 
 
 def _png(fig, plt) -> str:
@@ -351,6 +397,9 @@ def render_markdown(metrics: dict) -> str:
                          f"rejected side correct: {_fmt(p.get('rejected_accuracy'))}%")
             parts += ["", _md_table(pair_rows(metrics))]
         parts.append("")
+    if metrics.get("stage3"):
+        parts += ["## Stage III (label-free GRPO)", "", f"- {stage3_line(metrics)}", "",
+                  _md_table(stage3_rows(metrics)), ""]
     if metrics.get("timings"):
         parts += ["## Timings (seconds per stage, last run of each)", "",
                   _md_table([["Stage", "Seconds"]] + [[k, f"{v:.1f}"] for k, v in metrics["timings"].items()]), ""]
@@ -395,6 +444,11 @@ def render_html(metrics: dict) -> str:
             sections.append(_html_table(pair_rows(metrics)))
         if "confidence" in plots:
             sections.append(f'<img alt="confidence histogram" src="data:image/png;base64,{plots["confidence"]}">')
+    if metrics.get("stage3"):
+        sections.append(f"<h2>Stage III (label-free GRPO)</h2><p>{html.escape(stage3_line(metrics))}</p>"
+                        f"{_html_table(stage3_rows(metrics))}")
+        if "stage3" in plots:
+            sections.append(f'<img alt="stage III chart" src="data:image/png;base64,{plots["stage3"]}">')
     if metrics.get("timings"):
         sections.append("<h2>Timings</h2>" + _html_table(
             [["Stage", "Seconds"]] + [[k, f"{v:.1f}"] for k, v in metrics["timings"].items()]))

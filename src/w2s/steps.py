@@ -152,6 +152,60 @@ def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[
     return built, summary
 
 
+# ---- Stage III -----------------------------------------------------------------
+def stage3_questions(questions: Sequence[dict], max_questions: int | None, seed: int, round_: int) -> list[dict]:
+    """The unlabeled questions of a Stage III round: all, or `max_questions` of them drawn with a
+    generator seeded by (seed, round), in their file order."""
+    from w2s.tasks.base import seeded_rng
+
+    if not max_questions or max_questions >= len(questions):
+        return list(questions)
+    keep = set(seeded_rng(seed, "stage3", round_).sample(range(len(questions)), max_questions))
+    return [q for i, q in enumerate(questions) if i in keep]
+
+
+def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict], weak_gens: Sequence[dict],
+                  icl_gens: Sequence[dict], *, reward: str = "agreement", gold: Sequence[dict] | None = None,
+                  **rule_settings):
+    """GRPO records {id, prompt, pseudo_label} under the pseudo-label rule of `reward` (questions
+    without a label are left out) and the round's diagnostics (`gold`, hidden: precision only).
+    Returns (records, summary)."""
+    from w2s.method import pseudo_labels, rewards  # noqa: F401  (the import registers the rewards)
+    from w2s.method.registry import REWARDS, lookup
+
+    rule = lookup(REWARDS, reward, "stage3.reward").pseudo_label_rule
+    labels = pseudo_labels.pseudo_labels(rule, task, questions, samples, weak_gens, icl_gens, **rule_settings)
+    records = [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "pseudo_label": labels[str(q["id"])]}
+               for q in questions if str(q["id"]) in labels]
+    summary = {"reward": reward, "rule": rule,
+               **pseudo_labels.diagnostics(task, questions, samples, labels, gold=gold)}
+    return records, summary
+
+
+def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_accuracy: float | None) -> dict:
+    """One round of the collapse monitor: pseudo-label coverage and precision, the samples'
+    majority share and answer entropy, GRPO's mean reward (over its steps, and first/last step)
+    and the greedy dev accuracy of the round's policy."""
+    rewards = [e["reward"] for e in grpo_log if e.get("reward") is not None]
+    return {"coverage": labels_summary.get("coverage"), "pseudo_label_precision": labels_summary.get("precision"),
+            "n_labelled": labels_summary.get("n_labelled"), "n_questions": labels_summary.get("n_questions"),
+            "majority_share": labels_summary.get("majority_share"),
+            "answer_entropy": labels_summary.get("answer_entropy"),
+            "majority_accuracy": labels_summary.get("majority_accuracy"),
+            "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+            "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
+            "steps": len(rewards), "reward_curve": [round(r, 4) for r in rewards], "dev_accuracy": dev_accuracy}
+
+
+def choose_round(rounds: Sequence[dict]) -> int:
+    """The round (1-based) whose policy has the best dev accuracy, the earliest on a tie (early
+    stopping); the last round when there is no dev split. Never test."""
+    devs = [r.get("dev_accuracy") for r in rounds]
+    if not rounds or any(d is None for d in devs):
+        return len(rounds)
+    return max(range(len(rounds)), key=lambda i: (devs[i], -i)) + 1
+
+
 # ---- training ------------------------------------------------------------------
 def sft_records(task: Task, questions: Iterable[dict], field: str = "solution") -> list[dict]:
     """SFT records from gold solutions (the weak model's training set, the gold-SFT ceiling)."""
@@ -162,7 +216,7 @@ def sft_records(task: Task, questions: Iterable[dict], field: str = "solution") 
 def train(kind: str, model: str, data: str | os.PathLike, out: str | os.PathLike, settings: dict,
           launcher: str | None = None, job_file: str | os.PathLike | None = None,
           empty_reason: str | None = None) -> dict:
-    """Train `kind` ("sft" | "preference") from `model` on the records in `data` into `out`,
+    """Train `kind` ("sft" | "preference" | "grpo") from `model` on the records in `data` into `out`,
     in-process or under `launcher` (multi-GPU). An empty training set is the identity: `out`
     becomes an unchanged copy of `model`, marked untrained (`empty_reason` says why)."""
     from w2s import generation

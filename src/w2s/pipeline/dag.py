@@ -127,7 +127,7 @@ def _fingerprint(run_dir: Path, stage: Stage, key: str) -> str:
 def _remove_outputs(run_dir: Path, stage: Stage) -> None:
     for o in stage.outputs:
         p = run_dir / o
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():  # a link (models/m_rl) goes, never what it points to
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()

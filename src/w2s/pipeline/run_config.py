@@ -98,6 +98,25 @@ class Stage2Section:
 
 
 @dataclass
+class Stage3Section:
+    """Label-free RL (GRPO) rewarded by pseudo-labels from the method's own agreement signal."""
+
+    enabled: bool = False
+    #: the starting policy; None = the Stage II model when Stage II runs (DPO if it trains both), else M_plus
+    start: Optional[Literal["m_plus", "m_pro_dpo", "m_pro_orpo"]] = None
+    reward: str = "agreement"       # a registered reward (w2s.method.registry.REWARDS) and its pseudo-label rule
+    samples: int = 8                # policy samples per question that the pseudo-labels are voted from
+    temperature: float = 1.0
+    min_support: int = 3            # agreement: samples that must give the weak / in-context answer
+    prefer: Literal["weak", "icl", "most_votes"] = "weak"   # agreement: when both answers qualify
+    min_confidence: float = 0.6     # majority: the majority's share of the samples
+    rounds: int = 2                 # sample -> pseudo-label -> GRPO, each from the previous round's policy
+    #: unlabeled questions per round (drawn with a seeded generator); None = all
+    max_questions: int | None = None
+    train: dict = field(default_factory=dict)   # -> w2s.training GRPO settings (lr, max_steps, num_generations, ...)
+
+
+@dataclass
 class EvalSection:
     n: int = 10                     # samples per test question for pass@k / maj@k (0 = greedy only)
     temperature: float = 1.0
@@ -118,6 +137,7 @@ class RunConfig:
     generation: GenerationSection = field(default_factory=GenerationSection)
     stage1: Stage1Section = field(default_factory=Stage1Section)
     stage2: Stage2Section = field(default_factory=Stage2Section)
+    stage3: Stage3Section = field(default_factory=Stage3Section)
     baselines: list[str] = field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
     eval: EvalSection = field(default_factory=EvalSection)
     seed: int = 0
@@ -295,6 +315,7 @@ def _validate_ranges(cfg: RunConfig) -> None:
              s2.min_support)
     for k in ("min_confidence", "flip_confidence"):
         _require(0.0 <= getattr(s2, k) <= 1.0, f"stage2.{k}", "in [0, 1]", getattr(s2, k))
+    _validate_stage3(cfg)
     e = cfg.eval
     _require(e.n >= 0, "eval.n", ">= 0 (0 = greedy only)", e.n)
     _require(e.intermediate_n is None or e.intermediate_n >= 0, "eval.intermediate_n",
@@ -305,13 +326,40 @@ def _validate_ranges(cfg: RunConfig) -> None:
              "eval.n: 0 scores greedy only)", e.temperature)
 
 
+def _validate_stage3(cfg: RunConfig) -> None:
+    s3 = cfg.stage3
+    from w2s.method import rewards  # noqa: F401  (registers the rewards; no model code)
+    from w2s.method.registry import REWARDS, lookup
+
+    try:
+        lookup(REWARDS, s3.reward, "stage3.reward")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _require(s3.samples >= 2, "stage3.samples", ">= 2 (pseudo-labels are voted from several samples)", s3.samples)
+    _require(s3.temperature > 0, "stage3.temperature", "> 0 (samples at temperature 0 are copies)", s3.temperature)
+    _require(1 <= s3.min_support <= s3.samples, "stage3.min_support", f"in [1, stage3.samples = {s3.samples}]",
+             s3.min_support)
+    _require(0.0 <= s3.min_confidence <= 1.0, "stage3.min_confidence", "in [0, 1]", s3.min_confidence)
+    _require(s3.rounds >= 1, "stage3.rounds", ">= 1", s3.rounds)
+    _require(s3.max_questions is None or s3.max_questions >= 1, "stage3.max_questions",
+             ">= 1 (leave it out for every question)", s3.max_questions)
+    for k in ("reward", "task"):
+        _require(k not in s3.train, f"stage3.train.{k}", "left out (the run sets it: stage3.reward, task)",
+                 s3.train.get(k))
+    if s3.enabled and s3.start in ("m_pro_dpo", "m_pro_orpo"):
+        method = s3.start.split("_")[-1]
+        _require(cfg.stage2.enabled and cfg.stage2.method in (method, "both"), "stage3.start",
+                 f"a model this run trains (stage2.enabled with stage2.method {method} or both)", s3.start)
+
+
 def _validate_training_keys(cfg: RunConfig) -> None:
     """Check training settings' keys against w2s.training's dataclasses (cheap import)."""
-    from w2s.training.settings import LoraSettings, PreferenceSettings, SFTSettings
+    from w2s.training.settings import GRPOSettings, LoraSettings, PreferenceSettings, SFTSettings
 
     checks = [("weak.train", cfg.weak.train, SFTSettings), ("strong.train", cfg.strong.train, SFTSettings),
               ("strong.lora", cfg.strong.lora or {}, LoraSettings),
-              ("stage2.train", cfg.stage2.train, PreferenceSettings)]
+              ("stage2.train", cfg.stage2.train, PreferenceSettings),
+              ("stage3.train", cfg.stage3.train, GRPOSettings)]
     for key, values, cls in checks:
         known = {f.name for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)

@@ -3,7 +3,8 @@ each stage reads and writes. Every stage is a call to one function of `w2s.steps
 
 Names of models in the report: weak, strong_fewshot, full_weak, gold_sft,
 stage1_iter{i}_{weak,icl,hybrid}, m_plus (= the last iteration's `stage1.m_plus` model, hybrid
-by default, an alias of its eval), m_pro_dpo, m_pro_orpo.
+by default, an alias of its eval), m_pro_dpo, m_pro_orpo, m_rl (Stage III: the round chosen on
+dev, else the last; models/m_rl links to models/stage3_round{r}).
 
 With a dev split (`data.dev`), every model is also scored greedily on it (`eval_dev/NAME.json`):
 the numbers settings are chosen by. Test is scored by `eval/NAME.json` only.
@@ -164,6 +165,8 @@ class W2SStages:
         m_plus = self.add_stage1()
         if cfg.stage2.enabled:
             self.add_stage2(m_plus)
+        if cfg.stage3.enabled:
+            self.add_stage3(m_plus)
         self.add_baselines()
         self.add_evals_and_report()
         return self.stages
@@ -218,6 +221,52 @@ class W2SStages:
                      outputs=[f"models/{name}"], kind="train")
             self.add_model(name, EvalSpec(model_stage=name))
 
+    def stage3_start(self, m_plus: str) -> str:
+        """The stage of Stage III's starting policy: `stage3.start`, by default the Stage II model
+        when Stage II runs (DPO when it trains both), else M_plus."""
+        cfg = self.cfg
+        start = cfg.stage3.start
+        if start is None:
+            start = "m_plus" if not cfg.stage2.enabled else \
+                "m_pro_orpo" if cfg.stage2.method == "orpo" else "m_pro_dpo"
+        return m_plus if start == "m_plus" else start
+
+    def add_stage3(self, m_plus: str) -> None:
+        """Stage III, per round r: the policy samples, pseudo-labels from its samples and the
+        weak / in-context answers (no gold), GRPO from the policy; the next round samples from
+        the new policy. m_rl = the round with the best greedy dev accuracy, else the last."""
+        cfg, s3 = self.cfg, self.cfg.stage3
+        policy = self.stage3_start(m_plus)
+        rounds = []
+        for r in range(1, s3.rounds + 1):
+            d = f"data/stage3/round{r}"
+            self.add(f"stage3_samples_r{r}", self.stage3_samples_fn(r, policy), deps=[policy, "load_data"],
+                     params=self.gen_params(k=s3.samples, temperature=s3.temperature, round=r,
+                                            max_questions=s3.max_questions),
+                     outputs=[f"{d}/samples.jsonl"], kind="generate")
+            self.add(f"stage3_labels_r{r}", self.stage3_labels_fn(r),
+                     deps=[f"stage3_samples_r{r}", "weak_answers", "icl_answers", "load_data"],
+                     params={"reward": s3.reward, "min_support": s3.min_support, "prefer": s3.prefer,
+                             "min_confidence": s3.min_confidence},
+                     outputs=[f"{d}/train.jsonl", f"{d}/labels_summary.json"])
+            name = f"stage3_round{r}"
+            self.add(name, self.stage3_grpo_fn(r, policy), deps=[f"stage3_labels_r{r}", policy],
+                     params={"reward": s3.reward, "train": s3.train, "seed": cfg.seed, "lora": cfg.strong.lora,
+                             "max_completion_length": cfg.generation.max_new_tokens},
+                     outputs=[f"models/{name}"], kind="train")
+            if cfg.data.dev:  # greedy dev accuracy of each round's policy: what m_rl is chosen by
+                self.add(f"dev_{name}", self.eval_fn(name, EvalSpec(model_stage=name), "eval_dev", Q_DEV, 0),
+                         deps=["load_data", name],
+                         params=self.gen_params(n=0, temperature=cfg.eval.temperature, model=name, split="dev"),
+                         outputs=[f"eval_dev/{name}.json"], kind="eval")
+            rounds.append(name)
+            policy = name
+        deps = [f"stage3_labels_r{r}" for r in range(1, s3.rounds + 1)] + rounds + \
+            ([f"dev_{n}" for n in rounds] if cfg.data.dev else [])
+        self.add("m_rl", self.m_rl, deps=deps, params={"rounds": s3.rounds, "reward": s3.reward},
+                 outputs=["models/m_rl", "data/stage3/summary.json"], kind="train")
+        self.add_model("m_rl", EvalSpec(model_stage="m_rl"))
+
     def add_baselines(self) -> None:
         cfg = self.cfg
         if "full_weak" in cfg.baselines:
@@ -257,6 +306,7 @@ class W2SStages:
                          outputs=[f"{split_dir}/{report_name}.json"], kind="eval")
                 eval_stages.append(stage)
         report_deps = eval_stages + [s for s in ("pairs",) if cfg.stage2.enabled] + \
+            (["m_rl"] if cfg.stage3.enabled else []) + \
             [f"select_iter{i}" for i in range(1, cfg.stage1.iterations + 1)]
         self.add("report", self.report, deps=report_deps, outputs=["metrics.json", "report.md", "report.html"],
                  kind="report", always=True)
@@ -401,6 +451,70 @@ class W2SStages:
                               empty_reason=f"no preference pairs were built, so m_pro_{method} = M_plus "
                                            "(lower stage2.min_confidence / flip_confidence, or sample more)")
         return fn
+
+    def stage3_samples_fn(self, r: int, policy: str):
+        def fn(ctx):
+            s3 = self.cfg.stage3
+            questions = steps.stage3_questions(self.questions(Q_UNLABELED), s3.max_questions, self.cfg.seed, r)
+            return self.generate(ctx, self.model_dir(policy), steps.zero_shot_prompts(self.task, questions),
+                                 self.sampling(n=s3.samples, temperature=s3.temperature),
+                                 f"data/stage3/round{r}/samples.jsonl")
+        return fn
+
+    def stage3_labels_fn(self, r: int):
+        def fn(ctx):
+            s3, d = self.cfg.stage3, f"data/stage3/round{r}"
+            samples = read_records(ctx.path(f"{d}/samples.jsonl"))
+            ids = {str(g["id"]) for g in samples}
+            questions = [q for q in self.questions(Q_UNLABELED) if q["id"] in ids]
+            records, summary = steps.stage3_labels(
+                self.task, questions, samples, read_records(ctx.path(D_WEAK)), read_records(ctx.path(D_ICL)),
+                reward=s3.reward, gold=self.questions(Q_HIDDEN), min_support=s3.min_support, prefer=s3.prefer,
+                min_confidence=s3.min_confidence)
+            write_jsonl(ctx.path(f"{d}/train.jsonl"), records)
+            write_json(ctx.path(f"{d}/labels_summary.json"), {"round": r, **summary})
+            return summary
+        return fn
+
+    def stage3_grpo_fn(self, r: int, policy: str):
+        def fn(ctx):
+            cfg = self.cfg
+            settings = {"seed": cfg.seed, "max_completion_length": cfg.generation.max_new_tokens,
+                        **cfg.stage3.train, "reward": cfg.stage3.reward, "task": cfg.task}
+            if cfg.strong.lora is not None:
+                settings["lora"] = dict(cfg.strong.lora)
+            return self.train(ctx, "grpo", self.model_dir(policy), ctx.path(f"data/stage3/round{r}/train.jsonl"),
+                              f"stage3_round{r}", settings,
+                              empty_reason=f"stage3 round {r}: no question got a pseudo-label, so the policy is "
+                                           "unchanged (lower stage3.min_support / min_confidence, or sample more)")
+        return fn
+
+    def m_rl(self, ctx):
+        """Per-round monitor -> data/stage3/summary.json; models/m_rl -> the chosen round's model."""
+        import os
+
+        from w2s.io import read_json
+        from w2s.training import read_lineage
+
+        rounds = []
+        for r in range(1, self.cfg.stage3.rounds + 1):
+            name = f"stage3_round{r}"
+            dev = ctx.path(f"eval_dev/{name}.json")
+            rounds.append({"round": r, **steps.stage3_round_summary(
+                read_json(ctx.path(f"data/stage3/round{r}/labels_summary.json")),
+                (read_lineage(self.model_dir(name)) or {}).get("grpo_log") or [],
+                read_json(dev).get("accuracy") if dev.exists() else None)})
+        chosen = steps.choose_round(rounds)
+        summary = {"reward": self.cfg.stage3.reward, "start": self.stage3_start("m_plus"),
+                   "chosen_round": chosen, "chosen_by": "dev accuracy" if self.cfg.data.dev else "last round",
+                   **{k: v for k, v in rounds[chosen - 1].items() if k not in ("round", "reward_curve")},
+                   "rounds": rounds}
+        link, tmp = ctx.path("models/m_rl"), ctx.path("models/.m_rl.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(f"stage3_round{chosen}", tmp)  # relative: the run directory can move
+        os.replace(tmp, link)
+        write_json(ctx.path("data/stage3/summary.json"), summary)
+        return {"chosen_round": chosen}
 
     def full_weak_data(self, ctx):
         from w2s.method.selection import full_weak_sft

@@ -9,6 +9,7 @@ Only `w2s.training.trl_compat` knows TRL's version-specific API.
 
 from w2s.training.settings import (
     DEFAULT_LORA_TARGETS,
+    GRPOSettings,
     LoraSettings,
     PreferenceSettings,
     SFTSettings,
@@ -21,6 +22,7 @@ from w2s.training.sft import train_sft
 
 __all__ = [
     "DEFAULT_LORA_TARGETS",
+    "GRPOSettings",
     "LoraSettings",
     "PreferenceSettings",
     "SFTSettings",

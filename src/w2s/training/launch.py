@@ -2,8 +2,8 @@
 
     accelerate launch --config_file examples/accelerate/ddp.yaml -m w2s.training.launch job.json
 
-job.json: {"kind": "sft" | "preference", "model": str, "data": str, "out_dir": str,
-           "settings": {...SFTSettings / PreferenceSettings fields...}}
+job.json: {"kind": "sft" | "preference" | "grpo", "model": str, "data": str, "out_dir": str,
+           "settings": {...SFTSettings / PreferenceSettings / GRPOSettings fields...}}
 
 The pipeline uses this when its config sets `launcher` (multi-GPU training stages), and runs
 training in-process otherwise.
@@ -17,21 +17,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from w2s.training.settings import LoraSettings, PreferenceSettings, SFTSettings
+from w2s.training.settings import GRPOSettings, LoraSettings, PreferenceSettings, SFTSettings
 
 
 def job_settings(job: dict):
     settings = dict(job.get("settings") or {})
     if isinstance(settings.get("lora"), dict):
         settings["lora"] = LoraSettings(**settings["lora"])
-    cls = {"sft": SFTSettings, "preference": PreferenceSettings}[job["kind"]]
+    cls = {"sft": SFTSettings, "preference": PreferenceSettings, "grpo": GRPOSettings}[job["kind"]]
     return cls(**settings)
 
 
 def run_job(job: dict) -> Path:
     from w2s.training import train_preference, train_sft
+    from w2s.training.grpo import train_grpo
 
-    fn = train_sft if job["kind"] == "sft" else train_preference
+    fn = {"sft": train_sft, "preference": train_preference, "grpo": train_grpo}[job["kind"]]
     return fn(job["model"], job["data"], job["out_dir"], job_settings(job))
 
 

@@ -138,4 +138,56 @@ class PreferenceSettings(TrainSettings):
             raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight}")
 
 
+@dataclass
+class GRPOSettings(TrainSettings):
+    """GRPO (TRL GRPOTrainer) on {prompt, pseudo_label} rows. `batch_size` counts COMPLETIONS per
+    device and step, so batch_size x grad_accum must be a multiple of `num_generations` (whole
+    groups): the default 8 / 8 is one prompt's group per step."""
+
+    #: the `w2s.method.rewards` entry (its name is also the pseudo-label rule's)
+    reward: str = "agreement"
+    #: the task whose answers the reward grades (a name, or a custom task's spec)
+    task: str | dict = "gsm8k"
+    #: grade completions in the task's strict answer format, as the test does (False: lenient too)
+    strict_answers: bool = True
+    learning_rate: float = 1e-6
+    batch_size: int = 8
+    #: completions sampled per prompt (the group whose rewards are normalised)
+    num_generations: int = 8
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    #: KL strength to the starting model (0 = no reference model, TRL's default)
+    beta: float = 0.0
+    #: TRL's loss aggregation ("dapo", "grpo", "dr_grpo", ...)
+    loss_type: str = "dapo"
+    #: leave completions cut by max_completion_length out of the loss (DAPO)
+    mask_truncated_completions: bool = False
+    logging_steps: int = 1                   # the per-step reward curve (grpo_log in lineage.json)
+    #: generation inside GRPO with vLLM (GPUs): "colocate" (same processes) or "server" (trl vllm-serve)
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO normalises within a group), got {self.num_generations}")
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be a multiple "
+                             f"of num_generations ({self.num_generations}): whole groups per step")
+        if self.max_completion_length < 1:
+            raise ValueError(f"max_completion_length must be >= 1, got {self.max_completion_length}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be > 0 (GRPO needs different completions), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server, got {self.vllm_mode!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+
+
 # Names used in docs/architecture.md.

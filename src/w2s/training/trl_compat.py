@@ -12,6 +12,9 @@ Known facts about the supported range (trl>=1.0,<2):
 - `DPOTrainer(processing_class=...)`; `loss_type` is a list, with `loss_weights`;
   an SFT term is `loss_type=["sigmoid", "sft"]`. With a PEFT model and no `ref_model`, the
   reference pass runs with the adapter disabled.
+- `GRPOConfig`/`GRPOTrainer(reward_funcs=..., processing_class=...)`; `per_device_train_batch_size`
+  counts completions; extra dataset columns reach reward functions as keyword lists (with
+  `remove_unused_columns=False`); generate() is called without the tokenizer (stop strings).
 - ORPO left the top level in TRL 1.x and lives in `trl.experimental.orpo`; older releases
   export `trl.ORPOTrainer`. If neither exists, `w2s.training.orpo_fallback` implements the
   published loss on top of transformers' Trainer.
@@ -237,6 +240,84 @@ def orpo_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_conf
         warnings.simplefilter("ignore")
         return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                            peft_config=peft_config, callbacks=list(callbacks) or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# GRPO
+# ---------------------------------------------------------------------------------------------
+def grpo_config(settings, output_dir: str, stop: Sequence[str] = (), eos_token_id: int | None = None):
+    """TRL's GRPOConfig. Stop strings: vLLM's SamplingParams take `stop`; with transformers'
+    generate, `grpo_trainer` adds a stopping criterion, and rows that stopped are padded with EOS
+    so that TRL's completion mask (which ends at the first EOS) ends there too."""
+    from trl import GRPOConfig
+
+    kw = _common_kwargs(settings, output_dir)
+    kw.update(num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
+              temperature=settings.temperature, top_p=settings.top_p, beta=settings.beta,
+              loss_type=settings.loss_type, mask_truncated_completions=bool(settings.mask_truncated_completions),
+              use_vllm=bool(settings.use_vllm), vllm_mode=settings.vllm_mode,
+              vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+              # the dataset's extra columns (pseudo_label) must reach the reward functions
+              remove_unused_columns=False, disable_dropout=True)
+    if stop and settings.use_vllm:
+        kw["generation_kwargs"] = {"stop": list(stop)}
+    elif stop and eos_token_id is not None:
+        kw["generation_kwargs"] = {"pad_token_id": eos_token_id}
+    return _config(GRPOConfig, kw, settings.extra)
+
+
+def _stop_criterion(tokenizer, stop: Sequence[str], prompt_len: int):
+    """Stop a row once its completion (not its prompt) contains a stop string. transformers' own
+    `stop_strings` cannot be used: TRL does not pass the tokenizer to generate(), and its vocabulary
+    scan fails on some tokenizers (the toy one)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    window = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stop) + 4
+
+    class StopStrings(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            tails = tokenizer.batch_decode(input_ids[:, max(prompt_len, input_ids.shape[1] - window):])
+            return torch.tensor([any(s in t for s in stop) for t in tails], device=input_ids.device)
+
+    return StopStrings()
+
+
+def grpo_trainer(model, tokenizer, dataset, reward_funcs, settings, output_dir: str, stop: Sequence[str] = (),
+                 peft_config=None, callbacks=()):
+    """TRL's GRPOTrainer on a {prompt, pseudo_label} dataset. Stop strings with transformers'
+    generate: TRL 1.x offers no hook for stopping criteria, so the model object's `generate` gets
+    one (TRL generates with the unwrapped model, this same object; PEFT forwards to it)."""
+    from transformers import StoppingCriteriaList
+    from trl import GRPOTrainer
+
+    args = grpo_config(settings, output_dir, stop, tokenizer.eos_token_id)
+    if stop and not settings.use_vllm:
+        generate = model.generate
+
+        def generate_with_stop(*a, **kw):
+            prompt_len = (kw.get("input_ids") if kw.get("input_ids") is not None else a[0]).shape[1]
+            criteria = StoppingCriteriaList(kw.pop("stopping_criteria", None) or [])
+            criteria.append(_stop_criterion(tokenizer, stop, prompt_len))
+            return generate(*a, stopping_criteria=criteria, **kw)
+
+        model.generate = generate_with_stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args, train_dataset=dataset,
+                           processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks) or None)
+
+
+def grpo_log(trainer) -> list[dict]:
+    """Per logged step: mean reward and its spread, completion length, clipped share (and KL)."""
+    keys = {"reward": "reward", "reward_std": "reward_std", "completions/mean_length": "mean_length",
+            "completions/clipped_ratio": "clipped_ratio", "kl": "kl", "entropy": "entropy"}
+    out = []
+    for entry in trainer.state.log_history:
+        if "reward" in entry and "step" in entry:
+            out.append({"step": int(entry["step"]),
+                        **{short: float(entry[k]) for k, short in keys.items() if k in entry}})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

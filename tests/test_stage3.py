@@ -1,0 +1,204 @@
+"""Stage III: pseudo-label rules, rewards, GRPO on the toy model, and the pipeline with stage3."""
+
+import inspect
+import json
+
+import pytest
+
+from w2s.method import pseudo_labels as pl
+from w2s.method import rewards
+from w2s.method.registry import REWARDS
+from w2s.tasks import make_task
+
+TASK = make_task("toy")
+
+
+def gen(qid, answer, i=0, finish="stop"):
+    text = f" some steps.\n#### {answer}" if answer is not None else " no answer here"
+    return {"id": qid, "prompt": "p", "response": text, "sample_index": i, "finish_reason": finish}
+
+
+def samples(qid, answers, truncated=()):
+    return [gen(qid, a, i, "length" if i in truncated else "stop") for i, a in enumerate(answers)]
+
+
+QUESTIONS = [{"id": q, "question": f"question {q}"} for q in ("a", "b", "c", "d")]
+SAMPLES = (samples("a", [5, 5, 5, 7, 7, 7, 7, 9])      # weak 5 has 3 votes, icl 7 has 4
+           + samples("b", [5, 5, 5, 5, 2, None, None, None], truncated={0, 1})  # 5: only 2 usable
+           + samples("c", [1, 1, 1, 1, 1, 1, 3, 3])     # neither weak (4) nor icl (6) is supported
+           + samples("d", [8, 8, 8, 8, 8, 2, 2, 2]))
+WEAK = [gen("a", 5), gen("b", 5), gen("c", 4), gen("d", 8)]
+ICL = [gen("a", 7), gen("b", 5), gen("c", 6), gen("d", 9, finish="length")]
+
+
+# ---- (d) the rules on hand-made records ------------------------------------------------------
+def test_agreement_rule_threshold_prefer_truncation_and_left_out():
+    labels = pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_support=3, prefer="weak")
+    # b: weak/icl 5 has 4 votes but 2 are truncated -> 2 < 3; c: neither answer sampled >= 3 times
+    assert labels == {"a": "5", "d": "8"}
+    assert pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, prefer="icl")["a"] == "7"
+    assert pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, prefer="most_votes")["a"] == "7"
+    assert pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_support=2)["b"] == "5"
+    assert pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_support=4) == {"a": "7", "d": "8"}
+    with pytest.raises(ValueError, match="prefer"):
+        pl.agreement_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, prefer="gold")
+
+
+def test_majority_rule_confidence_floor_counts_every_sample():
+    labels = pl.majority_labels(TASK, QUESTIONS, SAMPLES, min_confidence=0.6)
+    assert labels == {"c": "1", "d": "8"}                    # a: 4/8 = 0.5; b: 2/8 usable fives
+    assert pl.majority_labels(TASK, QUESTIONS, SAMPLES, min_confidence=0.5) == {"a": "7", "c": "1", "d": "8"}
+    assert pl.pseudo_labels("majority", TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_confidence=0.6,
+                            min_support=3, prefer="weak") == labels
+
+
+def test_diagnostics_score_labels_against_gold():
+    labels = {"a": "5", "d": "8"}
+    gold = [{"id": "a", "answer": "7"}, {"id": "d", "answer": "8"}, {"id": "c", "answer": "1"}]
+    d = pl.diagnostics(TASK, QUESTIONS, SAMPLES, labels, gold=gold)
+    assert d["coverage"] == 0.5 and d["precision"] == 0.5 and d["n_graded"] == 2
+    assert d["majority_share"] == pytest.approx((4 + 2 + 6 + 5) / 8 / 4)
+    assert d["majority_accuracy"] == 1.0                     # a: 7, c: 1, d: 8 are all right
+    one = pl.diagnostics(TASK, QUESTIONS[:1], samples("a", [3] * 8), {})
+    assert one["answer_entropy"] == 0.0 and "precision" not in one
+    assert pl.diagnostics(TASK, QUESTIONS[:1], samples("a", [1, 2]), {})["answer_entropy"] == pytest.approx(0.6931, 1e-3)
+
+
+# ---- (b) pseudo-labels never read gold --------------------------------------------------------
+def test_pseudo_labels_never_read_gold():
+    for fn in (pl.agreement_labels, pl.majority_labels, pl.pseudo_labels):
+        assert not any("gold" in p or "answer" == p for p in inspect.signature(fn).parameters)
+
+    def with_gold(records, value):
+        return [{**r, "gold": value, "answer": value, "solution": f"#### {value}"} for r in records]
+
+    for rule in pl.RULES:
+        plain = pl.pseudo_labels(rule, TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_support=3, min_confidence=0.5)
+        for value in ("0", "8"):
+            leaked = pl.pseudo_labels(rule, TASK, with_gold(QUESTIONS, value), with_gold(SAMPLES, value),
+                                      with_gold(WEAK, value), with_gold(ICL, value), min_support=3,
+                                      min_confidence=0.5)
+            assert leaked == plain, rule
+
+
+# ---- rewards -----------------------------------------------------------------------------------
+def test_rewards_registered_with_their_rule_and_documented():
+    assert {"agreement", "majority"} <= set(REWARDS)
+    for name, fn in REWARDS.items():
+        assert fn.pseudo_label_rule in pl.RULES
+        assert len((fn.__doc__ or "").split("\n\n")[0]) > 100, name
+    with pytest.raises(ValueError, match="stage3.reward"):
+        rewards.bind("nope", TASK)
+
+
+def test_reward_grades_finished_completions_against_their_own_label():
+    fn = rewards.bind("agreement", TASK, eos_token_ids=[2])
+    completions = [" 3 + 4 = 7.\n#### 7", " 7\n#### 7", " #### 7\nQuestion: next", " 3 + 4 = 7", " #### 8"]
+    ids = [[5, 2], [5, 6], [5, 6], [5, 2], [5, 2]]   # the second one was cut by the length limit
+    r = fn(prompts=["p"] * 5, completions=completions, pseudo_label=["7"] * 5, completion_ids=ids)
+    # strict format: " 3 + 4 = 7" has no `#### N`; a stop string ends a completion like EOS does
+    assert r == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+# ---- (c) a group's rewards do not depend on how it is split across processes -------------------
+def test_rewards_identical_whole_or_split():
+    completions = [f" steps\n#### {a}" for a in (7, 7, 8, 7, 9, 7, 8, 8)] + [" #### 5"] * 4 + [" #### 6"] * 4
+    labels = ["7"] * 8 + ["5"] * 8
+    ids = [[1, 2]] * 16
+    for name in REWARDS:
+        fn = rewards.bind(name, TASK, eos_token_ids=[2])
+        whole = fn(prompts=["p"] * 16, completions=completions, pseudo_label=labels, completion_ids=ids)
+        for size in (1, 3, 4, 5):   # slices as TRL hands them to each of several processes
+            parts = []
+            for s in range(0, 16, size):
+                parts += fn(prompts=["p"] * len(completions[s:s + size]), completions=completions[s:s + size],
+                            pseudo_label=labels[s:s + size], completion_ids=ids[s:s + size])
+            assert parts == whole, (name, size)
+        assert sum(whole) == 8.0
+
+
+# ---- (a) GRPO on the CPU raises the reward ----------------------------------------------------
+@pytest.fixture(scope="module")
+def toy_policy(tmp_path_factory):
+    """The shipped strong toy model after a short SFT on gold toy solutions: it answers in the
+    task's format and ends with EOS, as every Stage III starting model (M_plus, M_pro) does."""
+    import torch
+
+    from w2s.steps import sft_records
+    from w2s.toy import checkpoint_path
+    from w2s.toy.world import WorldConfig, make_splits
+    from w2s.training import SFTSettings, train_sft
+
+    torch.set_num_threads(1)  # small models: more threads only contend
+    splits = make_splits(seed=3, sizes={"train_1": 256, "train_2": 64, "test": 1}, config=WorldConfig(max_steps=3, max_distractors=1))
+    out = tmp_path_factory.mktemp("stage3") / "sft"
+    train_sft(str(checkpoint_path("strong")), sft_records(TASK, splits["train_1"]), out,
+              SFTSettings(learning_rate=3e-4, batch_size=16, max_steps=40, max_length=256, save_steps=1000, seed=0))
+    return out, splits["train_2"]
+
+
+def test_grpo_raises_the_mean_reward_on_cpu(toy_policy, tmp_path):
+    from w2s.generation import SamplingConfig, generate
+    from w2s.method.voting import majority_vote
+    from w2s.training import read_lineage
+    from w2s.training.grpo import train_grpo
+    from w2s.training.settings import GRPOSettings
+
+    model, questions = toy_policy
+    prompts = [{"id": q["id"], "prompt": TASK.prompt(q["question"])} for q in questions]
+    samples = generate(str(model), prompts, SamplingConfig(max_new_tokens=64, temperature=1.0, n=8,
+                                                           stop=TASK.stop, seed=0), progress=False)
+    # A pseudo-label from the policy's own samples (no gold), on the question whose label it gives
+    # closest to half of the time: the most reward to gain, and a learning signal in every group.
+    labels = pl.majority_labels(TASK, questions, samples, min_confidence=0.25)
+    votes = majority_vote(TASK, samples)
+    q = min((q for q in questions if q["id"] in labels), key=lambda q: abs(votes[q["id"]].confidence - 0.5))
+    records = [{"prompt": TASK.prompt(q["question"]), "pseudo_label": labels[q["id"]]}] * 4
+    settings = GRPOSettings(reward="majority", task="toy", learning_rate=3e-4, max_steps=16,
+                            max_completion_length=64, save_steps=1000, seed=0)
+    out = train_grpo(str(model), records, tmp_path / "rl", settings)
+    log = read_lineage(out)["grpo_log"]
+    assert [e["step"] for e in log] == list(range(1, 17))
+    first, last = [e["reward"] for e in log[:5]], [e["reward"] for e in log[-5:]]
+    assert sum(last) / 5 > sum(first) / 5 + 0.1, [e["reward"] for e in log]
+
+
+# ---- (e) the pipeline with stage3 ----------------------------------------------------------------
+@pytest.mark.slow
+def test_pipeline_with_stage3_end_to_end(tmp_path):
+    from w2s.demo import DEMO_WORLD, demo_config
+    from w2s.pipeline import run_pipeline
+    from w2s.pipeline.run_config import config_from_dict, deep_merge
+    from w2s.toy.data import write_splits
+    from w2s.toy.world import WorldConfig
+
+    data = tmp_path / "toy_data"
+    write_splits(data, 0, {"train_1": 200, "train_2": 48, "test": 40, "dev": 20}, WorldConfig(**DEMO_WORLD))
+    raw = deep_merge(demo_config(data, quick=True, stage3=True), {
+        "weak": {"train": {"max_steps": 20}}, "strong": {"train": {"max_steps": 10}},
+        "stage1": {"iterations": 1, "variants": ["hybrid"]}, "baselines": ["weak"],
+        "stage2": {"method": "dpo", "train": {"max_steps": 2}}, "eval": {"n": 0},
+        "stage3": {"max_questions": 8, "train": {"max_steps": 2}}})
+    run_pipeline(config_from_dict(raw), tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"m_plus", "m_pro_dpo", "m_rl"} <= set(metrics["models"])
+    s3 = metrics["stage3"]
+    for key in ("pseudo_label_precision", "coverage", "mean_reward", "answer_entropy", "majority_share",
+                "dev_accuracy", "rounds", "chosen_round", "reward"):
+        assert key in s3, key
+    assert s3["reward"] == "agreement" and s3["start"] == "m_pro_dpo" and s3["chosen_by"] == "dev accuracy"
+    assert [r["round"] for r in s3["rounds"]] == [1, 2]
+    assert all(r["n_questions"] == 8 and 0 <= r["coverage"] <= 1 for r in s3["rounds"])
+    # m_rl: the round with the best greedy dev accuracy (the earlier on a tie), read from eval_dev/
+    devs = [json.loads((run / f"eval_dev/stage3_round{r}.json").read_text())["accuracy"] for r in (1, 2)]
+    assert [r["dev_accuracy"] for r in s3["rounds"]] == devs
+    assert s3["chosen_round"] == (2 if devs[1] > devs[0] else 1)
+    chosen = run / "models" / f"stage3_round{s3['chosen_round']}"
+    assert (run / "models" / "m_rl").resolve() == chosen.resolve()
+    pairs = {(c["a"], c["b"]) for c in metrics["comparisons"]}
+    assert {("m_rl", "m_plus"), ("m_rl", "m_pro_dpo")} <= pairs
+    assert "Stage III" in (run / "report.md").read_text() and "stage III chart" in (run / "report.html").read_text()
+    # the pseudo-labels never saw gold: the GRPO data holds questions' prompts and labels only
+    rows = [json.loads(line) for line in (run / "data/stage3/round1/train.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"id", "prompt", "pseudo_label"} for r in rows)
