@@ -1,73 +1,91 @@
-"""Summarise `w2s demo` runs over seeds: mean and spread per model, and the method's diagnostics.
+"""The 3-seed table of issue 13 / 12 from finished `w2s demo` runs: every model's strict and
+lenient test accuracy with its 95% CI, pass@k / maj@k (k in the header), the paired comparisons
+the pipeline computed, and each target checked per seed under both scorings.
 
-    for s in 0 1 2; do w2s demo --out runs/demo_s$s --seed $s; done
-    python bench/demo_seeds.py runs/demo_s0 runs/demo_s1 runs/demo_s2 [--json bench/results/demo_seeds.json]
+    for s in 0 101 102; do w2s demo --stage3 --out runs/demo_s$s --seed $s; done
+    python bench/demo_seeds.py runs/demo_s0 runs/demo_s101 runs/demo_s102 [--json OUT.json]
 
-Reads each run's metrics.json (the pipeline's schema) and manifest.json (wall time per stage).
+Reads only each run's metrics.json and manifest.json (the pipeline's files); prints Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 ROWS = [("weak", "weak (floor)"), ("strong_fewshot", "strong few-shot"), ("full_weak", "full weak FT"),
         ("m_plus", "M_plus (Stage I)"), ("m_pro_dpo", "M_pro DPO"), ("m_pro_orpo", "M_pro ORPO"),
-        ("gold_sft", "gold SFT (ceiling)")]
+        ("m_rl", "m_rl (Stage III)"), ("gold_sft", "gold SFT (ceiling)")]
 
 
-def summarise(runs: list[Path]) -> dict:
-    per_seed = []
-    for run in runs:
-        m = json.loads((run / "metrics.json").read_text())
-        stages = json.loads((run / "manifest.json").read_text())["stages"]
-        acc = {k: 100 * m["models"][k]["accuracy"] for k, _ in ROWS if k in m["models"]}
-        sel = [{"n_selected": it["n_selected"], "precision": it.get("precision"), "weak_accuracy": it["weak_accuracy"]}
-               for it in m["selection"]["iterations"]]
-        p = m["selection"]["pairs"]
-        per_seed.append({"run": str(run), "accuracy": acc, "selection": sel,
-                         "pairs": {k: p.get(k) for k in ("n_pairs", "chosen_accuracy", "rejected_accuracy")},
-                         "stage_seconds": round(sum(s.get("seconds") or 0 for s in stages.values()), 1)})
-    return {"seeds": per_seed}
+def pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
 
 
-def fmt(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.1f} ± {statistics.pstdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+def targets(m: dict, key: str) -> dict:
+    """Issue 13's and 12's targets under one scoring (`accuracy` or `accuracy_lenient`), in points."""
+    acc = {n: (v.get(key) if v.get(key) is not None else v.get("accuracy")) for n, v in m["models"].items()}
+    pro = [acc[n] for n in ("m_pro_dpo", "m_pro_orpo") if acc.get(n) is not None]
+    out = {}
+    if pro and acc.get("m_plus") is not None:
+        best = max(pro)
+        out["best M_pro - M_plus (>= +2)"] = 100 * (best - acc["m_plus"])
+        if acc.get("strong_fewshot") is not None:
+            out["best M_pro - strong few-shot (>= +3)"] = 100 * (best - acc["strong_fewshot"])
+        if acc.get("gold_sft") is not None and acc["gold_sft"] != acc["weak"]:
+            out["PGR of best M_pro (>= 0.7)"] = (best - acc["weak"]) / (acc["gold_sft"] - acc["weak"])
+        if acc.get("m_rl") is not None:
+            out["m_rl - M_plus (>= +5)"] = 100 * (acc["m_rl"] - acc["m_plus"])
+            out["m_rl - best M_pro (>= +2)"] = 100 * (acc["m_rl"] - best)
+    return out
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
-    s = summarise(a.runs)
-    seeds = s["seeds"]
-    print("| model | " + " | ".join(Path(x["run"]).name for x in seeds) + " | mean ± sd |")
-    print("|---|" + "---|" * (len(seeds) + 1))
+    runs = {}
+    for run in a.runs:
+        m = json.loads((run / "metrics.json").read_text())
+        stages = json.loads((run / "manifest.json").read_text())["stages"]
+        runs[run.name] = {"metrics": m, "stage_seconds": round(sum(s.get("seconds") or 0 for s in stages.values()), 1)}
+    ks = {v.get("k") for r in runs.values() for v in r["metrics"]["models"].values() if v.get("k")}
+    k = ks.pop() if len(ks) == 1 else "k"
+    print(f"| model | " + " | ".join(f"{n}: strict [95% CI] / lenient / pass@{k} / maj@{k} / dev" for n in runs) + " |")
+    print("|---|" + "---|" * len(runs))
     for key, label in ROWS:
-        xs = [x["accuracy"][key] for x in seeds]
-        print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in xs) + f" | {fmt(xs)} |")
-    gap = {k: [x["accuracy"][k] for x in seeds] for k, _ in ROWS}
-    pro = [max(d, o) for d, o in zip(gap["m_pro_dpo"], gap["m_pro_orpo"])]
-    checks = {
-        "M_plus - full weak": [p - f for p, f in zip(gap["m_plus"], gap["full_weak"])],
-        "full weak - weak": [f - w for f, w in zip(gap["full_weak"], gap["weak"])],
-        "best M_pro - M_plus": [b - p for b, p in zip(pro, gap["m_plus"])],
-        "PGR(best M_pro)": [(b - w) / (c - w) for b, w, c in zip(pro, gap["weak"], gap["gold_sft"])],
-    }
-    for name, xs in checks.items():
-        print(f"{name}: " + ", ".join(f"{v:.2f}" for v in xs) + f"  (mean {statistics.mean(xs):.2f})")
-    for x in seeds:
-        sel = "; ".join(f"iter{i + 1} {it['n_selected']} at {it['precision']:.3f}" for i, it in enumerate(x["selection"]))
-        pr = x["pairs"]
-        print(f"{Path(x['run']).name}: weak labels {x['selection'][0]['weak_accuracy']:.3f}; {sel}; "
-              f"{pr['n_pairs']} pairs, chosen {pr['chosen_accuracy']:.3f} vs rejected {pr['rejected_accuracy']:.3f}; "
-              f"stages {x['stage_seconds']} s")
+        cells = []
+        for r in runs.values():
+            v = r["metrics"]["models"].get(key)
+            if v is None:
+                cells.append("–")
+                continue
+            ci = v.get("ci95")
+            cells.append(f"{pct(v['accuracy'])} [{pct(ci[0]) if ci else '–'}, {pct(ci[1]) if ci else '–'}] / "
+                         f"{pct(v.get('accuracy_lenient'))} / {pct(v.get('pass@k'))} / {pct(v.get('maj@k'))} / "
+                         f"{pct(v.get('dev_accuracy'))}")
+        if any(c != "–" for c in cells):
+            print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nPaired comparisons (strict, same test questions; McNemar p):")
+    for name, r in runs.items():
+        for c in r["metrics"].get("comparisons", []):
+            lo, hi = c["ci95"]
+            print(f"- {name}: {c['a']} vs {c['b']}: {100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], "
+                  f"p = {c['p']:.3g}")
+    print("\nTargets (points; PGR as a ratio):")
+    checks = {}
+    for name, r in runs.items():
+        checks[name] = {"strict": targets(r["metrics"], "accuracy"), "lenient": targets(r["metrics"], "accuracy_lenient")}
+        for scoring, t in checks[name].items():
+            print(f"- {name} {scoring}: " + "; ".join(f"{k} {v:+.2f}" if "PGR" not in k else f"{k} {v:.2f}"
+                                                      for k, v in t.items()))
+    for name, r in runs.items():
+        print(f"- {name}: compute time of the stages {r['stage_seconds']} s")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({**s, "checks": checks}, indent=1))
+        a.json.write_text(json.dumps({"checks": checks, "runs": {n: r["metrics"] for n, r in runs.items()}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from w2s.method.metrics import bootstrap_ci, paired_comparison
 
 BASE_TRAIN = {"learning_rate": 1.0e-5, "max_steps": 60, "batch_size": 16, "beta": 0.1, "sft_weight": 1.0,
               "max_length": 256, "save_steps": 1000, "method": "dpo"}
-BASE_PAIRS = {"strategy": "paper", "min_confidence": 0.6, "flip_confidence": 0.8, "max_pairs": 1}
+BASE_PAIRS = {"strategy": "paper", "min_confidence": 0.6, "flip_confidence": 0.8, "max_pairs": 1,
+              "min_support": 3, "prefer": "icl"}
 
 #: name -> (start model stage, samples file, pair settings, train settings)
 VARIANTS = {
@@ -39,12 +40,36 @@ VARIANTS = {
     "weak_rejected_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "weak_rejected_only"},
                              {"learning_rate": 1.0e-4}),
     "self_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "self"}, {"learning_rate": 1.0e-4}),
+    "agreement": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement"}, {}),
+    "agreement_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement"}, {"learning_rate": 1.0e-4}),
+    "agreement_m5_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement", "min_support": 5},
+                            {"learning_rate": 1.0e-4}),
+    "agreement_pairs3_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement", "max_pairs": 3},
+                                {"learning_rate": 1.0e-4}),
+    # the icl Stage I model as M_plus and as the sampler (its samples are generated into OUT)
+    "icl_paper_lr1e-4": ("sft_iter2_icl", "gen:sft_iter2_icl", {}, {"learning_rate": 1.0e-4}),
+    "icl_agreement_lr1e-4": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement"}, {"learning_rate": 1.0e-4}),
 }
 
 
 def dev_score(task, model: str, dev: list[dict], out: Path, seed: int) -> dict:
     m = steps.evaluate(task, model, dev, n=0, max_new_tokens=80, seed=seed, out_path=out, batch_size=512)
     return {"accuracy": m["accuracy"], "ci95": bootstrap_ci(list(m["correct"].values())), "correct": m["correct"]}
+
+
+def sample_file(run: Path, out: Path, spec: str, task, unlabeled: list[dict], seed: int) -> Path:
+    """The run's samples file, or for "gen:STAGE" 10 samples at T = 1 from models/STAGE (made once)."""
+    if not spec.startswith("gen:"):
+        return run / spec
+    from w2s.generation import SamplingConfig
+
+    stage = spec[4:]
+    path = out / f"samples_{stage}.jsonl"
+    if not path.exists():
+        sampling = SamplingConfig(max_new_tokens=80, temperature=1.0, n=10, stop=tuple(task.stop), seed=seed)
+        steps.generate_file(str(run / "models" / stage), steps.zero_shot_prompts(task, unlabeled), sampling, path,
+                            partial=out / f".samples_{stage}.partial.jsonl", batch_size=512)
+    return path
 
 
 def main() -> None:
@@ -60,6 +85,7 @@ def main() -> None:
     q = lambda name: read_records(run / "data" / "questions" / f"{name}.jsonl")  # noqa: E731
     unlabeled, hidden, dev = q("unlabeled"), q("hidden_gold"), q("dev")
     weak = read_records(run / "data" / "d_weak.jsonl")
+    icl = read_records(run / "data" / "d_icl.jsonl")
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     starts: dict[str, dict] = {}
     for name, (start, samples_file, pair_over, train_over) in VARIANTS.items():
@@ -70,10 +96,12 @@ def main() -> None:
         if start not in starts:
             starts[start] = dev_score(task, start_model, dev, out / f"start_{start}.json", seed)
         p = {**BASE_PAIRS, **pair_over}
-        pairs, summary = steps.preference_pairs(task, unlabeled, weak, read_records(run / samples_file),
-                                                min_confidence=p["min_confidence"],
+        samples = read_records(sample_file(run, out, samples_file, task, unlabeled, seed))
+        context = ({"icl_gens": icl, "min_support": p["min_support"], "prefer": p["prefer"]}
+                   if p["strategy"] == "agreement" else {})
+        pairs, summary = steps.preference_pairs(task, unlabeled, weak, samples, min_confidence=p["min_confidence"],
                                                 flip_confidence=p["flip_confidence"], max_pairs=p["max_pairs"],
-                                                seed=seed, gold=hidden, strategy=p["strategy"])
+                                                seed=seed, gold=hidden, strategy=p["strategy"], **context)
         vdir = out / name
         write_jsonl(vdir / "pairs.jsonl", pairs)
         settings = {"seed": seed, **BASE_TRAIN, **train_over}

@@ -94,3 +94,25 @@ def test_confidence_intervals_and_paired_comparisons(tmp_path):
     assert same["delta"] == 0 and same["p"] == 1.0
     md = render_markdown(metrics)
     assert "not significant" in md and "McNemar" in md and "95% CI" in md
+
+
+def test_lenient_verdicts_get_their_own_comparisons(tmp_path):
+    """A task with a lenient parse (toy): per-question lenient verdicts give `ci95_lenient` and
+    `comparisons_lenient`, and the report states the lenient comparison where it differs."""
+    ids = [f"q{i}" for i in range(100)]
+    strict = {"m_plus": lambda i: i % 2 == 0, "strong_fewshot": lambda i: False}
+    lenient = {"m_plus": lambda i: i % 2 == 0, "strong_fewshot": lambda i: i % 4 != 0}  # few-shot right, wrong format
+    for name in strict:
+        correct = {q: int(strict[name](i)) for i, q in enumerate(ids)}
+        loose = {q: int(lenient[name](i)) for i, q in enumerate(ids)}
+        write_json(tmp_path / "eval" / f"{name}.json", {"accuracy": sum(correct.values()) / 100, "correct": correct,
+                                                         "accuracy_lenient": sum(loose.values()) / 100,
+                                                         "correct_lenient": loose})
+    metrics = collect_metrics(tmp_path, {"m_plus": ModelRef("m", "m_plus"),
+                                         "strong_fewshot": ModelRef(None, "strong_fewshot")})
+    (s,), (l,) = metrics["comparisons"], metrics["comparisons_lenient"]
+    assert s["delta"] == 0.5 and s["p"] < 1e-6
+    assert abs(l["delta"] - (0.5 - 0.75)) < 1e-9 and l["ci95"][1] < 0  # lenient: few-shot is ahead
+    lo, hi = metrics["models"]["strong_fewshot"]["ci95_lenient"]
+    assert lo < 0.75 < hi
+    assert "lenient: -25.0" in render_markdown(metrics)

@@ -62,6 +62,7 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     run_dir = Path(run_dir)
     scores: dict[str, dict] = {}
     verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
+    lenient: dict[str, dict[str, int]] = {}   # the same under the task's lenient parse (toy)
     for name, ref in models.items():
         f = run_dir / "eval" / f"{ref.eval_name}.json"
         dev = run_dir / "eval_dev" / f"{ref.eval_name}.json"  # greedy on the dev split (settings' choice)
@@ -73,6 +74,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
             scores[name] = {k: s.get(k) for k in ("accuracy", "pass@k", "maj@k", "k", "n")}
             if s.get("accuracy_lenient") is not None:  # tasks with a lenient fallback parser (toy)
                 scores[name]["accuracy_lenient"] = s["accuracy_lenient"]
+                lenient[name] = s.get("correct_lenient") or {}
+                scores[name]["ci95_lenient"] = bootstrap_ci(list(lenient[name].values())) if lenient[name] else None
             verdicts[name] = s.get("correct") or {}
             scores[name]["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
         if dev.exists():
@@ -107,7 +110,8 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
             if e.get("seconds") is not None:
                 timings[name] = e["seconds"]
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
-            "aliases": aliases, "comparisons": comparisons(verdicts), "selection": selection,
+            "aliases": aliases, "comparisons": comparisons(verdicts),
+            **({"comparisons_lenient": comparisons(lenient)} if lenient else {}), "selection": selection,
             **({"stage3": stage3} if stage3 else {}), "timings": timings}
 
 
@@ -167,11 +171,17 @@ def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
 def significance_lines(metrics: dict) -> list[str]:
     """Each comparison in words: which model is ahead, by how much, and whether it is significant."""
     lines = []
+    lenient = {(c["a"], c["b"]): c for c in metrics.get("comparisons_lenient", [])}
     for c in metrics.get("comparisons", []):
         lo, hi = c["ci95"]
         verdict = ("significant" if c["p"] < 0.05 else "not significant") + f" (McNemar p = {c['p']:.3g})"
-        lines.append(f"{label(c['a'])} vs {label(c['b'])}: {100 * c['delta']:+.1f} points "
-                     f"[95% CI {100 * lo:+.1f}, {100 * hi:+.1f}] on {c['n']} questions, {verdict}")
+        line = (f"{label(c['a'])} vs {label(c['b'])}: {100 * c['delta']:+.1f} points "
+                f"[95% CI {100 * lo:+.1f}, {100 * hi:+.1f}] on {c['n']} questions, {verdict}")
+        cl = lenient.get((c["a"], c["b"]))
+        if cl is not None and (cl["a_only"], cl["b_only"]) != (c["a_only"], c["b_only"]):
+            line += (f"; lenient: {100 * cl['delta']:+.1f} [{100 * cl['ci95'][0]:+.1f}, {100 * cl['ci95'][1]:+.1f}], "
+                     f"{'significant' if cl['p'] < 0.05 else 'not significant'} (p = {cl['p']:.3g})")
+        lines.append(line)
     return lines
 
 

@@ -162,12 +162,15 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
     question, unbiased pass@k and maj@k at k = n. Questions without a greedy answer count as wrong.
 
     Scores are STRICT: a task with a lenient fallback parser (`task.strict()` is not None) is
-    scored on its own answer format, and its lenient greedy accuracy is `accuracy_lenient`."""
+    scored on its own answer format, and its lenient greedy accuracy is `accuracy_lenient`
+    (per question: `correct_lenient`)."""
     strict = task.strict()
     if strict is not None:
         greedy, samples = list(greedy), list(samples)
-        lenient = greedy_accuracy(task, greedy, golds_of(questions))
-        return {**score_generations(strict, questions, greedy, samples), "accuracy_lenient": lenient}
+        lenient_ok = correctness_by_id(task, greedy, golds_of(questions))
+        correct_lenient = {qid: int(bool(v) and v[0]) for qid, v in lenient_ok.items()}
+        return {**score_generations(strict, questions, greedy, samples),
+                "accuracy_lenient": accuracy(correct_lenient.values()), "correct_lenient": correct_lenient}
     golds = golds_of(questions)
     greedy_ok = correctness_by_id(task, greedy, golds)
     correct = {qid: int(bool(v) and v[0]) for qid, v in greedy_ok.items()}
