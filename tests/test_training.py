@@ -307,6 +307,25 @@ def test_settings_validation_and_mapping():
     assert s.to_dict()["max_steps"] == 7 and s.to_dict()["max_length"] == 99  # what lineage.json records
 
 
+def test_warmup_ratio_reaches_the_trainer(tmp_path):
+    """transformers 5 folded warmup_ratio into a float warmup_steps: the setting must still warm up
+    (it was silently dropped with a warning before), in every trainer's config."""
+    import torch
+    from transformers import get_scheduler
+
+    from w2s.training import trl_compat
+
+    for cfg in (trl_compat.sft_config(SFTSettings(max_steps=100, warmup_ratio=0.1, lr_scheduler="linear"), str(tmp_path)),
+                trl_compat.dpo_config(PreferenceSettings(max_steps=100, warmup_ratio=0.1, lr_scheduler="linear"),
+                                      str(tmp_path))):
+        steps = cfg.get_warmup_steps(100) if hasattr(cfg, "get_warmup_steps") else None
+        assert steps == 10 or getattr(cfg, "warmup_ratio", None) == 0.1
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = get_scheduler("linear", opt, num_warmup_steps=cfg.get_warmup_steps(100), num_training_steps=100)
+        assert sched.get_last_lr()[0] == 0.0  # starts from 0: a warmup is on
+    assert trl_compat.sft_config(SFTSettings(max_steps=100), str(tmp_path)).get_warmup_steps(100) == 0
+
+
 def test_orpo_fallback_when_trl_has_none(tiny_model, tmp_path, monkeypatch):
     """Insulation: if a TRL release drops ORPO, our implementation of the published loss runs."""
     from w2s.training import trl_compat

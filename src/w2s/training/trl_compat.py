@@ -56,6 +56,21 @@ def _filter_fields(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in names}
 
 
+def _renamed(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Settings that transformers 5 moved: `warmup_ratio` is now a float `warmup_steps` (a value
+    in [0, 1) is a ratio of the training steps), and the log directory comes from the
+    environment (`log_dir`). Without this the warmup was dropped."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = dict(kwargs)
+    if "warmup_ratio" in kwargs and "warmup_ratio" not in names and "warmup_steps" in names:
+        ratio = kwargs.pop("warmup_ratio")
+        if ratio:
+            kwargs["warmup_steps"] = min(float(ratio), 0.999999)  # 1.0 would read as one step
+    if "logging_dir" not in names:
+        kwargs.pop("logging_dir", None)
+    return kwargs
+
+
 def _report_to(value: str | Sequence[str] | None) -> list[str] | str:
     if value is None:
         return "none"
@@ -120,6 +135,7 @@ def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
 
 
 def _config(cls, kwargs: dict[str, Any], extra: dict[str, Any]):
+    kwargs = _renamed(cls, kwargs)
     merged = {**_filter_fields(cls, kwargs), **(extra or {})}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
