@@ -32,23 +32,18 @@ BASE_PAIRS = {"strategy": "paper", "min_confidence": 0.6, "flip_confidence": 0.8
 VARIANTS = {
     "paper": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {}),
     "paper_orpo": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"method": "orpo"}),
-    "paper_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"learning_rate": 1.0e-4}),
-    "paper_lr3e-5": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"learning_rate": 3.0e-5}),
-    "paper_lr1e-4_nonll": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"learning_rate": 1.0e-4, "sft_weight": 0.0}),
-    "paper_lr1e-4_beta0.5": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"learning_rate": 1.0e-4, "beta": 0.5}),
-    "paper_pairs3_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"max_pairs": 3}, {"learning_rate": 1.0e-4}),
-    "weak_rejected_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "weak_rejected_only"},
-                             {"learning_rate": 1.0e-4}),
-    "self_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "self"}, {"learning_rate": 1.0e-4}),
+    # the icl Stage I model (the dev split's best Stage I model) as M_plus and as the sampler
+    # (its samples are generated into OUT)
+    "icl_paper": ("sft_iter2_icl", "gen:sft_iter2_icl", {}, {}),
     "agreement": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement"}, {}),
+    "icl_weak_rejected": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "weak_rejected_only"}, {}),
+    "icl_agreement_lr3e-5": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement"}, {"learning_rate": 3.0e-5}),
+    "icl_agreement_nonll": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement"}, {"sft_weight": 0.0}),
+    "icl_agreement_beta0.5": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement"}, {"beta": 0.5}),
+    "icl_agreement_pairs3": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement", "max_pairs": 3}, {}),
+    "icl_self": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "self"}, {}),
+    "paper_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {}, {"learning_rate": 1.0e-4}),
     "agreement_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement"}, {"learning_rate": 1.0e-4}),
-    "agreement_m5_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement", "min_support": 5},
-                            {"learning_rate": 1.0e-4}),
-    "agreement_pairs3_lr1e-4": ("sft_iter2_hybrid", "data/samples.jsonl", {"strategy": "agreement", "max_pairs": 3},
-                                {"learning_rate": 1.0e-4}),
-    # the icl Stage I model as M_plus and as the sampler (its samples are generated into OUT)
-    "icl_paper_lr1e-4": ("sft_iter2_icl", "gen:sft_iter2_icl", {}, {"learning_rate": 1.0e-4}),
-    "icl_agreement_lr1e-4": ("sft_iter2_icl", "gen:sft_iter2_icl", {"strategy": "agreement"}, {"learning_rate": 1.0e-4}),
 }
 
 

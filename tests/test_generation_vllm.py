@@ -116,11 +116,11 @@ def test_the_vllm_demo_keeps_the_weak_model_on_hf(tmp_path):
 
     data = tmp_path / "d"
     data.mkdir()
-    for split in ("train_1", "train_2", "test"):
+    for split in ("train_1", "train_2", "test", "dev"):
         (data / f"{split}.jsonl").write_text('{"id": "a", "question": "q", "answer": "1", "solution": "#### 1"}\n')
     stages, _ = build_stages(config_from_dict(demo_config(data, quick=True, backend="vllm")), tmp_path / "run")
     backends = {s.name: s.params.get("backend") for s in stages if s.kind in ("generate", "eval")}
-    assert backends.pop("weak_answers") == "hf" and backends.pop("eval_weak") == "hf"
+    assert backends.pop("weak_answers") == "hf" and backends.pop("eval_weak") == "hf" and backends.pop("dev_weak") == "hf"
     assert set(backends.values()) == {"vllm"} and "icl_answers" in backends and "eval_m_pro_dpo" in backends
 
 
