@@ -4,7 +4,7 @@ import json
 
 from w2s.io import write_json
 from w2s.method.metrics import pgr
-from w2s.report import ModelRef, collect_metrics, render_markdown, write_report
+from w2s.report import ModelRef, collect_metrics, render_markdown, results_table, write_report
 
 
 def fake_run(tmp_path):
@@ -116,3 +116,18 @@ def test_lenient_verdicts_get_their_own_comparisons(tmp_path):
     lo, hi = metrics["models"]["strong_fewshot"]["ci95_lenient"]
     assert lo < 0.75 < hi
     assert "lenient: -25.0" in render_markdown(metrics)
+
+
+def test_a_tuning_run_reports_dev_scores_only(tmp_path):
+    """eval.test: false (settings chosen on dev): no test file exists; the table is the dev one,
+    with CIs, and no test number is invented."""
+    ids = [f"q{i}" for i in range(50)]
+    for name, every in (("weak", 5), ("m_pro_dpo", 2)):
+        correct = {q: int(i % every == 0) for i, q in enumerate(ids)}
+        write_json(tmp_path / "eval_dev" / f"{name}.json", {"accuracy": sum(correct.values()) / 50, "correct": correct})
+    metrics = collect_metrics(tmp_path, {"weak": ModelRef("weak_sft", "weak"), "m_pro_dpo": ModelRef("m", "m_pro_dpo")})
+    assert metrics["models"]["m_pro_dpo"]["accuracy"] is None and metrics["models"]["m_pro_dpo"]["dev_accuracy"] == 0.5
+    assert metrics["comparisons"] == [] and metrics["models"]["weak"]["pgr"] is None
+    table = results_table(metrics)
+    assert table[0][:3] == ["Model", "Dev accuracy %", "95% CI"] and table[2][1] == "50.0"
+    render_markdown(metrics)  # renders without a test column to plot

@@ -211,6 +211,8 @@ def results_table(metrics: dict) -> list[list[str]]:
     k = str(ks.pop()) if len(ks) == 1 else "k"
     lenient = any("accuracy_lenient" in m for m in metrics["models"].values())
     dev = any("dev_accuracy" in m for m in metrics["models"].values())
+    if dev and not any(m.get("accuracy") is not None for m in metrics["models"].values()):
+        return dev_table(metrics)  # a tuning run: never scored on test
     rows = [["Model", "Accuracy %", "95% CI"] + (["Lenient %"] if lenient else []) +
             [f"pass@{k} %", f"maj@{k} %", "PGR"] + (["Dev %"] if dev else [])]
     for name, m in metrics["models"].items():
@@ -219,6 +221,16 @@ def results_table(metrics: dict) -> list[list[str]]:
                     ([_fmt(m.get("accuracy_lenient"))] if lenient else []) +
                     [_fmt(m.get("pass@k")), _fmt(m.get("maj@k")), _fmt(m.get("pgr"), pct=False)] +
                     ([_fmt(m.get("dev_accuracy"))] if dev else []))
+    return rows
+
+
+def dev_table(metrics: dict) -> list[list[str]]:
+    """A tuning run's table (eval.test: false): greedy accuracy on the dev split only."""
+    lenient = any("dev_accuracy_lenient" in m for m in metrics["models"].values())
+    rows = [["Model", "Dev accuracy %", "95% CI"] + (["Dev lenient %"] if lenient else [])]
+    for name, m in metrics["models"].items():
+        rows.append([label(name), _fmt(m.get("dev_accuracy")), _ci(m.get("dev_ci95"))] +
+                    ([_fmt(m.get("dev_accuracy_lenient"))] if lenient else []))
     return rows
 
 
