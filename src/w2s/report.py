@@ -340,8 +340,11 @@ def _plots(metrics: dict) -> dict[str, str]:
         out["confidence"] = _png(fig, plt)
     rounds = (metrics.get("stage3") or {}).get("rounds") or []
     if rounds:
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(10, 3.2))
         xs = [r["round"] for r in rounds]
+        start_dev = metrics["stage3"].get("start_dev_accuracy")
+        if start_dev is not None:  # round 0: the starting policy
+            ax.plot([0], [100 * start_dev], "D", color="#555", label="start policy's dev accuracy")
         for key, style, name in (("coverage", "o-", "pseudo-label coverage"),
                                  ("pseudo_label_precision", "s-", "pseudo-label precision (hidden gold)"),
                                  ("mean_reward", "^-", "mean GRPO reward"), ("majority_share", "v--", "majority share"),
@@ -350,12 +353,23 @@ def _plots(metrics: dict) -> dict[str, str]:
                 ax.plot(xs, [100 * r[key] if r.get(key) is not None else float("nan") for r in rounds], style,
                         label=name)
         ax.axvline(metrics["stage3"].get("chosen_round", xs[-1]), color="#555", ls=":", lw=1)
-        ax.set_xticks(xs)
+        ax.set_xticks(([0] if start_dev is not None else []) + xs)
         ax.set_xlabel("Stage III round (dotted: m_rl)")
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)
         ax.legend(fontsize=7)
         ax.set_title("Stage III collapse monitor")
+        step = 0  # the GRPO reward along training: a running mean over 25 steps, rounds end to end
+        for r in rounds:
+            curve = r.get("reward_curve") or []
+            smooth = [sum(curve[max(0, i - 24):i + 1]) / len(curve[max(0, i - 24):i + 1]) for i in range(len(curve))]
+            ax_r.plot(range(step, step + len(curve)), [100 * v for v in smooth], color="#3b7dd8")
+            step += len(curve)
+            ax_r.axvline(step, color="#999", ls=":", lw=1)
+        ax_r.set_xlabel("GRPO step (dotted: end of a round)")
+        ax_r.set_ylabel("mean reward % (running mean, 25 steps)")
+        ax_r.set_ylim(0, 105)
+        ax_r.set_title("Stage III reward during training")
         fig.tight_layout()
         out["stage3"] = _png(fig, plt)
     return out
@@ -378,8 +392,10 @@ def stage3_rows(metrics: dict) -> list[list[str]]:
 
 def stage3_line(metrics: dict) -> str:
     s = metrics["stage3"]
-    return (f"reward {s.get('reward')} from {s.get('start')}, {len(s.get('rounds', []))} rounds; m_rl = round "
-            f"{s.get('chosen_round')} (chosen by {s.get('chosen_by')})")
+    start = s.get("start_dev_accuracy")
+    return (f"reward {s.get('reward')} from {s.get('start')}"
+            + (f" (dev {_fmt(start)})" if start is not None else "")
+            + f", {len(s.get('rounds', []))} rounds; m_rl = round {s.get('chosen_round')} (chosen by {s.get('chosen_by')})")
 
 
 def _png(fig, plt) -> str:

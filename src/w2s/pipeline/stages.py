@@ -261,8 +261,10 @@ class W2SStages:
                          outputs=[f"eval_dev/{name}.json"], kind="eval")
             rounds.append(name)
             policy = name
+        # the starting policy's own dev score: did any round beat it?
+        self.stage3_start_eval = self.models["m_plus"].eval_name if policy == m_plus else self.stage3_start(m_plus)
         deps = [f"stage3_labels_r{r}" for r in range(1, s3.rounds + 1)] + rounds + \
-            ([f"dev_{n}" for n in rounds] if cfg.data.dev else [])
+            ([f"dev_{n}" for n in rounds] + [f"dev_{self.stage3_start_eval}"] if cfg.data.dev else [])
         self.add("m_rl", self.m_rl, deps=deps, params={"rounds": s3.rounds, "reward": s3.reward},
                  outputs=["models/m_rl", "data/stage3/summary.json"], kind="train")
         self.add_model("m_rl", EvalSpec(model_stage="m_rl"))
@@ -505,7 +507,9 @@ class W2SStages:
                 (read_lineage(self.model_dir(name)) or {}).get("grpo_log") or [],
                 read_json(dev).get("accuracy") if dev.exists() else None)})
         chosen = steps.choose_round(rounds)
+        start_dev = ctx.path(f"eval_dev/{self.stage3_start_eval}.json")
         summary = {"reward": self.cfg.stage3.reward, "start": self.stage3_start("m_plus"),
+                   "start_dev_accuracy": read_json(start_dev).get("accuracy") if start_dev.exists() else None,
                    "chosen_round": chosen, "chosen_by": "dev accuracy" if self.cfg.data.dev else "last round",
                    **{k: v for k, v in rounds[chosen - 1].items() if k not in ("round", "reward_curve")},
                    "rounds": rounds}
