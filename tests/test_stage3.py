@@ -194,6 +194,7 @@ def test_pipeline_with_stage3_end_to_end(tmp_path):
     devs = [json.loads((run / f"eval_dev/stage3_round{r}.json").read_text())["accuracy"] for r in (1, 2)]
     assert [r["dev_accuracy"] for r in s3["rounds"]] == devs
     assert s3["chosen_round"] == (2 if devs[1] > devs[0] else 1)
+    assert s3["start_dev_accuracy"] == json.loads((run / "eval_dev/m_pro_dpo.json").read_text())["accuracy"]
     chosen = run / "models" / f"stage3_round{s3['chosen_round']}"
     assert (run / "models" / "m_rl").resolve() == chosen.resolve()
     pairs = {(c["a"], c["b"]) for c in metrics["comparisons"]}
