@@ -130,4 +130,4 @@ def test_a_tuning_run_reports_dev_scores_only(tmp_path):
     assert metrics["comparisons"] == [] and metrics["models"]["weak"]["pgr"] is None
     table = results_table(metrics)
     assert table[0][:3] == ["Model", "Dev accuracy %", "95% CI"] and table[2][1] == "50.0"
-    render_markdown(metrics)  # renders without a test column to plot
+    assert "Results (dev split only" in render_markdown(metrics)  # and nothing to plot from test

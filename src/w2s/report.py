@@ -224,6 +224,12 @@ def results_table(metrics: dict) -> list[list[str]]:
     return rows
 
 
+def results_title(metrics: dict) -> str:
+    if any(m.get("accuracy") is not None for m in metrics["models"].values()):
+        return "Results (test set)"
+    return "Results (dev split only: a tuning run, test not scored)"
+
+
 def dev_table(metrics: dict) -> list[list[str]]:
     """A tuning run's table (eval.test: false): greedy accuracy on the dev split only."""
     lenient = any("dev_accuracy_lenient" in m for m in metrics["models"].values())
@@ -413,7 +419,7 @@ def _strategy(metrics: dict, key: str) -> str:
 
 def render_markdown(metrics: dict) -> str:
     parts = ["# Weak-to-strong run report", ""] + [f"- {line}" for line in run_lines(metrics)] + \
-        ["", "## Results (test set)", "", _md_table(results_table(metrics)), "",
+        ["", f"## {results_title(metrics)}", "", _md_table(results_table(metrics)), "",
              "PGR = (accuracy - weak) / (gold SFT - weak). pass@k and maj@k use k samples per question. "
              "95% CI: percentile bootstrap over test questions. Accuracy is strict (the task's answer "
              "format only); Lenient, where shown, also takes the task's fallback parse. Dev, where shown: "
@@ -454,7 +460,7 @@ def render_html(metrics: dict) -> str:
     plots = _plots(metrics)
     sel = metrics["selection"]
     sections = ["<ul class='run'>" + "".join(f"<li>{html.escape(line)}</li>" for line in run_lines(metrics)) + "</ul>",
-                f"<h2>Results (test set)</h2>{_html_table(results_table(metrics))}",
+                f"<h2>{html.escape(results_title(metrics))}</h2>{_html_table(results_table(metrics))}",
                 "<p>PGR = (accuracy &minus; weak) / (gold SFT &minus; weak). 95% CI: percentile bootstrap over "
                 "test questions. Accuracy is strict (the task's answer format only); Lenient, where shown, also "
                 "takes the task's fallback parse. Dev, where shown: greedy accuracy on the dev split, the "
