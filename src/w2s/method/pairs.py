@@ -40,6 +40,25 @@ def _check(min_confidence: float, flip_confidence: float, max_pairs: int) -> Non
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
 
 
+def _grouped(task: Task, samples: Iterable[dict], votes: dict[str, Vote] | None):
+    """Samples grouped by id, and their votes (computed here unless the caller has them)."""
+    groups = group_by_id(samples)
+    return groups, votes if votes is not None else {qid: voting.vote(task, g) for qid, g in groups.items()}
+
+
+def _distinct(task: Task, samples: list[dict], answers: list, seen: set) -> list[tuple[str, str, int]]:
+    """(completion, answer, position) of each usable sample: not truncated, and its completion text
+    not in `seen` (which grows, so a text is used once)."""
+    out = []
+    for i, (g, answer) in enumerate(zip(samples, answers)):
+        completion = task.completion(g.get("response") or "")
+        if is_truncated(g) or completion in seen:
+            continue
+        seen.add(completion)
+        out.append((completion, answer, i))
+    return out
+
+
 @register(PAIRS, "paper")
 def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                 samples: Iterable[dict], min_confidence: float = 0.6, flip_confidence: float = 0.8,
@@ -52,9 +71,7 @@ def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict]
     """
     _check(min_confidence, flip_confidence, max_pairs)
     weak = first_generation(weak_gens)
-    sample_groups = group_by_id(samples)
-    if votes is None:
-        votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
+    sample_groups, votes = _grouped(task, samples, votes)
     out = []
     for q in questions:
         qid = str(q["id"])
@@ -94,22 +111,16 @@ def self_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
     """
     _check(min_confidence, flip_confidence, max_pairs)
     weak = {qid: task.completion(g.get("response") or "") for qid, g in first_generation(weak_gens).items()}
-    sample_groups = group_by_id(samples)
-    if votes is None:
-        votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
+    sample_groups, votes = _grouped(task, samples, votes)
     out = []
     for q in questions:
         qid = str(q["id"])
         vote = votes.get(qid)
         if vote is None or vote.answer is None or vote.confidence < min_confidence:
             continue
-        seen, majority, others = {weak.get(qid)}, [], []
-        for g, answer, group in zip(sample_groups[qid], vote.answers, vote.group_of):
-            completion = task.completion(g.get("response") or "")
-            if is_truncated(g) or completion in seen:
-                continue
-            seen.add(completion)
-            (majority if group == 0 else others).append((completion, answer))
+        majority, others = [], []
+        for completion, answer, i in _distinct(task, sample_groups[qid], vote.answers, {weak.get(qid)}):
+            (majority if vote.group_of[i] == 0 else others).append((completion, answer))
         candidates = [(c, r) for c in majority for r in others]
         picked = seeded_rng(seed, "self_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
         prompt = task.prompt(q["question"])
@@ -127,13 +138,7 @@ def _pairs_for_question(task: Task, question: dict, weak: dict, samples: list[di
     weak_answer = task.extract_answer(weak.get("response") or "")
     weak_completion = task.completion(weak.get("response") or "")
     # distinct usable samples (by completion text), with their answers
-    seen, usable = {weak_completion}, []
-    for g, answer in zip(samples, vote.answers):
-        completion = task.completion(g.get("response") or "")
-        if is_truncated(g) or completion in seen:
-            continue
-        seen.add(completion)
-        usable.append((completion, answer))
+    usable = [(c, a) for c, a, _ in _distinct(task, samples, vote.answers, {weak_completion})]
     rng = seeded_rng(seed, "pairs", question["id"])
     if weak_answer and task.equivalent(weak_answer, vote.answer):
         side = "chosen"
@@ -178,9 +183,7 @@ def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[d
     weak = first_generation(weak_gens)
     labels = agreement_labels(task, questions, samples, weak.values(), icl_gens, min_support=min_support,
                               prefer=prefer)
-    sample_groups = group_by_id(samples)
-    if votes is None:
-        votes = {qid: voting.vote(task, gens) for qid, gens in sample_groups.items()}
+    sample_groups, votes = _grouped(task, samples, votes)
     out = []
     for q in questions:
         qid = str(q["id"])
@@ -196,11 +199,7 @@ def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[d
             seen.add(w_completion)
             if not (w_answer and task.equivalent(w_answer, label)):
                 rejected.append((w_completion, w_answer, "rejected"))
-        for g, answer in zip(sample_groups[qid], vote.answers):
-            completion = task.completion(g.get("response") or "")
-            if is_truncated(g) or completion in seen:
-                continue
-            seen.add(completion)
+        for completion, answer, _ in _distinct(task, sample_groups[qid], vote.answers, seen):
             right = bool(answer) and task.equivalent(answer, label)
             (chosen if right else rejected).append((completion, answer, "none"))
         candidates = [(c, r) for c in chosen for r in rejected]
