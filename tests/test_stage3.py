@@ -178,7 +178,7 @@ def test_pipeline_with_stage3_end_to_end(tmp_path):
         "weak": {"train": {"max_steps": 20}}, "strong": {"train": {"max_steps": 10}},
         "stage1": {"iterations": 1, "variants": ["hybrid"]}, "baselines": ["weak"],
         "stage2": {"method": "dpo", "train": {"max_steps": 2}}, "eval": {"n": 0},
-        "stage3": {"max_questions": 8, "train": {"max_steps": 2}}})
+        "stage3": {"reward": "agreement", "max_questions": 8, "train": {"max_steps": 2}}})
     run_pipeline(config_from_dict(raw), tmp_path / "run", quiet=True)
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
