@@ -74,6 +74,13 @@ def main(argv=None) -> None:
             lo, hi = c["ci95"]
             print(f"- {name}: {c['a']} vs {c['b']}: {100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], "
                   f"p = {c['p']:.3g}")
+    print("\nThe same against strong few-shot under the lenient parse (the base model states `=> N`):")
+    for name, r in runs.items():
+        for c in r["metrics"].get("comparisons_lenient", []):
+            if c["b"] == "strong_fewshot":
+                lo, hi = c["ci95"]
+                print(f"- {name}: {c['a']} vs strong_fewshot: {100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], "
+                      f"p = {c['p']:.3g}")
     print("\nTargets (points; PGR as a ratio):")
     checks = {}
     for name, r in runs.items():
