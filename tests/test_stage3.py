@@ -203,3 +203,24 @@ def test_pipeline_with_stage3_end_to_end(tmp_path):
     # the pseudo-labels never saw gold: the GRPO data holds questions' prompts and labels only
     rows = [json.loads(line) for line in (run / "data/stage3/round1/train.jsonl").read_text().splitlines()]
     assert all(set(r) == {"id", "prompt", "pseudo_label"} for r in rows)
+
+
+def test_every_stage_comes_after_its_dependencies(tmp_path):
+    """m_rl reads the start policy's dev score, whose stage is added later in the graph: the
+    stage list must still run it first (a fresh run failed here; resumed runs hid it)."""
+    from w2s.demo import demo_config
+    from w2s.pipeline.run_config import config_from_dict
+    from w2s.pipeline.stages import build_stages, dependencies_first
+    from w2s.pipeline.dag import Stage
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for split in ("train_1", "train_2", "test", "dev"):
+        (data / f"{split}.jsonl").write_text('{"id": "a", "question": "q", "answer": "1", "solution": "#### 1"}\n')
+    stages, _ = build_stages(config_from_dict(demo_config(data, quick=True, stage3=True)), tmp_path / "run")
+    pos = {s.name: i for i, s in enumerate(stages)}
+    assert "dev_m_pro_dpo" in set(stages[pos["m_rl"]].deps)
+    assert all(pos[d] < pos[s.name] for s in stages for d in s.deps)
+    loop = [Stage("a", None, ["b"]), Stage("b", None, ["a"])]
+    with pytest.raises(ValueError, match="cycle: a -> b -> a"):
+        dependencies_first(loop)

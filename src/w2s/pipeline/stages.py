@@ -169,7 +169,7 @@ class W2SStages:
             self.add_stage3(m_plus)
         self.add_baselines()
         self.add_evals_and_report()
-        return self.stages
+        return dependencies_first(self.stages)
 
     def add_stage1(self) -> str:
         """Stage I: select, then train the ORIGINAL strong model, each iteration regenerating
@@ -560,6 +560,29 @@ class W2SStages:
         metrics = collect_metrics(ctx.run_dir, self.models)
         write_report(ctx.run_dir, metrics)
         return {"models": sorted(metrics["models"])}
+
+
+def dependencies_first(stages: list[Stage]) -> list[Stage]:
+    """The stages in the order they were added, except that each comes after everything it
+    depends on (m_rl needs the dev score of a model whose eval stages are added later)."""
+    by_name = {s.name: s for s in stages}
+    placed: set[str] = set()
+    out: list[Stage] = []
+
+    def place(stage: Stage, path: tuple[str, ...] = ()) -> None:
+        if stage.name in placed:
+            return
+        if stage.name in path:
+            raise ValueError(f"stage graph has a cycle: {' -> '.join(path + (stage.name,))}")
+        for d in stage.deps:
+            if d in by_name:
+                place(by_name[d], path + (stage.name,))
+        placed.add(stage.name)
+        out.append(stage)
+
+    for stage in stages:
+        place(stage)
+    return out
 
 
 def _data_hashes(data) -> dict:
