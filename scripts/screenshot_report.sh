@@ -10,6 +10,6 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$profile" --hide-scrollbars --window-size=1100,1700 \
+  --user-data-dir="$profile" --hide-scrollbars --window-size=1100,${W2S_SHOT_HEIGHT:-1700} \
   --screenshot="$out" "file://$html" >/dev/null 2>&1
 echo "wrote $out"
