@@ -24,7 +24,12 @@ import os
 import time
 from pathlib import Path
 
+from w2s import generation
+from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig, generate, keep_engines
 from w2s.io import DataError, check_output, read_json, write_json
+from w2s.method.fewshot import zero_shot_prompts
+from w2s.method.metrics import score_generations
+from w2s.tasks import make_task
 
 log = logging.getLogger("w2s.evaluation")
 
@@ -43,10 +48,6 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
     pipeline passes one relative to the run directory). The metrics dict is written to
     `out_path` as JSON when given, and returned.
     """
-    from w2s.generation import SamplingConfig, generate, keep_engines
-    from w2s.method.metrics import score_generations
-    from w2s.steps import zero_shot_prompts
-    from w2s.tasks import make_task
 
     t = make_task(task)
     if n < 0:
@@ -85,9 +86,7 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
         greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
         samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
     if backend == "hf":
-        from w2s.generation import unload
-
-        unload()  # free the cached model: the pipeline may train next
+        generation.unload()  # free the cached model: the pipeline may train next
 
     scores = score_generations(t, questions, greedy, samples)
     metrics: dict = {"task": t.name, "model": model_label or str(model), "adapter": adapter, "data": data_desc,
@@ -109,8 +108,6 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
 def _cache_key(model, adapter, backend: str, prompts: list[dict], sampling, options: dict) -> str:
     """Everything that shapes a generation file, hashed. The sample count is left out: samples
     are seeded per (seed, id, index), so the first k of n are the same records as a run of k."""
-    from w2s.generation import SPEED_ONLY_OPTIONS
-
     shaping = {k: v for k, v in options.items() if k not in SPEED_ONLY_OPTIONS}
     blob = json.dumps({"model": str(model), "model_files": _files_stamp(model), "adapter": adapter,
                        "adapter_files": _files_stamp(adapter), "backend": backend, "options": shaping,

@@ -23,10 +23,16 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from w2s import generation
 from w2s.evaluation import evaluate  # noqa: F401  (the one evaluation path)
-from w2s.io import DataError, write_json, write_jsonl
+from w2s.io import DataError, read_json, read_records, write_json, write_jsonl
+from w2s.method import metrics, pseudo_labels, voting
+from w2s.method.fewshot import build_fewshot_prompts, zero_shot_prompts  # noqa: F401  (re-exported)
+from w2s.method.registry import PAIRS, REWARDS, SELECTION, chosen
+from w2s.method.selection import full_weak_sft
 from w2s.tasks import make_task  # noqa: F401  (re-exported: one way to build a task)
-from w2s.tasks.base import Task
+from w2s.tasks.base import Task, seeded_rng
+from w2s.training import launch, read_lineage, untrained_copy
 
 log = logging.getLogger("w2s.steps")
 
@@ -43,8 +49,6 @@ def load_questions(task: Task, path: str, limit: int | None = None, id_prefix: s
 def read_generations(path: str | os.PathLike) -> list[dict]:
     """Generation records from a file; an id without a string `response` is an error naming the
     row (not a traceback three functions later)."""
-    from w2s.io import read_records
-
     records = read_records(path, required=("id", "response"))
     for i, r in enumerate(records, 1):
         if not isinstance(r["response"], str):
@@ -52,19 +56,11 @@ def read_generations(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def zero_shot_prompts(task: Task, questions: Iterable[dict]) -> list[dict]:
-    """{"id", "prompt"} per question, in the task's zero-shot format (also the format every SFT
-    and preference record is trained in)."""
-    return [{"id": str(q["id"]), "prompt": task.prompt(q["question"])} for q in questions]
-
-
 def fewshot_prompts(task: Task, questions: Sequence[dict], demos: Sequence[dict], k: int, seed: int,
                     demo_questions: Sequence[dict] | None = None) -> list[dict]:
     """k-shot prompts whose demonstrations are generation records (weak outputs) joined by id to
     `demo_questions` (default: `questions` themselves). Demonstrations that join no question
     are an error: falling back to zero-shot would report a few-shot number that is not one."""
-    from w2s.method.fewshot import build_fewshot_prompts
-
     pool_questions = questions if demo_questions is None else demo_questions
     known = {str(q["id"]) for q in pool_questions}
     if k > 0 and demos and not any(str(d["id"]) in known or isinstance(d.get("question"), str) for d in demos):
@@ -84,10 +80,8 @@ def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.P
     """Generate into `out`. With `partial`, work streams there (resumable) and is renamed to
     `out` once complete, so `out` exists only when whole; without, `out` itself is the
     resumable stream (the CLI's `w2s generate`)."""
-    from w2s.generation import generate
-
     stream = Path(partial) if partial is not None else Path(out)
-    records = generate(model, prompts, sampling, backend=backend, out_path=stream, adapter=adapter,
+    records = generation.generate(model, prompts, sampling, backend=backend, out_path=stream, adapter=adapter,
                        progress=progress, label=label, **backend_options)
     if partial is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -98,17 +92,16 @@ def generate_file(model: str, prompts: Sequence[dict], sampling, out: str | os.P
 # ---- Stage I -------------------------------------------------------------------
 def select(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], icl_gens: Sequence[dict],
            gold: Sequence[dict] | None = None, weak_labels: Sequence[dict] | None = None,
-           strategy: str = "consistency", **context):
+           strategy: str = "consistency", **available):
     """Stage I selection by the registered `strategy` (`stage1.selection`; default the paper's
-    final-answer consistency) and its summary. `context` goes to the strategy (`seed`; for
-    `confidence`, `icl_samples` and `threshold`). `gold` (question records with `answer`, hidden
+    final-answer consistency) and its summary. Of `available` (config values and inputs by
+    name: `seed`, `icl_samples`, `confidence_threshold`, ...), the strategy gets what its entry
+    declares. `gold` (question records with `answer`, hidden
     from the method) adds diagnostics only: the precision of what was selected and the accuracy
     of the raw weak labels (`weak_labels`, default `weak_gens`; the pipeline passes D_weak at
     every iteration). Returns (Selection, summary)."""
-    from w2s.method import metrics
-    from w2s.method.registry import SELECTION, lookup
-
-    sel = lookup(SELECTION, strategy, "stage1.selection")(task, questions, weak_gens, icl_gens, **context)
+    entry = SELECTION.get(strategy)
+    sel = entry(task, questions, weak_gens, icl_gens, **chosen(entry, available))
     summary = metrics.selection_diagnostics(task, sel, questions, gold=gold)
     summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
     golds = metrics.golds_of(gold if gold is not None else questions)
@@ -129,18 +122,16 @@ def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
 # ---- Stage II ------------------------------------------------------------------
 def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], samples: Sequence[dict],
                      *, min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1,
-                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper", **context):
+                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper", **available):
     """Preference pairs by the registered `strategy` (`stage2.pairs`; default the paper's rule)
     and their summary (vote confidences of every question, and with `gold`, the correctness of
-    each side). `context` goes to the strategy (`agreement`: `icl_gens`, `min_support`,
-    `prefer`). Returns (pairs, summary)."""
-    from w2s.method import metrics, voting
-    from w2s.method.registry import PAIRS, lookup
-
-    build = lookup(PAIRS, strategy, "stage2.pairs")
+    each side). Of `available` (by name: `icl_gens`, `min_support`, `prefer`, ...), the strategy
+    gets what its entry declares. Returns (pairs, summary)."""
+    entry = PAIRS.get(strategy)
     votes = voting.majority_vote(task, samples)
-    built = build(task, questions, weak_gens, samples, min_confidence=min_confidence,
-                  flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes, **context)
+    built = entry(task, questions, weak_gens, samples, min_confidence=min_confidence,
+                  flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes,
+                  **chosen(entry, available))
     summary = {"n_questions": len(questions), "n_pairs": len(built),
                "n_questions_with_pairs": len({p["id"] for p in built}),
                "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),
@@ -156,8 +147,6 @@ def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[
 def stage3_questions(questions: Sequence[dict], max_questions: int | None, seed: int, round_: int) -> list[dict]:
     """The unlabeled questions of a Stage III round: all, or `max_questions` of them drawn with a
     generator seeded by (seed, round), in their file order."""
-    from w2s.tasks.base import seeded_rng
-
     if not max_questions or max_questions >= len(questions):
         return list(questions)
     keep = set(seeded_rng(seed, "stage3", round_).sample(range(len(questions)), max_questions))
@@ -170,10 +159,7 @@ def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict]
     """GRPO records {id, prompt, pseudo_label} under the pseudo-label rule of `reward` (questions
     without a label are left out) and the round's diagnostics (`gold`, hidden: precision only).
     Returns (records, summary)."""
-    from w2s.method import pseudo_labels, rewards  # noqa: F401  (the import registers the rewards)
-    from w2s.method.registry import REWARDS, lookup
-
-    rule = lookup(REWARDS, reward, "stage3.reward").pseudo_label_rule
+    rule = REWARDS.get(reward).obj.pseudo_label_rule
     labels = pseudo_labels.pseudo_labels(rule, task, questions, samples, weak_gens, icl_gens, **rule_settings)
     records = [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "pseudo_label": labels[str(q["id"])]}
                for q in questions if str(q["id"]) in labels]
@@ -219,10 +205,6 @@ def train(kind: str, model: str, data: str | os.PathLike, out: str | os.PathLike
     """Train `kind` ("sft" | "preference" | "grpo") from `model` on the records in `data` into `out`,
     in-process or under `launcher` (multi-GPU). An empty training set is the identity: `out`
     becomes an unchanged copy of `model`, marked untrained (`empty_reason` says why)."""
-    from w2s import generation
-    from w2s.io import read_records
-    from w2s.training import launch, untrained_copy
-
     if not read_records(data):
         reason = empty_reason or f"{data} is empty"
         log.warning("%s: the model is %s, unchanged", reason, model)

@@ -10,6 +10,12 @@ from w2s.method.voting import usable_answer
 from w2s.tasks.base import Task, seeded_rng
 
 
+def zero_shot_prompts(task: Task, questions: Iterable[dict]) -> list[dict]:
+    """{"id", "prompt"} per question, in the task's zero-shot format (also the format every SFT
+    and preference record is trained in)."""
+    return [{"id": str(q["id"]), "prompt": task.prompt(q["question"])} for q in questions]
+
+
 def demo_pool(task: Task, questions: Sequence[dict], demos: Iterable[dict]) -> list[tuple[str, str, str]]:
     """(id, question, solution) for every weak output with a final answer that was not
     truncated, joined to its question by id (or carrying its own `question` field, for

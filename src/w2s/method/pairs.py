@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from w2s.method.registry import PAIRS, register
+from w2s.method.registry import PAIRS
+from w2s.method.pseudo_labels import agreement_labels, support
 from w2s.method.selection import first_generation
 from w2s.method import voting
 from w2s.method.voting import Vote, is_truncated
@@ -59,7 +60,7 @@ def _distinct(task: Task, samples: list[dict], answers: list, seen: set) -> list
     return out
 
 
-@register(PAIRS, "paper")
+@PAIRS.register("paper")
 def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                 samples: Iterable[dict], min_confidence: float = 0.6, flip_confidence: float = 0.8,
                 max_pairs: int = 1, seed: int = 42, votes: dict[str, Vote] | None = None) -> list[dict]:
@@ -82,7 +83,7 @@ def build_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict]
     return out
 
 
-@register(PAIRS, "weak_rejected_only")
+@PAIRS.register("weak_rejected_only")
 def weak_rejected_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                         samples: Iterable[dict], min_confidence: float = 0.6, flip_confidence: float = 0.8,
                         max_pairs: int = 1, seed: int = 42, votes: dict[str, Vote] | None = None) -> list[dict]:
@@ -96,7 +97,7 @@ def weak_rejected_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterab
                                    max_pairs, seed, votes) if p["weak_side"] == "rejected"]
 
 
-@register(PAIRS, "self")
+@PAIRS.register("self")
 def self_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], samples: Iterable[dict],
                min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1, seed: int = 42,
                votes: dict[str, Vote] | None = None) -> list[dict]:
@@ -159,7 +160,7 @@ def _pairs_for_question(task: Task, question: dict, weak: dict, samples: list[di
              "chosen_answer": c[1], "rejected_answer": r[1]} for c, r in sides]
 
 
-@register(PAIRS, "agreement")
+@PAIRS.register("agreement", params=("min_support", "prefer"), needs=("icl_gens",))
 def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], samples: Iterable[dict],
                     min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1, seed: int = 42,
                     votes: dict[str, Vote] | None = None, icl_gens: Iterable[dict] = (), min_support: int = 3,
@@ -176,8 +177,6 @@ def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[d
     `confidence` is the label's share of the k samples. `min_confidence` and `flip_confidence`
     are unused. Truncated responses are never used.
     """
-    from w2s.method.pseudo_labels import agreement_labels, support
-
     _check(min_confidence, flip_confidence, max_pairs)
     samples = list(samples)
     weak = first_generation(weak_gens)

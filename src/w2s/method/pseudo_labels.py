@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+from w2s.method.metrics import golds_of
+from w2s.method.registry import LABEL_RULES, chosen
 from w2s.method.selection import first_generation
 from w2s.method.voting import Vote, usable_answer, vote
 from w2s.records import group_by_id
@@ -30,6 +32,7 @@ def support(task: Task, v: Vote, answer: str) -> int:
     return sum(1 for a in v.answers if a and task.equivalent(a, answer)) if answer else 0
 
 
+@LABEL_RULES.register("agreement", params=("min_support", "prefer"))
 def agreement_labels(task: Task, questions: Sequence[dict], samples: Iterable[dict],
                      weak_gens: Iterable[dict], icl_gens: Iterable[dict], *, min_support: int = 3,
                      prefer: str = "weak") -> dict[str, str]:
@@ -66,6 +69,7 @@ def agreement_labels(task: Task, questions: Sequence[dict], samples: Iterable[di
     return out
 
 
+@LABEL_RULES.register("majority", params=("min_confidence",))
 def majority_labels(task: Task, questions: Sequence[dict], samples: Iterable[dict],
                     weak_gens: Iterable[dict] = (), icl_gens: Iterable[dict] = (), *,
                     min_confidence: float = 0.6) -> dict[str, str]:
@@ -85,18 +89,13 @@ def majority_labels(task: Task, questions: Sequence[dict], samples: Iterable[dic
     return out
 
 
-#: rule name -> labelling function; the settings each one reads
-RULES = {"agreement": (agreement_labels, ("min_support", "prefer")),
-         "majority": (majority_labels, ("min_confidence",))}
-
-
 def pseudo_labels(rule: str, task: Task, questions: Sequence[dict], samples: Sequence[dict],
                   weak_gens: Sequence[dict], icl_gens: Sequence[dict], **settings) -> dict[str, str]:
-    """Labels under `rule`; settings a rule does not read are ignored (one config section for all)."""
-    if rule not in RULES:
-        raise ValueError(f"unknown pseudo-label rule {rule!r} (known: {', '.join(RULES)})")
-    fn, keys = RULES[rule]
-    return fn(task, questions, samples, weak_gens, icl_gens, **{k: settings[k] for k in keys if k in settings})
+    """Labels under the registered `rule` (`LABEL_RULES`); of `settings`, each rule reads the ones
+    its entry declares (one config section for all rules)."""
+    entry = LABEL_RULES.get(rule)
+    return entry(task, questions, samples, weak_gens, icl_gens, **chosen(entry, settings))
+
 
 
 def answer_entropy(v: Vote) -> float:
@@ -112,8 +111,6 @@ def diagnostics(task: Task, questions: Sequence[dict], samples: Iterable[dict], 
     answer entropy of the samples (means over questions), and, with hidden `gold` (question
     records with `answer`), the labels' precision and how often the samples' majority is right.
     The only function here that sees gold, and it only scores."""
-    from w2s.method.metrics import golds_of
-
     groups = group_by_id(samples)
     votes = [vote(task, groups[str(q["id"])]) for q in questions if str(q["id"]) in groups]
     n = len(questions)

@@ -1,42 +1,48 @@
-"""Strategies as plug-ins: each is one plain function registered under a name that a config key
-selects (`stage1.selection`, `stage2.pairs`, `stage3.reward`). A researcher adds one by writing
-the function and decorating it:
+"""The method's plug-ins: each is one plain function registered under a name that a config key
+selects (`stage1.selection`, `stage2.pairs`, `stage3.reward`; a reward names its pseudo-label
+rule). A researcher adds one by writing the function and decorating it:
 
-    from w2s.method.registry import SELECTION, register
+    from w2s.method.registry import SELECTION
 
-    @register(SELECTION, "my_rule")
-    def my_rule(task, questions, weak_gens, icl_gens, **context): ...
+    @SELECTION.register("my_rule", needs=("icl_samples",), params=("confidence_threshold",))
+    def my_rule(task, questions, weak_gens, icl_gens, *, icl_samples, confidence_threshold): ...
 
-The function's docstring is its documentation ("what it is and where it comes from"); `describe`
-prints it, and docs/toy_world.md tabulates the registered ones on real toy generations.
+`params` are keys of the entry's config section (stage1 / stage2 / stage3) whose values it gets;
+`needs` are named inputs the pipeline (or the CLI) provides: `seed` (the run's seed),
+`icl_gens` (the strong model's in-context answers, D_icl), `icl_samples` (its k in-context
+samples: the pipeline adds the stage that makes them only when an entry needs them). A config
+may also name "package.module:function" from outside w2s. The function's docstring is its
+documentation: `describe()` prints it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from w2s.registry import Entry, Registry
 
-SELECTION: dict[str, Callable] = {}   # Stage I: which train_2 questions (and solutions) the strong model learns
-PAIRS: dict[str, Callable] = {}       # Stage II: preference pairs from votes and the weak answers
-REWARDS: dict[str, Callable] = {}     # Stage III: pseudo-label rule + reward for label-free RL
+SELECTION = Registry("selection rule", key="stage1.selection")  # Stage I: which train_2 questions are learnt
+PAIRS = Registry("pair rule", key="stage2.pairs")                # Stage II: preference pairs
+REWARDS = Registry("reward", key="stage3.reward")                # Stage III: label-free RL reward
+LABEL_RULES = Registry("pseudo-label rule")                      # Stage III: a reward's labels
 
-
-def register(registry: dict[str, Callable], name: str):
-    """Decorator: add `fn` to `registry` under `name` (a duplicate name is an error, not a silent swap)."""
-    def deco(fn: Callable) -> Callable:
-        if name in registry:
-            raise ValueError(f"strategy {name!r} is already registered ({registry[name].__module__})")
-        registry[name] = fn
-        return fn
-    return deco
+#: the inputs an entry may name in `needs`, and what each is
+INPUTS = {"seed": "the run's seed", "icl_gens": "the strong model's in-context answers (D_icl)",
+          "icl_samples": "the strong model's k in-context samples per question (stage1.confidence_samples)"}
 
 
-def lookup(registry: dict[str, Callable], name: str, key: str) -> Callable:
-    """The strategy `name`, or an error naming the config key and the known names."""
-    if name not in registry:
-        raise ValueError(f"{key}: unknown strategy {name!r} (known: {', '.join(sorted(registry))})")
-    return registry[name]
+def register(registry: Registry, name: str, **meta):
+    """`@register(SELECTION, "name")`: the same as `@SELECTION.register("name")`."""
+    return registry.register(name, **meta)
 
 
-def describe(registry: dict[str, Callable]) -> dict[str, str]:
+def describe(registry: Registry) -> dict[str, str]:
     """{name: first paragraph of its docstring}."""
-    return {name: (fn.__doc__ or "").strip().split("\n\n")[0] for name, fn in sorted(registry.items())}
+    return registry.describe()
+
+
+def chosen(entry: Entry, values: dict) -> dict:
+    """The values an entry reads (its params and needs) out of everything available, by name;
+    a missing one is an error naming it."""
+    missing = [n for n in (*entry.params, *entry.needs) if n not in values]
+    if missing:
+        raise ValueError(f"{entry.name!r} needs {', '.join(missing)}, which were not provided")
+    return {n: values[n] for n in (*entry.params, *entry.needs)}

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from w2s.method.registry import REWARDS, lookup, register
+from w2s.method import pseudo_labels  # noqa: F401  (registers the label rules rewards name)
+from w2s.method.registry import REWARDS
 from w2s.tasks.base import Task
 
 
@@ -30,7 +31,7 @@ def _reward(name: str, rule: str):
     """Register a reward under `name`, with the pseudo-label rule whose labels it reads."""
     def deco(fn: Callable) -> Callable:
         fn.pseudo_label_rule = rule
-        return register(REWARDS, name)(fn)
+        return REWARDS.register(name)(fn)
     return deco
 
 
@@ -81,7 +82,7 @@ def bind(name: str, task: Task, eos_token_ids: Sequence[int] = (), strict: bool 
     """The reward `name` as TRL calls it: task bound (its strict form unless `strict` is False:
     rewarded answers are the ones the test scores), and a completion counted as finished when it
     ends with an EOS token or contains one of the task's stop strings."""
-    fn = lookup(REWARDS, name, "stage3.reward")
+    fn = REWARDS.get(name, "stage3.reward").obj
     eos = set(eos_token_ids)
     task = (task.strict() or task) if strict else task
 

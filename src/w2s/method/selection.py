@@ -1,8 +1,9 @@
 """Stage I data: full weak fine-tuning, and the selection strategies (`stage1.selection`):
 `consistency` (the paper), `confidence` (the strong model's self-consistency), `random` (a
 control). Each is one function registered in `registry.SELECTION`, called as
-`fn(task, questions, weak_gens, icl_gens, **context)` and returning a `Selection`; `context`
-holds `seed`, and for `confidence` the in-context samples and the threshold.
+`fn(task, questions, weak_gens, icl_gens, **declared)` and returning a `Selection`; `declared`
+holds what its entry declares (`random`: `seed`; `confidence`: `icl_samples` and
+`confidence_threshold`).
 
 SFT records always use the task's ZERO-SHOT prompt of the question and `task.completion` of
 the response, whatever prompt produced the response (the in-context generations came from
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from w2s.method.registry import SELECTION, register
+from w2s.method.registry import SELECTION
 from w2s.method.voting import usable_answer
 from w2s.records import group_by_id
 from w2s.tasks.base import Task, seeded_rng
@@ -113,7 +114,7 @@ def _add(task: Task, sel: Selection, q: dict, answer: str, weak: dict | None, ic
     sel.answers[qid] = answer
 
 
-@register(SELECTION, "consistency")
+@SELECTION.register("consistency")
 def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
                       icl_gens: Iterable[dict], **context) -> Selection:
     """Final-answer consistency, the paper's Stage I rule (Yang, Ma, Liu 2024, "learn from
@@ -137,13 +138,13 @@ def select_consistent(task: Task, questions: Sequence[dict], weak_gens: Iterable
     return sel
 
 
-@register(SELECTION, "confidence")
+@SELECTION.register("confidence", params=("confidence_threshold",), needs=("icl_samples",))
 def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], icl_gens: Iterable[dict],
-                     *, icl_samples: Iterable[dict] | None = None, threshold: float = 0.75,
+                     *, icl_samples: Iterable[dict] | None = None, confidence_threshold: float = 0.75,
                      **context) -> Selection:
     """The strong model's own confidence instead of the weak model's agreement (self-consistency
     filtering as in LMSI, Huang et al. 2022, "Large Language Models Can Self-Improve"; Wang et al.
-    2023): keep the questions where at least `threshold` of the strong model's k in-context
+    2023): keep the questions where at least `confidence_threshold` of the strong model's k in-context
     samples (`icl_samples`, same few-shot prompts, T > 0) reach its greedy in-context answer.
 
     A threshold rather than a top-N: it reads the same at any k and any data size (with k = 4,
@@ -155,8 +156,8 @@ def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[
     if icl_samples is None:
         raise ValueError("the confidence selection needs the strong model's in-context samples "
                          "(stage1.confidence_samples; `w2s select --icl-samples`)")
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if not 0 <= confidence_threshold <= 1:
+        raise ValueError(f"confidence_threshold must lie in [0, 1], got {confidence_threshold}")
     weak, icl, groups = first_generation(weak_gens), first_generation(icl_gens), group_by_id(icl_samples)
     sel = Selection([], [], [], [], {}, {"missing": 0, "empty": 0, "unconfident": 0})
     pending = []
@@ -175,7 +176,7 @@ def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[
     for q, answer, votes in pending:
         qid = str(q["id"])
         share = sum(bool(v) and task.equivalent(v, answer) for v in votes) / len(votes)
-        if share < threshold:
+        if share < confidence_threshold:
             sel.skipped["unconfident"] += 1
             continue
         w = usable_answer(task, weak.get(qid))
@@ -183,7 +184,7 @@ def select_confident(task: Task, questions: Sequence[dict], weak_gens: Iterable[
     return sel
 
 
-@register(SELECTION, "random")
+@SELECTION.register("random", needs=("seed",))
 def select_random(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], icl_gens: Iterable[dict],
                   *, seed: int = 0, **context) -> Selection:
     """A control for `consistency`: as many questions as it would select, drawn at random

@@ -1,0 +1,143 @@
+"""What a run config's types cannot say: files exist, registered names resolve, settings that
+only make sense together, training settings against w2s.training's own types. Each check raises
+a ConfigError naming the key, before any stage runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
+from w2s.pipeline.config_errors import ConfigError
+from w2s.tasks import make_task
+from w2s.tiny_models import parse_tiny_spec
+from w2s.training import settings as training_settings
+
+SETTINGS = {"sft": training_settings.SFTSettings, "preference": training_settings.PreferenceSettings,
+            "grpo": training_settings.GRPOSettings, "lora": training_settings.LoraSettings}
+
+
+def check_semantics(cfg) -> None:
+    for check in (_data_files, _task, _models, _registered_names, _together, _training):
+        check(cfg)
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+
+
+def _data_files(cfg) -> None:
+    for name in ("gold", "unlabeled", "test", "hidden_gold", "dev"):
+        p = getattr(cfg.data, name)
+        if p is not None and not p.startswith("hf:") and not Path(p).exists():
+            raise ConfigError(f"data.{name}: file not found: {p}")
+    if not cfg.eval.test and not cfg.data.dev:
+        raise ConfigError("eval.test: false leaves nothing to score: set data.dev (a labeled dev split)")
+
+
+def _task(cfg) -> None:
+    try:
+        make_task(cfg.task)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"task: {e}") from None
+
+
+def _models(cfg) -> None:
+    for key, model in (("weak.model", cfg.weak.model), ("strong.model", cfg.strong.model)):
+        if model.startswith("tiny:"):
+            try:
+                parse_tiny_spec(model)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+            continue
+        local = Path(model)
+        if (model.startswith((".", "/", "~")) or local.exists()) and not local.exists():
+            raise ConfigError(f"{key}: model directory not found: {model}")
+
+
+def _registered_names(cfg) -> None:
+    """Each strategy resolves (built-in, or package.module:object), and so does each extra part."""
+    try:
+        SELECTION.get(cfg.stage1.selection, "stage1.selection")
+        PAIRS.get(cfg.stage2.pairs, "stage2.pairs")
+        reward = REWARDS.get(cfg.stage3.reward, "stage3.reward")
+        LABEL_RULES.get(reward.obj.pseudo_label_rule, "stage3.reward's pseudo_label_rule")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    from w2s.pipeline.graph import PARTS  # the graph imports this module's caller
+
+    for i, spec in enumerate(cfg.parts):
+        try:
+            PARTS.get(spec, f"parts[{i}]")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def _together(cfg) -> None:
+    s2, s3, e = cfg.stage2, cfg.stage3, cfg.eval
+    _require(s2.min_support <= s2.samples, "stage2.min_support", f"in [1, stage2.samples = {s2.samples}]",
+             s2.min_support)
+    _require(s3.min_support <= s3.samples, "stage3.min_support", f"in [1, stage3.samples = {s3.samples}]",
+             s3.min_support)
+    _require(e.n == 0 or e.temperature > 0, "eval.temperature",
+             "> 0 when eval.n > 0 (samples at temperature 0 are copies of the greedy answer; "
+             "eval.n: 0 scores greedy only)", e.temperature)
+    for k in ("reward", "task"):
+        _require(k not in s3.train, f"stage3.train.{k}", "left out (the run sets it: stage3.reward, task)",
+                 s3.train.get(k))
+    if s3.enabled and s3.start in ("m_pro_dpo", "m_pro_orpo"):
+        method = s3.start.split("_")[-1]
+        _require(s2.enabled and s2.method in (method, "both"), "stage3.start",
+                 f"a model this run trains (stage2.enabled with stage2.method {method} or both)", s3.start)
+
+
+def _training(cfg) -> None:
+    for key, values, kind in (("weak.train", cfg.weak.train, "sft"), ("strong.train", cfg.strong.train, "sft"),
+                              ("strong.lora", cfg.strong.lora, "lora"),
+                              ("stage2.train", cfg.stage2.train, "preference"),
+                              ("stage3.train", cfg.stage3.train, "grpo")):
+        if values is not None:
+            check_settings(SETTINGS[kind], values, key)
+
+
+def check_settings(cls, values: dict, key: str):
+    """`values` as `cls` (a w2s.training settings type): unknown keys, types and the settings' own
+    range checks, each error naming the full key (`strong.train.learning_rate`)."""
+    validate = getattr(training_settings, "validate_settings", None)
+    if validate is not None:
+        try:
+            return validate(cls, values, key)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    known = [f.name for f in dataclasses.fields(cls)]
+    for k in values:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        if first["type"] in ("value_error", "assertion_error") or not field:
+            raise ConfigError(f"{_culprit(cls, values, key)}: {first['msg'].removeprefix('Value error, ')}") from None
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
+        what = next((v for k, v in kind.items() if first["type"].startswith(k)), None)
+        msg = f"expected {what}, got {first.get('input')!r}" if what else first["msg"]
+        raise ConfigError(f"{key}.{field}: {msg}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{_culprit(cls, values, key)}: {e}") from None
+
+
+def _culprit(cls, values: dict, key: str) -> str:
+    """The full key of the setting a settings type refused: the one that fails on its own; the
+    section when only a combination fails."""
+    for k, v in values.items():
+        try:
+            TypeAdapter(cls).validate_python({k: v})
+        except (ValidationError, TypeError, ValueError):
+            return f"{key}.{k}"
+    return key
