@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from w2s.pipeline.run_config import ConfigError, load_config
+from w2s.pipeline.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -229,7 +229,7 @@ def test_train_refuses_settings_that_train_on_nothing(cli, tmp_path, flags, mess
 
 
 def test_settings_ranges_reach_the_pipeline_config(tmp_path):
-    from w2s.pipeline.run_config import ConfigError, config_from_dict
+    from w2s.pipeline.config import ConfigError, config_from_dict
 
     for name in ("gold", "unl", "test"):
         (tmp_path / f"{name}.jsonl").write_text('{"question": "q", "answer": "1"}\n')

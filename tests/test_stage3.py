@@ -168,7 +168,7 @@ def test_grpo_raises_the_mean_reward_on_cpu(toy_policy, tmp_path):
 def test_pipeline_with_stage3_end_to_end(tmp_path):
     from w2s.demo import DEMO_WORLD, demo_config
     from w2s.pipeline import run_pipeline
-    from w2s.pipeline.run_config import config_from_dict, deep_merge
+    from w2s.pipeline.config import config_from_dict, deep_merge
     from w2s.toy.data import write_splits
     from w2s.toy.world import WorldConfig
 
@@ -209,8 +209,8 @@ def test_every_stage_comes_after_its_dependencies(tmp_path):
     """m_rl reads the start policy's dev score, whose stage is added later in the graph: the
     stage list must still run it first (a fresh run failed here; resumed runs hid it)."""
     from w2s.demo import demo_config
-    from w2s.pipeline.run_config import config_from_dict
-    from w2s.pipeline.stages import build_stages, dependencies_first
+    from w2s.pipeline.config import config_from_dict
+    from w2s.pipeline.graph import build as build_stages, dependencies_first
     from w2s.pipeline.dag import Stage
 
     data = tmp_path / "d"

@@ -12,7 +12,7 @@ import pytest
 from w2s import steps
 from w2s.io import read_jsonl
 from w2s.method import metrics
-from w2s.method.registry import PAIRS, SELECTION, describe, lookup, register
+from w2s.method.registry import PAIRS, SELECTION, describe, register
 from w2s.method.selection import first_generation
 from w2s.method.voting import majority_vote, usable_answer
 from w2s.records import group_by_id
@@ -29,16 +29,16 @@ def world() -> dict:
 
 
 def select(world, strategy, **context):
-    return SELECTION[strategy](TOY, world["unlabeled"], world["d_weak"], world["d_icl"], **context)
+    return SELECTION.get(strategy)(TOY, world["unlabeled"], world["d_weak"], world["d_icl"], **context)
 
 
 def pairs(world, strategy, **settings):
-    return PAIRS[strategy](TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0, **settings)
+    return PAIRS.get(strategy)(TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0, **settings)
 
 
 def test_builtins_are_registered_and_documented():
-    assert set(SELECTION) >= {"consistency", "confidence", "random"}
-    assert set(PAIRS) >= {"paper", "weak_rejected_only", "self"}
+    assert set(SELECTION.names()) >= {"consistency", "confidence", "random"}
+    assert set(PAIRS.names()) >= {"paper", "weak_rejected_only", "self"}
     for doc in (*describe(SELECTION).values(), *describe(PAIRS).values()):
         assert len(doc) > 80 and "\n\n" not in doc  # one paragraph: what it is, where it comes from
 
@@ -77,7 +77,7 @@ def test_random_is_a_seeded_draw_of_the_consistency_size(world):
 
 @pytest.mark.parametrize("threshold", [0.5, 0.75, 1.0])
 def test_confidence_respects_its_threshold(world, threshold):
-    sel = select(world, "confidence", icl_samples=world["icl_samples"], threshold=threshold)
+    sel = select(world, "confidence", icl_samples=world["icl_samples"], confidence_threshold=threshold)
     icl, groups = first_generation(world["d_icl"]), group_by_id(world["icl_samples"])
     weak = first_generation(world["d_weak"])
     for q in world["unlabeled"]:
@@ -88,7 +88,7 @@ def test_confidence_respects_its_threshold(world, threshold):
     assert sel.ids and all(sel.answers[i] == usable_answer(TOY, icl[i]) for i in sel.ids)
     for r in sel.weak:  # only the weak solutions that reach the selected answer
         assert TOY.equivalent(usable_answer(TOY, weak[r["id"]]), sel.answers[r["id"]])
-    looser = select(world, "confidence", icl_samples=world["icl_samples"], threshold=threshold - 0.25)
+    looser = select(world, "confidence", icl_samples=world["icl_samples"], confidence_threshold=threshold - 0.25)
     assert set(sel.ids) <= set(looser.ids)
 
 
@@ -163,12 +163,12 @@ def test_strategies_score_against_gold(world):
 
 
 def test_registering_a_taken_name_fails():
-    before = dict(SELECTION)
+    before = SELECTION.get("consistency")
     with pytest.raises(ValueError, match="'consistency' is already registered"):
         register(SELECTION, "consistency")(lambda *a, **k: None)
-    assert SELECTION == before
-    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown strategy 'nope' \(known: agreement, paper, self, weak_rejected_only"):
-        lookup(PAIRS, "nope", "stage2.pairs")
+    assert SELECTION.get("consistency") is before
+    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown pair rule 'nope' \(known: agreement, paper, self, weak_rejected_only"):
+        PAIRS.get("nope")
 
 
 def test_a_new_strategy_is_one_function(world):
@@ -176,14 +176,14 @@ def test_a_new_strategy_is_one_function(world):
     @register(SELECTION, "_test_weak_only_answered")
     def weak_only(task, questions, weak_gens, icl_gens, **context):
         """Every question with a usable weak answer (a test strategy)."""
-        return SELECTION["random"](task, questions, weak_gens, icl_gens, **context)
+        return SELECTION.get("random")(task, questions, weak_gens, icl_gens, seed=0)
 
     try:
         sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"],
                                     strategy="_test_weak_only_answered", seed=0)
         assert summary["n_selected"] == len(sel.ids) > 0
     finally:
-        del SELECTION["_test_weak_only_answered"]
+        SELECTION.remove("_test_weak_only_answered")
 
 
 @pytest.fixture
@@ -195,18 +195,18 @@ def config_files(tmp_path):
             "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
 
 
-@pytest.mark.parametrize("section, key, known", [("stage1", "selection", "confidence, consistency, random"),
-                                                 ("stage2", "pairs", "agreement, paper, self, weak_rejected_only")])
+@pytest.mark.parametrize("section, key, known", [("stage1", "selection", "selection rule 'nope' \\(known: confidence, consistency, random"),
+                                                 ("stage2", "pairs", "pair rule 'nope' \\(known: agreement, paper, self, weak_rejected_only")])
 def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, key, known):
-    from w2s.pipeline.run_config import ConfigError, config_from_dict
+    from w2s.pipeline.config import ConfigError, config_from_dict
 
-    with pytest.raises(ConfigError, match=rf"{section}\.{key}: unknown strategy 'nope' \(known: {known}"):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: unknown {known}"):
         config_from_dict({**config_files, section: {key: "nope"}})
 
 
 def test_the_pipeline_passes_the_strategy_and_keys_its_cache_on_it(config_files, tmp_path):
-    from w2s.pipeline.run_config import config_from_dict
-    from w2s.pipeline.stages import build_stages
+    from w2s.pipeline.config import config_from_dict
+    from w2s.pipeline.graph import build as build_stages
 
     def stages(**sections):
         built, _ = build_stages(config_from_dict({**config_files, **sections}), tmp_path / "run")
@@ -244,14 +244,14 @@ def test_cli_options_call_the_same_strategies(world, tmp_path):
     run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--questions",
         files["unlabeled"], "--strategy", "confidence", "--icl-samples", files["icl_samples"], "--threshold", "1",
         "--out", tmp_path / "sel")
-    expected = select(world, "confidence", icl_samples=world["icl_samples"], threshold=1.0)
+    expected = select(world, "confidence", icl_samples=world["icl_samples"], confidence_threshold=1.0)
     assert [r["id"] for r in read_jsonl(tmp_path / "sel" / "icl.jsonl")] == expected.ids
     run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"], "--questions",
         files["unlabeled"], "--strategy", "weak_rejected_only", "--seed", "0", "--out", tmp_path / "p.jsonl")
     assert read_jsonl(tmp_path / "p.jsonl") == pairs(world, "weak_rejected_only")
     bad = run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"],
               "--strategy", "nope", "--out", tmp_path / "q.jsonl", code=2)
-    assert "--strategy: unknown strategy 'nope' (known: agreement, paper, self, weak_rejected_only)" in bad.output
+    assert "--strategy: unknown pair rule 'nope' (known: agreement, paper, self, weak_rejected_only" in bad.output
     assert not (tmp_path / "q.jsonl").exists()
     bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
               "confidence", "--out", tmp_path / "sel2", code=2)

@@ -93,7 +93,7 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
     scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
     from w2s.pipeline import run_pipeline
-    from w2s.pipeline.run_config import config_from_dict
+    from w2s.pipeline.config import config_from_dict
     from w2s.toy.data import write_splits
     from w2s.toy.world import WorldConfig, world_info
 
@@ -104,7 +104,7 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
         write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
-    from w2s.pipeline.run_config import deep_merge
+    from w2s.pipeline.config import deep_merge
 
     raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3), overrides or {})
     cfg = config_from_dict(raw)  # a bad override fails before anything is written

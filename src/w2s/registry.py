@@ -94,6 +94,10 @@ class Registry:
         self._entries[spec] = entry
         return entry
 
+    def remove(self, name: str) -> None:
+        """Drop an entry (tests, notebooks re-running a cell)."""
+        self._entries.pop(name, None)
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 

@@ -1,6 +1,6 @@
 """The method's steps, each ONE plain function over records and files.
 
-The pipeline's stages (`w2s.pipeline.stages`) and the CLI commands (`w2s.cli`) call these same
+The pipeline's stages (`w2s.pipeline.parts`) and the CLI commands (`w2s.cli`) call these same
 functions, so `w2s select` on files and the pipeline's select stage give the same records and
 the same summary. A step returns its outputs and, where it has one, a summary dict (what the
 CLI prints and the pipeline stores); it never reads a config object.
@@ -44,6 +44,32 @@ def load_questions(task: Task, path: str, limit: int | None = None, id_prefix: s
         raise ValueError(f"limit must be >= 1 (or absent), got {limit}")
     rows = task.load_questions(path, id_prefix=id_prefix)
     return rows[:limit] if limit else rows
+
+
+def prepare_splits(task: Task, data, needs_gold_solutions: bool) -> dict[str, list[dict]]:
+    """The run's splits from a `data:` section: {gold, unlabeled (questions only), hidden_gold
+    (id, answer, solution: diagnostics and the ceiling only), test, dev (empty without one)}.
+    A scoring split without a gold answer, or a labeled set without solutions when the weak
+    model is fine-tuned, is an error naming the file and row."""
+    d = data
+    gold = load_questions(task, d.gold, d.limit_gold, "gold")
+    missing = [r["id"] for r in gold if not r.get("solution")]
+    if needs_gold_solutions and missing:
+        raise ValueError(f"{d.gold}: question {missing[0]!r} has no gold solution, "
+                         f"needed to fine-tune the weak model (weak.finetune: true)")
+    unlabeled = load_questions(task, d.unlabeled, d.limit_unlabeled, "unlabeled")
+    hidden = {r["id"]: r for r in (load_questions(task, d.hidden_gold, None, "unlabeled")
+                                   if d.hidden_gold else unlabeled)}
+    test = load_questions(task, d.test, d.limit_test, "test")
+    dev = load_questions(task, d.dev, d.limit_dev, "dev") if d.dev else []
+    for path, rows in ((d.test, test), (d.dev, dev)):
+        bad = next((i for i, r in enumerate(rows, 1) if "answer" not in r), None)
+        if bad is not None:
+            raise ValueError(f"{path}: row {bad}: no gold answer; a scoring split needs one per question")
+    return {"gold": gold, "unlabeled": [{"id": r["id"], "question": r["question"]} for r in unlabeled],
+            "hidden_gold": [{k: v for k, v in hidden[r["id"]].items() if k in ("id", "answer", "solution")}
+                            for r in unlabeled if r["id"] in hidden],
+            "test": test, "dev": dev}
 
 
 def read_generations(path: str | os.PathLike) -> list[dict]:
@@ -109,6 +135,11 @@ def select(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], icl
         summary["weak_accuracy"] = metrics.greedy_accuracy(task, weak_gens if weak_labels is None else weak_labels,
                                                            golds)
     return sel, summary
+
+
+def full_weak_records(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict]) -> list[dict]:
+    """The full-weak-fine-tuning baseline's SFT set: every weak answer (the paper's naive W2S)."""
+    return full_weak_sft(task, questions, weak_gens)
 
 
 def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
@@ -183,6 +214,35 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
             "steps": len(rewards), "reward_curve": [round(r, 4) for r in rewards], "dev_accuracy": dev_accuracy}
 
 
+def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_accuracy: float | None) -> dict:
+    """Stage III's summary: the per-round monitor, the round m_rl is (by dev accuracy, else the
+    last) and its numbers at the top level."""
+    pick = choose_round(rounds)
+    return {"reward": reward, "start": start, "start_dev_accuracy": start_dev_accuracy, "chosen_round": pick,
+            "chosen_by": "dev accuracy" if all(r.get("dev_accuracy") is not None for r in rounds) else "last round",
+            **{k: v for k, v in rounds[pick - 1].items() if k not in ("round", "reward_curve")},
+            "rounds": list(rounds)}
+
+
+def stage3_round(labels_summary_file: str | os.PathLike, model_dir: str | os.PathLike,
+                 dev_file: str | os.PathLike | None) -> dict:
+    """One round's monitor row from its files: labels summary, GRPO log (lineage), dev score."""
+    dev = Path(dev_file) if dev_file else None
+    return stage3_round_summary(read_json(labels_summary_file),
+                                (read_lineage(model_dir) or {}).get("grpo_log") or [],
+                                read_json(dev).get("accuracy") if dev and dev.exists() else None)
+
+
+def link_model(link: str | os.PathLike, target_name: str) -> None:
+    """`link` -> the sibling model directory `target_name` (relative, so the run can move),
+    swapped in atomically; a link never replaces what it points to."""
+    link = Path(link)
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target_name, tmp)
+    os.replace(tmp, link)
+
+
 def choose_round(rounds: Sequence[dict]) -> int:
     """The round (1-based) whose policy has the best dev accuracy, the earliest on a tie (early
     stopping); the last round when there is no dev split. Never test."""
@@ -197,6 +257,16 @@ def sft_records(task: Task, questions: Iterable[dict], field: str = "solution") 
     """SFT records from gold solutions (the weak model's training set, the gold-SFT ceiling)."""
     return [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "completion": task.completion(q[field])}
             for q in questions]
+
+
+def gold_sft_records(task: Task, questions: Sequence[dict], hidden_gold: Sequence[dict]) -> list[dict]:
+    """The gold-SFT ceiling's training set: the hidden gold solutions of the unlabeled questions."""
+    text = {r["id"]: r["question"] for r in questions}
+    rows = [{**r, "question": text[r["id"]]} for r in hidden_gold if r.get("solution") and r["id"] in text]
+    if not rows:
+        raise ValueError("the gold_sft baseline needs gold solutions for the unlabeled questions "
+                         "(data.hidden_gold, or solutions inside data.unlabeled)")
+    return sft_records(task, rows)
 
 
 def train(kind: str, model: str, data: str | os.PathLike, out: str | os.PathLike, settings: dict,

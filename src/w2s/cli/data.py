@@ -12,8 +12,14 @@ from typing import List, Optional
 
 import typer
 
+from w2s import steps
 from w2s.cli.common import emit, nonempty, user_errors
 from w2s.io import DataError, check_output, read_records, write_json, write_jsonl
+from w2s.method.metrics import grade_records
+from w2s.method.registry import PAIRS, SELECTION
+from w2s.method.selection import questions_from_generations
+from w2s.records import PREFERENCE_FIELDS, SFT_FIELDS
+from w2s.tasks import make_task
 
 TASK_HELP = "Task name (gsm8k, math, custom, ...)."
 OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem for custom)."
@@ -21,8 +27,6 @@ OPTION_HELP = "Task option KEY=VALUE, repeatable (e.g. -o question_field=problem
 
 def task_from_options(name: str, options: list[str] | None):
     """A task from --task NAME and its repeatable -o KEY=VALUE options (shared by every command)."""
-    from w2s.tasks import make_task
-
     spec = {"name": name}
     for item in options or []:
         key, sep, value = item.partition("=")
@@ -34,8 +38,6 @@ def task_from_options(name: str, options: list[str] | None):
 
 def _questions(task, questions_path: str | None, *generation_sets: list[dict]) -> list[dict]:
     """Question records: from --questions (joined by id) or recovered from the generations."""
-    from w2s.method.selection import questions_from_generations
-
     recovered = questions_from_generations(task, [g for gens in generation_sets for g in gens])
     if not questions_path:
         for i, q in enumerate(recovered, 1):
@@ -68,8 +70,6 @@ def grade(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
     """Grade model responses against gold answers."""
-    from w2s.method.metrics import grade_records
-
     with user_errors():
         check_output(out, [input])
         t = task_from_options(task, task_option)
@@ -107,23 +107,16 @@ def select(
 
     Writes OUT/weak.jsonl, OUT/icl.jsonl, OUT/hybrid.jsonl (SFT records) and OUT/summary.json.
     """
-    from w2s import steps
-    from w2s.method.registry import SELECTION, lookup
-
     with user_errors():
-        lookup(SELECTION, strategy, "--strategy")
-        if strategy == "confidence" and not icl_samples:
-            raise ValueError("--strategy confidence needs --icl-samples (the strong model's in-context samples)")
+        entry = SELECTION.get(strategy, "--strategy")
+        files = _needed_files(entry, strategy, {"icl_samples": icl_samples})
         check_output(out, [weak, icl, questions, icl_samples], is_dir=True)
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         icl_gens = nonempty(steps.read_generations(icl), icl)
         qs = _questions(t, questions, weak_gens, icl_gens)
-        context: dict = {"seed": seed}
-        if strategy == "confidence":
-            context.update(icl_samples=nonempty(steps.read_generations(icl_samples), icl_samples),
-                           threshold=threshold)
-        sel, summary = steps.select(t, qs, weak_gens, icl_gens, strategy=strategy, **context)
+        sel, summary = steps.select(t, qs, weak_gens, icl_gens, strategy=strategy, seed=seed,
+                                    confidence_threshold=threshold, **files)
         out_dir = Path(out)
         steps.write_selection(out_dir, sel, summary)
         human = (f"selected {summary['n_selected']} of {summary['n_questions']} questions "
@@ -156,23 +149,18 @@ def pairs(
 
     Writes OUT (preference records) and OUT's summary beside it (OUT_summary.json).
     """
-    from w2s import steps
-    from w2s.method.registry import PAIRS, lookup
-
     with user_errors():
-        lookup(PAIRS, strategy, "--strategy")
+        entry = PAIRS.get(strategy, "--strategy")
         check_output(out, [weak, samples, questions, icl])
-        if strategy == "agreement" and not icl:
-            raise ValueError("--strategy agreement needs --icl (the in-context strong model's generations)")
+        files = _needed_files(entry, strategy, {"icl_gens": icl})
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         sample_gens = nonempty(steps.read_generations(samples), samples)
         qs = _questions(t, questions, weak_gens)
-        context = ({"icl_gens": nonempty(steps.read_generations(icl), icl), "min_support": min_support,
-                    "prefer": prefer} if strategy == "agreement" else {})
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
                                                 flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed,
-                                                strategy=strategy, **context)
+                                                strategy=strategy, min_support=min_support, prefer=prefer,
+                                                **files)
         write_jsonl(out, prefs)
         write_json(_summary_path(out), summary)
         human = (f"{summary['n_pairs']} pairs from {summary['n_questions_with_pairs']} of "
@@ -183,14 +171,31 @@ def pairs(
         emit(summary, as_json, human)
 
 
+#: the option that gives each named input a strategy may need (its entry's `needs`)
+INPUT_OPTIONS = {"icl_samples": ("--icl-samples", "the strong model's in-context samples"),
+                 "icl_gens": ("--icl", "the in-context strong model's generations")}
+
+
+def _needed_files(entry, strategy: str, given: dict[str, str | None]) -> dict[str, list[dict]]:
+    """The generation files a strategy declares it needs, read; a missing one names its option."""
+    out = {}
+    for need in entry.needs:
+        if need not in INPUT_OPTIONS:
+            continue  # a value (seed), not a file
+        option, what = INPUT_OPTIONS[need]
+        path = given.get(need)
+        if not path:
+            raise ValueError(f"--strategy {strategy} needs {option} ({what})")
+        out[need] = nonempty(steps.read_generations(path), path)
+    return out
+
+
 def _summary_path(out: str) -> Path:
     p = Path(out)
     return p.with_name(f"{p.stem}_summary.json")
 
 
 def _export_rows(records: list[dict], fmt: str, kind: str, path: str) -> list[dict]:
-    from w2s.records import PREFERENCE_FIELDS, SFT_FIELDS
-
     need = [f for f in (PREFERENCE_FIELDS if kind == "preference" else SFT_FIELDS) if f != "id"]
     for i, r in enumerate(records, 1):
         for f in need:

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
         from w2s.pipeline.dag import StageFailed
 
-        from w2s.pipeline.run_config import deep_merge, parse_override
+        from w2s.pipeline.config import deep_merge, parse_override
 
         with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             if backend not in ("hf", "vllm"):

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
         """Run the whole two-stage method with every baseline; resumes and reuses cached stages."""
         from w2s.pipeline import run_pipeline
-        from w2s.pipeline.run_config import ConfigError, deep_merge, parse_override
+        from w2s.pipeline.config import ConfigError, deep_merge, parse_override
         from w2s.pipeline.dag import StageFailed
 
         with user_errors():

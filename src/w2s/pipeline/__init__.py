@@ -1,4 +1,4 @@
-"""`w2s run`: the whole two-stage method with every baseline, cached and resumable.
+"""`w2s run`: the whole method (Stages I-III) with every baseline, cached and resumable.
 
     run_pipeline("examples/tiny_cpu.yaml", "runs/tiny")   # the experiment in one call
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import yaml
 
 from w2s.io import write_text
-from w2s.pipeline.run_config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
+from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
+from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
+from w2s.pipeline.graph import build
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
-from w2s.pipeline.dag import Manifest, Stage, run_stages
 
 log = logging.getLogger("w2s.pipeline")
 
@@ -82,14 +83,12 @@ class ProgressPrinter:
 
 
 def prepare(config: str | Path | RunConfig, run_dir: str | Path, overrides: dict | None = None):
-    from w2s.pipeline.stages import build_stages
-
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     # One spelling of the run directory, whatever was typed (relative, absolute, trailing slash,
     # symlink): every path a stage derives from it, and so every cache key, generation record
     # and checkpoint fingerprint, is the same when a run is resumed.
     run_dir = Path(run_dir).resolve()
-    stages, models = build_stages(cfg, run_dir)
+    stages, models = build(cfg, run_dir)
     return cfg, run_dir, stages, models
 
 
@@ -119,8 +118,6 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
 def stage_status(run_dir: str | Path) -> list[dict]:
     """Each stage of a run directory's DAG with its state: done, stale (inputs changed),
     running/interrupted, failed or pending."""
-    from w2s.pipeline.dag import stage_key  # the runner's own key
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():

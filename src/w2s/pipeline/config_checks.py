@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
+from w2s.pipeline.parts import PARTS
 from w2s.tasks import make_task
 from w2s.tiny_models import parse_tiny_spec
 from w2s.training import settings as training_settings
@@ -68,8 +69,6 @@ def _registered_names(cfg) -> None:
         LABEL_RULES.get(reward.obj.pseudo_label_rule, "stage3.reward's pseudo_label_rule")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    from w2s.pipeline.graph import PARTS  # the graph imports this module's caller
-
     for i, spec in enumerate(cfg.parts):
         try:
             PARTS.get(spec, f"parts[{i}]")
@@ -101,7 +100,10 @@ def _training(cfg) -> None:
                               ("stage2.train", cfg.stage2.train, "preference"),
                               ("stage3.train", cfg.stage3.train, "grpo")):
         if values is not None:
-            check_settings(SETTINGS[kind], values, key)
+            settings = check_settings(SETTINGS[kind], values, key)
+            for k in values:  # the typed value (`3e-4` from YAML is a string until here)
+                value = getattr(settings, k, values[k])
+                values[k] = value if not dataclasses.is_dataclass(value) else values[k]
 
 
 def check_settings(cls, values: dict, key: str):

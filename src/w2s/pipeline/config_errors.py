@@ -24,13 +24,13 @@ def translate(error: ValidationError, model: type[BaseModel]) -> str:
     """The first error of `error` as "key.path: what is wrong, got VALUE"."""
     e = _first(error)
     loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "constrained-"))]
-    key = ".".join(_key_path(loc)) or "config"
+    key = _dotted(_key_path(loc)) or "config"
     kind, value = e["type"], e.get("input")
     if kind == "extra_forbidden":
         known = _known_keys(model, loc[:-1])
         near = difflib.get_close_matches(loc[-1], known, n=1)
         return (f"{key}: unknown key (known: {', '.join(known)})"
-                + (f"; did you mean {'.'.join(loc[:-1] + [near[0]])!r}?" if near else ""))
+                + (f"; did you mean {_dotted(_key_path(loc[:-1]) + [near[0]])!r}?" if near else ""))
     if kind == "missing":
         return f"{key}: required key is missing"
     if kind in _TYPES:
@@ -38,7 +38,7 @@ def translate(error: ValidationError, model: type[BaseModel]) -> str:
     if kind == "finite_number":
         return f"{key}: must be a finite number, got {_short(value)}"
     if kind == "literal_error":
-        return f"{key}: expected one of [{e['ctx']['expected']}], got {_short(value)}"
+        return f"{key}: expected one of {e['ctx']['expected']}, got {_short(value)}"
     if kind in _BOUNDS:
         op, name = _BOUNDS[kind]
         why = _why(model, loc)
@@ -58,6 +58,14 @@ def _first(error: ValidationError) -> dict:
 def _key_path(loc: list[str]) -> list[str]:
     # union branches appear in loc as type names (`str`, `dict[any,any]`): not part of the key
     return [p for p in loc if not (p in ("str", "int", "float", "bool", "list", "dict") or "[" in p)]
+
+
+def _dotted(parts: list[str]) -> str:
+    """["stage1", "variants", "1"] -> "stage1.variants[1]"."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out
 
 
 def _short(value) -> str:

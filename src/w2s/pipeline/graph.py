@@ -1,0 +1,148 @@
+"""The method as a graph of stages. Each part of the method is one module of `parts/` with one
+`add(graph)` that adds its stages, each node beside its body; a part that is off adds nothing.
+`build` runs the parts in order and returns the stages (dependencies first) and the models the
+report scores. A researcher's own part ("package.module:function", config key `parts`) is added
+after the method's and before the evaluations, so its models are scored like every other.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from w2s import steps
+from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig
+from w2s.io import read_records
+from w2s.pipeline import layout
+from w2s.pipeline.config import RunConfig
+from w2s.pipeline.dag import Stage, StageContext
+from w2s.pipeline.parts import METHOD_PARTS, PARTS, evals
+from w2s.report import ModelRef
+
+
+class Graph:
+    """The stages of one run as they are added, and what parts share to add them."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.task = steps.make_task(cfg.task)
+        self.stages: list[Stage] = []
+        self.models: dict[str, ModelRef] = {}   # report name -> where its model and scores live
+        self.evals: dict = {}                   # report name -> parts.evals.EvalSpec
+        self.report_inputs: list[str] = []      # stages whose summaries the report reads
+        self.m_plus: str | None = None          # M_plus's stage, set by Stage I
+
+    def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False) -> None:
+        self.stages.append(Stage(name, fn, list(deps), {"task": self.cfg.task, **(params or {})},
+                                 list(outputs), kind, always))
+
+    def add_model(self, report_name: str, spec) -> None:
+        """A model the report scores; `spec` (parts.evals.EvalSpec) says what its eval generates with."""
+        self.evals[report_name] = spec
+        self.models[report_name] = ModelRef(spec.model_stage, report_name)
+
+    # ---- generation ------------------------------------------------------------
+    def sampling(self, n: int = 1, temperature: float = 0.0, top_p: float = 1.0) -> SamplingConfig:
+        return SamplingConfig(max_new_tokens=self.cfg.generation.max_new_tokens,
+                              temperature=temperature if n > 1 or temperature else 0.0,
+                              top_p=top_p, top_k=0, n=n, stop=tuple(self.task.stop), seed=self.cfg.seed)
+
+    def backend(self, role: str = "strong") -> str:
+        """The generation backend for a role's model: `weak.backend` may override it for the weak one."""
+        return (self.cfg.weak.backend if role == "weak" else None) or self.cfg.generation.backend
+
+    def gen_params(self, role: str = "strong", **extra) -> dict:
+        """A generation stage's cache key: what shapes its records (never batch sizes)."""
+        g = self.cfg.generation
+        return {"backend": self.backend(role), "max_new_tokens": g.max_new_tokens, "seed": self.cfg.seed,
+                "options": {k: v for k, v in g.options.items() if k not in SPEED_ONLY_OPTIONS}, **extra}
+
+    def generate(self, ctx: StageContext, model: str, prompts: list[dict], sampling, out: str,
+                 role: str = "strong") -> dict:
+        records = steps.generate_file(model, prompts, sampling, ctx.path(out), partial=ctx.work_path(),
+                                      backend=self.backend(role), label=layout.label(self.run_dir, model),
+                                      **self.cfg.generation.options)
+        return {"n": len(records)}
+
+    def fewshot_prompts(self, questions: list[dict], seed_offset: int = 0) -> list[dict]:
+        """k-shot prompts with demonstrations from D_weak (the strong model's in-context view)."""
+        return steps.fewshot_prompts(self.task, questions, read_records(self.run_dir / layout.D_WEAK),
+                                     k=self.cfg.stage1.shots, seed=self.cfg.seed + seed_offset,
+                                     demo_questions=self.questions(layout.Q_UNLABELED))
+
+    # ---- models and files ------------------------------------------------------
+    def base(self, role: str) -> str:
+        """The weak/strong base model: a hub name or path, or a tiny model this run builds."""
+        spec = getattr(self.cfg, role).model
+        return self.model_dir(f"base_{role}") if spec.startswith("tiny:") else spec
+
+    def base_deps(self, role: str) -> list[str]:
+        return [f"base_{role}"] if getattr(self.cfg, role).model.startswith("tiny:") else []
+
+    def model_dir(self, stage_name: str) -> str:
+        return str(self.run_dir / layout.model_rel(stage_name))
+
+    def questions(self, rel: str) -> list[dict]:
+        return _read_cached(str(self.run_dir / rel))
+
+    def records(self, ctx: StageContext, rel: str) -> list[dict]:
+        return read_records(ctx.path(rel))
+
+    def train(self, ctx: StageContext, kind: str, model: str, data: Path, out_stage: str, settings: dict,
+              empty_reason: str | None = None) -> dict:
+        return steps.train(kind, model, data, ctx.path(layout.model_rel(out_stage)), settings,
+                           launcher=self.cfg.launcher, job_file=ctx.work_path(".job", suffix=".json"),
+                           empty_reason=empty_reason)
+
+    def strong_settings(self, section_train: dict, **extra) -> dict:
+        """Training settings of a strong model: the run's seed, the section's settings, LoRA."""
+        settings = {"seed": self.cfg.seed, **section_train, **extra}
+        if self.cfg.strong.lora is not None:
+            settings["lora"] = dict(self.cfg.strong.lora)
+        return settings
+
+
+def build(cfg: RunConfig, run_dir: Path) -> tuple[list[Stage], dict[str, ModelRef]]:
+    """The stage list (dependencies first) and the models the report scores."""
+    graph = Graph(cfg, run_dir)
+    for add in METHOD_PARTS:
+        add(graph)
+    for spec in cfg.parts:
+        PARTS.get(spec).obj(graph)
+    evals.add(graph)
+    return dependencies_first(graph.stages), graph.models
+
+
+def dependencies_first(stages: list[Stage]) -> list[Stage]:
+    """The stages in the order they were added, except that each comes after everything it
+    depends on (m_rl needs the dev score of a model whose eval stages are added later)."""
+    by_name = {s.name: s for s in stages}
+    placed: set[str] = set()
+    out: list[Stage] = []
+
+    def place(stage: Stage, path: tuple[str, ...] = ()) -> None:
+        if stage.name in placed:
+            return
+        if stage.name in path:
+            raise ValueError(f"stage graph has a cycle: {' -> '.join(path + (stage.name,))}")
+        for d in stage.deps:
+            if d not in by_name:
+                raise ValueError(f"stage {stage.name!r} depends on {d!r}, which this run does not have")
+            place(by_name[d], path + (stage.name,))
+        placed.add(stage.name)
+        out.append(stage)
+
+    for stage in stages:
+        place(stage)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _read_cached_impl(path: str, mtime: float) -> tuple:
+    return tuple(read_records(path))
+
+
+def _read_cached(path: str) -> list[dict]:
+    p = Path(path)
+    return [dict(r) for r in _read_cached_impl(path, p.stat().st_mtime if p.exists() else 0.0)]

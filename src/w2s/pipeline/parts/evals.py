@@ -1,0 +1,82 @@
+"""Every model the parts declared, scored on test (greedy + eval.n samples: accuracy, pass@k,
+maj@k) and, with a dev split, greedily on dev (what settings are chosen by); then the report,
+rebuilt from the run directory's files every time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from w2s import steps
+from w2s.pipeline.layout import Q_DEV, Q_TEST, eval_rel, label
+from w2s.report import collect_metrics, write_report
+
+if TYPE_CHECKING:
+    from w2s.pipeline.graph import Graph
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What an eval stage scores: a trained model (its stage), or a base model used as is
+    (the weak floor without fine-tuning, the strong model few-shot)."""
+
+    model_stage: str | None = None
+    base: str | None = None        # "weak" | "strong"
+    fewshot: bool = False
+
+    @property
+    def role(self) -> str:
+        return "weak" if self.base == "weak" or self.model_stage == "weak_sft" else "strong"
+
+
+def add(g: Graph) -> None:
+    cfg = g.cfg
+    scored = []
+    for report_name, spec in g.evals.items():
+        for split in ["test"] * cfg.eval.test + ["dev"] * bool(cfg.data.dev):
+            scored.append(add_eval(g, report_name, spec, split))
+    g.add("report", lambda ctx: report(g, ctx), deps=scored + g.report_inputs,
+          outputs=["metrics.json", "report.md", "report.html"], kind="report", always=True)
+
+
+def samples_for(g: Graph, report_name: str, split: str) -> int:
+    """k for a model's eval: eval.n on test (`eval.intermediate_n` for Stage I rows that are not
+    M_plus); greedy only on dev."""
+    if split == "dev":
+        return 0
+    intermediate = report_name.startswith("stage1_") and report_name != g.models["m_plus"].eval_name
+    return g.cfg.eval.intermediate_n if intermediate and g.cfg.eval.intermediate_n is not None else g.cfg.eval.n
+
+
+def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str) -> str:
+    cfg = g.cfg
+    n = samples_for(g, report_name, split)
+    stage = f"{'eval' if split == 'test' else 'dev'}_{report_name}"
+    deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
+                            ["weak_answers"] * spec.fewshot + g.base_deps(spec.base))
+    g.add(stage, lambda ctx: evaluate(g, ctx, report_name, spec, split, n), deps=deps,
+          params=g.gen_params(spec.role, n=n, temperature=cfg.eval.temperature,
+                              model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
+                              shots=cfg.stage1.shots if spec.fewshot else 0,
+                              base=getattr(cfg, spec.base).model if spec.base == "weak" else None,
+                              **({"split": "dev"} if split == "dev" else {})),
+          outputs=[eval_rel(report_name, split)], kind="eval")
+    return stage
+
+
+def evaluate(g: Graph, ctx, report_name: str, spec: EvalSpec, split: str, n: int) -> dict:
+    questions = g.questions(Q_TEST if split == "test" else Q_DEV)
+    model = g.model_dir(spec.model_stage) if spec.model_stage else g.base(spec.base)
+    prompts = g.fewshot_prompts(questions, seed_offset=1) if spec.fewshot else None
+    gen = g.cfg.generation
+    metrics = steps.evaluate(g.task, model, questions, prompts=prompts, n=n, temperature=g.cfg.eval.temperature,
+                             max_new_tokens=gen.max_new_tokens, backend=g.backend(spec.role), seed=g.cfg.seed,
+                             out_path=ctx.path(eval_rel(report_name, split)), progress=True,
+                             model_label=label(g.run_dir, model), **gen.options)
+    return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
+
+
+def report(g: Graph, ctx) -> dict:
+    metrics = collect_metrics(ctx.run_dir, g.models)
+    write_report(ctx.run_dir, metrics)
+    return {"models": sorted(metrics["models"])}
