@@ -7,7 +7,7 @@ import pytest
 
 from w2s.method import pseudo_labels as pl
 from w2s.method import rewards
-from w2s.method.registry import REWARDS
+from w2s.method.registry import LABEL_RULES, REWARDS
 from w2s.tasks import make_task
 
 TASK = make_task("toy")
@@ -72,7 +72,7 @@ def test_pseudo_labels_never_read_gold():
     def with_gold(records, value):
         return [{**r, "gold": value, "answer": value, "solution": f"#### {value}"} for r in records]
 
-    for rule in pl.RULES:
+    for rule in LABEL_RULES:
         plain = pl.pseudo_labels(rule, TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_support=3, min_confidence=0.5)
         for value in ("0", "8"):
             leaked = pl.pseudo_labels(rule, TASK, with_gold(QUESTIONS, value), with_gold(SAMPLES, value),
@@ -84,8 +84,9 @@ def test_pseudo_labels_never_read_gold():
 # ---- rewards -----------------------------------------------------------------------------------
 def test_rewards_registered_with_their_rule_and_documented():
     assert {"agreement", "majority"} <= set(REWARDS)
-    for name, fn in REWARDS.items():
-        assert fn.pseudo_label_rule in pl.RULES
+    for entry in REWARDS.entries():
+        name, fn = entry.name, entry.obj
+        assert fn.pseudo_label_rule in LABEL_RULES
         assert len((fn.__doc__ or "").split("\n\n")[0]) > 100, name
     with pytest.raises(ValueError, match="stage3.reward"):
         rewards.bind("nope", TASK)

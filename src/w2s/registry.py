@@ -101,15 +101,18 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
 
     def names(self) -> list[str]:
         return sorted(n for n in self._entries if ":" not in n)
 
     def describe(self) -> dict[str, str]:
         """{name: first paragraph of its docstring}, built-in and registered entries."""
-        return {e.name: e.doc for e in self if ":" not in e.name}
+        return {e.name: e.doc for e in self.entries()}
 
 
 def call(entry: Entry, *args, inputs: dict[str, Any] | None = None, section: Any = None,

@@ -18,7 +18,7 @@ import math
 from typing import Iterable, Sequence
 
 from w2s.method.metrics import golds_of
-from w2s.method.registry import LABEL_RULES, chosen
+from w2s.method.registry import LABEL_RULES
 from w2s.method.selection import first_generation
 from w2s.method.voting import Vote, usable_answer, vote
 from w2s.records import group_by_id
@@ -92,9 +92,9 @@ def majority_labels(task: Task, questions: Sequence[dict], samples: Iterable[dic
 def pseudo_labels(rule: str, task: Task, questions: Sequence[dict], samples: Sequence[dict],
                   weak_gens: Sequence[dict], icl_gens: Sequence[dict], **settings) -> dict[str, str]:
     """Labels under the registered `rule` (`LABEL_RULES`); of `settings`, each rule reads the ones
-    its entry declares (one config section for all rules)."""
+    its entry declares (one config section for all rules; a missing one takes the rule's default)."""
     entry = LABEL_RULES.get(rule)
-    return entry(task, questions, samples, weak_gens, icl_gens, **chosen(entry, settings))
+    return entry(task, questions, samples, weak_gens, icl_gens, **{k: settings[k] for k in entry.params if k in settings})
 
 
 

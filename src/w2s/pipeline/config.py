@@ -87,7 +87,7 @@ class GenerationSection(Section):
                   "max_model_len", "data_parallel"):
             v = options.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{k}: must be an integer >= 1, got {v!r}")
+                raise ValueError(f".{k}: must be an integer >= 1, got {v!r}")
         return options
 
 

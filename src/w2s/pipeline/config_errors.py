@@ -44,7 +44,8 @@ def translate(error: ValidationError, model: type[BaseModel]) -> str:
         why = _why(model, loc)
         return f"{key}: must be {op} {e['ctx'][name]}{f' ({why})' if why else ''}, got {_short(value)}"
     if kind in ("value_error", "assertion_error"):
-        return f"{key}: {str(e['msg']).removeprefix('Value error, ')}"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        return f"{key}{msg}" if msg.startswith(".") else f"{key}: {msg}"  # ".sub: ..." names a sub-key
     return f"{key}: {e['msg']}, got {_short(value)}"
 
 
