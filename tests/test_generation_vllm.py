@@ -111,7 +111,7 @@ def test_the_vllm_demo_keeps_the_weak_model_on_hf(tmp_path):
     """`w2s demo --backend vllm`: every stage of the strong models on vLLM, the weak model's two
     (its answers and its eval) on hf, whose greedy output vLLM's equals."""
     from w2s.demo import demo_config
-    from w2s.pipeline.graph import build as build_stages
+    from w2s.pipeline.parts import build as build_stages
     from w2s.pipeline.config import config_from_dict
 
     data = tmp_path / "d"

@@ -12,7 +12,7 @@ from w2s.method.selection import first_generation
 from w2s.method.voting import usable_answer
 from w2s.pipeline import run_pipeline
 from w2s.pipeline.config import ConfigError, config_from_dict, deep_merge
-from w2s.pipeline.graph import build
+from w2s.pipeline.parts import build
 from w2s.tasks import make_task
 from w2s.toy.data import write_splits
 from w2s.toy.world import WorldConfig

@@ -211,7 +211,8 @@ def test_every_stage_comes_after_its_dependencies(tmp_path):
     stage list must still run it first (a fresh run failed here; resumed runs hid it)."""
     from w2s.demo import demo_config
     from w2s.pipeline.config import config_from_dict
-    from w2s.pipeline.graph import build as build_stages, dependencies_first
+    from w2s.pipeline.graph import dependencies_first
+    from w2s.pipeline.parts import build as build_stages
     from w2s.pipeline.dag import Stage
 
     data = tmp_path / "d"

@@ -206,7 +206,7 @@ def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, ke
 
 def test_the_pipeline_passes_the_strategy_and_keys_its_cache_on_it(config_files, tmp_path):
     from w2s.pipeline.config import config_from_dict
-    from w2s.pipeline.graph import build as build_stages
+    from w2s.pipeline.parts import build as build_stages
 
     def stages(**sections):
         built, _ = build_stages(config_from_dict({**config_files, **sections}), tmp_path / "run")

@@ -17,7 +17,7 @@ import yaml
 from w2s.io import write_text
 from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
-from w2s.pipeline.graph import build
+from w2s.pipeline.parts import build
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
 
 log = logging.getLogger("w2s.pipeline")

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
-from w2s.pipeline.parts import PARTS
+from w2s.pipeline.graph import PARTS
 from w2s.tasks import make_task
 from w2s.tiny_models import parse_tiny_spec
 from w2s.training import settings as training_settings

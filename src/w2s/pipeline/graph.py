@@ -1,8 +1,5 @@
-"""The method as a graph of stages. Each part of the method is one module of `parts/` with one
-`add(graph)` that adds its stages, each node beside its body; a part that is off adds nothing.
-`build` runs the parts in order and returns the stages (dependencies first) and the models the
-report scores. A researcher's own part ("package.module:function", config key `parts`) is added
-after the method's and before the evaluations, so its models are scored like every other.
+"""The graph of stages being built: what every part of the method (`parts/`) uses to add its
+stages and declare the models the report scores. `parts.build(cfg, run_dir)` runs the parts.
 """
 
 from __future__ import annotations
@@ -14,16 +11,18 @@ from w2s import steps
 from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig
 from w2s.io import read_records
 from w2s.pipeline import layout
-from w2s.pipeline.config import RunConfig
 from w2s.pipeline.dag import Stage, StageContext
-from w2s.pipeline.parts import METHOD_PARTS, PARTS, evals
+from w2s.registry import Registry
 from w2s.report import ModelRef
+
+#: extra parts from outside w2s, named in a config as "package.module:function" (key `parts`)
+PARTS = Registry("pipeline part", key="parts")
 
 
 class Graph:
     """The stages of one run as they are added, and what parts share to add them."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
+    def __init__(self, cfg, run_dir: Path):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.task = steps.make_task(cfg.task)
@@ -101,17 +100,6 @@ class Graph:
         if self.cfg.strong.lora is not None:
             settings["lora"] = dict(self.cfg.strong.lora)
         return settings
-
-
-def build(cfg: RunConfig, run_dir: Path) -> tuple[list[Stage], dict[str, ModelRef]]:
-    """The stage list (dependencies first) and the models the report scores."""
-    graph = Graph(cfg, run_dir)
-    for add in METHOD_PARTS:
-        add(graph)
-    for spec in cfg.parts:
-        PARTS.get(spec).obj(graph)
-    evals.add(graph)
-    return dependencies_first(graph.stages), graph.models
 
 
 def dependencies_first(stages: list[Stage]) -> list[Stage]:

@@ -5,16 +5,12 @@ floor is declared with the weak model, in `data`.)"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.io import write_jsonl
 from w2s.pipeline.layout import D_WEAK, Q_HIDDEN, Q_UNLABELED
 from w2s.pipeline.parts.evals import EvalSpec
 from w2s.pipeline.parts.stage1 import add_strong_sft
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 
 def add(g: Graph) -> None:

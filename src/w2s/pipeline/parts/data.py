@@ -6,17 +6,13 @@ configured strategy needs them, the strong model's k in-context samples."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.io import file_sha256, write_jsonl
 from w2s.method.registry import PAIRS, SELECTION
 from w2s.pipeline.layout import D_ICL, D_ICL_SAMPLES, D_WEAK, Q_DEV, Q_GOLD, Q_UNLABELED, SPLIT_FILES
 from w2s.pipeline.parts.evals import EvalSpec
 from w2s.tiny_models import build_from_spec
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 
 def add(g: Graph) -> None:

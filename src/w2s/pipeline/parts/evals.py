@@ -5,14 +5,10 @@ rebuilt from the run directory's files every time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.pipeline.layout import Q_DEV, Q_TEST, eval_rel, label
 from w2s.report import collect_metrics, write_report
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 
 @dataclass(frozen=True)

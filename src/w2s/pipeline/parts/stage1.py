@@ -5,17 +5,13 @@ M_plus is the last iteration's `stage1.m_plus` variant (hybrid, the paper's, by 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.method.registry import SELECTION
 from w2s.pipeline.layout import D_ICL, D_WEAK, INPUT_FILES, Q_HIDDEN, Q_UNLABELED, iteration_dir
 from w2s.pipeline.parts.data import unlabeled_prompts
 from w2s.pipeline.parts.evals import EvalSpec
 from w2s.report import ModelRef
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 VARIANTS = ("weak", "icl", "hybrid")
 
@@ -28,7 +24,7 @@ def add(g: Graph) -> None:
         if i > 1:
             for col in ("weak", "icl"):
                 gen_stage[col], gen_file[col] = add_regeneration(g, i, col)
-        add_selection(g, i, gen_stage, gen_file)
+        add_selection(g, i, dict(gen_stage), dict(gen_file))  # copies: the bodies run later
         variants = set(cfg.stage1.variants) | {cfg.stage1.m_plus}
         if i < iters:
             variants |= {"weak", "icl"}  # they regenerate the next iteration's data

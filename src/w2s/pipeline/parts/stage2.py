@@ -4,17 +4,13 @@ into chosen/rejected pairs; DPO and/or ORPO from M_plus give m_pro_dpo / m_pro_o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.io import write_json, write_jsonl
 from w2s.method.registry import PAIRS as PAIR_RULES
 from w2s.pipeline.layout import D_WEAK, INPUT_FILES, PAIRS, PAIRS_SUMMARY, Q_HIDDEN, Q_UNLABELED, SAMPLES
 from w2s.pipeline.parts.data import unlabeled_prompts
 from w2s.pipeline.parts.evals import EvalSpec
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 
 def add(g: Graph) -> None:

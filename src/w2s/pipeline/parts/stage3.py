@@ -5,16 +5,12 @@ best greedy dev accuracy (else the last); models/m_rl links to it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from w2s import steps
 from w2s.io import read_json, write_json, write_jsonl
 from w2s.method.registry import LABEL_RULES, REWARDS
 from w2s.pipeline.layout import D_ICL, D_WEAK, Q_HIDDEN, Q_UNLABELED, STAGE3_SUMMARY, stage3_dir
 from w2s.pipeline.parts.evals import EvalSpec, add_eval
-
-if TYPE_CHECKING:
-    from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph
 
 
 def start_name(g: Graph) -> str:
