@@ -12,6 +12,12 @@ from pathlib import Path
 
 import yaml
 
+from w2s.pipeline import run_pipeline
+from w2s.pipeline.config import config_from_dict, deep_merge
+from w2s.toy import checkpoint_path
+from w2s.toy.data import write_splits
+from w2s.toy.world import WorldConfig, world_info
+
 #: the demo's world: 2-3 operations and at most one distractor. On the default world (2-5 steps,
 #: up to 2 distractors) the fine-tuned weak model is right 4-8 % of the time and the method has
 #: nothing to select; here 30-35 % (docs/toy_world.md, "Difficulty probe" and "Status").
@@ -46,8 +52,6 @@ def stage3_config(quick: bool = False) -> dict:
 
 def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf",
                 stage3: bool = False) -> dict:
-    from w2s.toy import checkpoint_path
-
     p = QUICK if quick else FULL
     # no warmup: what every demo number was measured with (until the trl_compat fix, transformers 5
     # dropped the 0.05 this used to say)
@@ -92,11 +96,6 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     """Write the toy data and the demo's config into `out` and run the pipeline there.
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
     scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
-    from w2s.pipeline import run_pipeline
-    from w2s.pipeline.config import config_from_dict
-    from w2s.toy.data import write_splits
-    from w2s.toy.world import WorldConfig, world_info
-
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
@@ -104,8 +103,6 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
         write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
-    from w2s.pipeline.config import deep_merge
-
     raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3), overrides or {})
     cfg = config_from_dict(raw)  # a bad override fails before anything is written
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
             only: Optional[List[str]] = typer.Option(None, "--only", help="run just this stage (repeatable)"),
             until: Optional[str] = typer.Option(None, "--until", help="run this stage and what it needs"),
             force: Optional[List[str]] = typer.Option(None, "--force", help="rerun this stage (repeatable)"),
-            set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key: stage2.beta=0.2"),
+            set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. stage2.train.beta=0.2 (repeatable)"),
             quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
-        """Run the whole two-stage method with every baseline; resumes and reuses cached stages."""
+        """Run the whole method (Stages I-III as configured) with every baseline; resumes and reuses cached stages."""
         from w2s.pipeline import run_pipeline
         from w2s.pipeline.config import ConfigError, deep_merge, parse_override
         from w2s.pipeline.dag import StageFailed

@@ -19,6 +19,7 @@ from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # 
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
 from w2s.pipeline.parts import build
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
+from w2s.threads import default_threads
 
 log = logging.getLogger("w2s.pipeline")
 
@@ -100,8 +101,6 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         _quiet_libraries()
         if cfg.threads is not None:
             import torch
-
-            from w2s.threads import default_threads
 
             torch.set_num_threads(cfg.threads or default_threads())
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))

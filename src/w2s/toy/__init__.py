@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from w2s.io import file_sha256
+
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _VERIFIED: set[str] = set()
 
@@ -25,8 +27,6 @@ class CheckpointError(RuntimeError):
 
 def verify_checkpoint(path: str | Path) -> dict:
     """Check every file listed in `path/manifest.json` against its sha256; returns the manifest."""
-    from w2s.io import file_sha256
-
     path = Path(path)
     mf = path / "manifest.json"
     if not mf.exists():

@@ -21,6 +21,8 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
+from w2s.toy.world import make_splits, split_signatures
+from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
 from w2s.tiny_models import random_llama
 
@@ -71,8 +73,6 @@ def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0) -> set:
 
 def _held_out_splits() -> set:
     """Question texts and step lists of the EXCLUDE_WORLD_SEED splits: never in the corpus."""
-    from w2s.toy.world import make_splits, split_signatures
-
     return split_signatures(make_splits(EXCLUDE_WORLD_SEED))
 
 
@@ -164,8 +164,6 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     """Build the corpus and pretrain the requested models into `out_dir/{weak,strong}`."""
     import torch
     import transformers
-
-    from w2s.toy.tokenizer import toy_tokenizer
 
     recipe = recipe or DEFAULT_RECIPE
     specs = {**SPECS, **(specs or {})}

@@ -23,6 +23,9 @@ import re
 from collections import Counter
 from typing import Iterable
 
+from w2s.toy.corpus import NOVEL_MARKS, NOVEL_WORDS, CorpusRecipe, build_corpus
+from w2s.toy.world import WorldConfig, make_splits
+
 MAX_INT = 299
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 PIECE_PATTERN = r" ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\n| "
@@ -65,9 +68,6 @@ def build_tokenizer(vocab: list[str]):
 def _default_vocab() -> tuple[str, ...]:
     """The vocabulary of the shipped checkpoints: integers plus every piece of a fixed sample
     of the world's problems (task format) and of the pretraining corpus."""
-    from w2s.toy.corpus import NOVEL_MARKS, NOVEL_WORDS, CorpusRecipe, build_corpus
-    from w2s.toy.world import WorldConfig, make_splits
-
     splits = make_splits(seed=12345, sizes={"train_1": 300, "train_2": 0, "test": 0},
                          config=WorldConfig())
     texts = [f"Question: {r['question']}\nAnswer: {r['solution']}" for r in splits["train_1"]]
