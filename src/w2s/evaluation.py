@@ -52,57 +52,72 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
     t = make_task(task)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    questions, data_desc = _scored_questions(t, data, limit)
+    prompts = zero_shot_prompts(t, questions) if prompts is None else prompts
+    stop = tuple(t.stop)
+    greedy_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop, seed=seed)
+    sample_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                n=max(n, 1), stop=stop, seed=seed)
+    paths = _cache_paths(gen_dir, out_path, data if data_desc else None)
+    if paths:
+        _key_generation_cache(paths["key"], {
+            "greedy": (paths["greedy"], _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)),
+            "samples": (paths["samples"], _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})
+
+    t0 = time.time()
+    run = dict(backend=backend, adapter=adapter, progress=progress, label=model_label, **backend_options)
+    with keep_engines():  # vllm: the greedy pass and the n samples on one engine start
+        greedy = generate(str(model), prompts, greedy_cfg, out_path=paths.get("greedy"), **run)
+        samples = generate(str(model), prompts, sample_cfg, out_path=paths.get("samples"), **run) if n > 0 else []
+    if backend == "hf":
+        generation.unload()  # free the cached model: the pipeline may train next
+
+    metrics = {"task": t.name, "model": model_label or str(model), "adapter": adapter, "data": data_desc,
+               "n_questions": len(questions), **_scores(t, questions, greedy, samples),
+               "samples_per_question": n, "temperature": temperature, "top_p": top_p,
+               "max_new_tokens": max_new_tokens, "backend": backend, "seed": seed,
+               "truncated_greedy": sum(1 for g in greedy if g.get("finish_reason") == "length"),
+               "seconds": round(time.time() - t0, 3)}
+    if paths:
+        metrics["generations"] = {"greedy": paths["greedy"].name, "samples": paths["samples"].name if n > 0 else None}
+    if out_path is not None:
+        write_json(out_path, metrics)
+    return metrics
+
+
+def _scored_questions(task, data, limit: int | None) -> tuple[list[dict], str | None]:
+    """The questions of `data` (a file, or question records) that have a gold answer."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or absent), got {limit}")
     if isinstance(data, (str, os.PathLike)):
-        questions = t.load_questions(str(data))
-        data_desc = str(data)
+        questions, data_desc = task.load_questions(str(data)), str(data)
     else:
         questions, data_desc = [dict(q) for q in data], None
     questions = [q for q in questions[:limit] if q.get("answer") not in (None, "")]
     if not questions:
         raise DataError(data_desc, "no questions with a gold answer to evaluate on", field="answer")
-    if prompts is None:
-        prompts = zero_shot_prompts(t, questions)
+    return questions, data_desc
 
-    stop = tuple(t.stop)
-    greedy_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop, seed=seed)
-    sample_cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                n=max(n, 1), stop=stop, seed=seed)
-    greedy_path = samples_path = None
+
+def _cache_paths(gen_dir, out_path, data_file) -> dict[str, Path]:
+    """Where the generations are cached ({} = not cached): `gen_dir`, else beside `out_path`."""
     base = Path(gen_dir) if gen_dir else (Path(out_path).parent if out_path else None)
-    if base is not None:
-        stem = Path(out_path).stem if out_path else "eval"
-        greedy_path, samples_path = base / f"{stem}.greedy.jsonl", base / f"{stem}.samples.jsonl"
-        for cache in (greedy_path, samples_path, base / f"{stem}.generations.json"):
-            check_output(cache, [data] if data_desc else [])  # the cache never replaces the test file
-        _key_generation_cache(base / f"{stem}.generations.json", {
-            "greedy": (greedy_path, _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)),
-            "samples": (samples_path, _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})
+    if base is None:
+        return {}
+    stem = Path(out_path).stem if out_path else "eval"
+    paths = {"greedy": base / f"{stem}.greedy.jsonl", "samples": base / f"{stem}.samples.jsonl",
+             "key": base / f"{stem}.generations.json"}
+    for cache in paths.values():
+        check_output(cache, [data_file] if data_file else [])  # the cache never replaces the test file
+    return paths
 
-    t0 = time.time()
-    run = dict(backend=backend, adapter=adapter, progress=progress, label=model_label, **backend_options)
-    with keep_engines():  # vllm: the greedy pass and the n samples on one engine start
-        greedy = generate(str(model), prompts, greedy_cfg, out_path=greedy_path, **run)
-        samples = generate(str(model), prompts, sample_cfg, out_path=samples_path, **run) if n > 0 else []
-    if backend == "hf":
-        generation.unload()  # free the cached model: the pipeline may train next
 
-    scores = score_generations(t, questions, greedy, samples)
-    metrics: dict = {"task": t.name, "model": model_label or str(model), "adapter": adapter, "data": data_desc,
-                     "n_questions": len(questions), **scores}
+def _scores(task, questions, greedy, samples) -> dict:
+    scores = score_generations(task, questions, greedy, samples)
     if "k" in scores:
-        metrics[f"pass@{scores['k']}"] = scores["pass@k"]
-        metrics[f"maj@{scores['k']}"] = scores["maj@k"]
-    metrics.update({"samples_per_question": n, "temperature": temperature, "top_p": top_p,
-                    "max_new_tokens": max_new_tokens, "backend": backend, "seed": seed,
-                    "truncated_greedy": sum(1 for g in greedy if g.get("finish_reason") == "length"),
-                    "seconds": round(time.time() - t0, 3)})
-    if greedy_path is not None:
-        metrics["generations"] = {"greedy": greedy_path.name, "samples": samples_path.name if n > 0 else None}
-    if out_path is not None:
-        write_json(out_path, metrics)
-    return metrics
+        scores[f"pass@{scores['k']}"] = scores["pass@k"]
+        scores[f"maj@{scores['k']}"] = scores["maj@k"]
+    return scores
 
 
 def _cache_key(model, adapter, backend: str, prompts: list[dict], sampling, options: dict) -> str:

@@ -11,68 +11,70 @@ import typer
 from w2s.cli.common import user_errors
 
 
+def run(config: Path = typer.Argument(..., help="run config (YAML)"),
+        out: Path = typer.Option(None, "--out", help="run directory (default runs/<config name>)"),
+        only: Optional[List[str]] = typer.Option(None, "--only", help="run just this stage (repeatable)"),
+        until: Optional[str] = typer.Option(None, "--until", help="run this stage and what it needs"),
+        force: Optional[List[str]] = typer.Option(None, "--force", help="rerun this stage (repeatable)"),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. stage2.train.beta=0.2 (repeatable)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
+    """Run the whole method (Stages I-III as configured) with every baseline; resumes and reuses cached stages."""
+    from w2s.pipeline import run_pipeline
+    from w2s.pipeline.config import ConfigError, deep_merge, parse_override
+    from w2s.pipeline.dag import StageFailed
+
+    with user_errors():
+        try:
+            overrides: dict = {}
+            for s in set_ or []:
+                overrides = deep_merge(overrides, parse_override(s))
+            run_dir = out or Path("runs") / config.stem
+            run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
+                         overrides=overrides, quiet=quiet)
+        except ConfigError as e:
+            typer.echo(f"config error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except StageFailed as e:
+            typer.echo(f"error: {e}\n(traceback in {run_dir / 'log.txt'}; finished stages are kept, "
+                       f"rerun the same command to resume)", err=True)
+            raise typer.Exit(1) from None
+    print_results(run_dir)
+
+def status(run_dir: Path = typer.Argument(..., help="a run directory"),
+           as_json: bool = typer.Option(False, "--json")):
+    """Show the stage DAG of a run and what is done."""
+    from w2s.pipeline import stage_status
+
+    with user_errors():
+        rows = stage_status(run_dir)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    marks = {"done": "✓", "stale": "~", "running": "…", "failed": "✗", "pending": " "}
+    for r in rows:
+        secs = f"{r['seconds']:.1f}s" if r["seconds"] is not None else ""
+        deps = f"  <- {', '.join(r['deps'])}" if r["deps"] else ""
+        typer.echo(f"[{marks.get(r['status'], '?')}] {r['stage']:<22} {r['status']:<8} {secs:>8}{deps}")
+
+def report(run_dir: Path = typer.Argument(..., help="a run directory")):
+    """Regenerate metrics.json, report.md and report.html from the run directory's files."""
+    from w2s.pipeline import prepare, run_lock
+    from w2s.report import collect_metrics, write_report
+
+    with user_errors():
+        if not (run_dir / "config.yaml").exists():
+            raise ValueError(f"{run_dir}: not a run directory (no config.yaml)")
+        _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
+        with run_lock(run_dir):  # a running `w2s run` writes these files too
+            write_report(run_dir, collect_metrics(run_dir, models))
+    typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+    print_results(run_dir)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run(config: Path = typer.Argument(..., help="run config (YAML)"),
-            out: Path = typer.Option(None, "--out", help="run directory (default runs/<config name>)"),
-            only: Optional[List[str]] = typer.Option(None, "--only", help="run just this stage (repeatable)"),
-            until: Optional[str] = typer.Option(None, "--until", help="run this stage and what it needs"),
-            force: Optional[List[str]] = typer.Option(None, "--force", help="rerun this stage (repeatable)"),
-            set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. stage2.train.beta=0.2 (repeatable)"),
-            quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
-        """Run the whole method (Stages I-III as configured) with every baseline; resumes and reuses cached stages."""
-        from w2s.pipeline import run_pipeline
-        from w2s.pipeline.config import ConfigError, deep_merge, parse_override
-        from w2s.pipeline.dag import StageFailed
-
-        with user_errors():
-            try:
-                overrides: dict = {}
-                for s in set_ or []:
-                    overrides = deep_merge(overrides, parse_override(s))
-                run_dir = out or Path("runs") / config.stem
-                run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
-                             overrides=overrides, quiet=quiet)
-            except ConfigError as e:
-                typer.echo(f"config error: {e}", err=True)
-                raise typer.Exit(2) from None
-            except StageFailed as e:
-                typer.echo(f"error: {e}\n(traceback in {run_dir / 'log.txt'}; finished stages are kept, "
-                           f"rerun the same command to resume)", err=True)
-                raise typer.Exit(1) from None
-        print_results(run_dir)
-
-    @app.command("status")
-    def status(run_dir: Path = typer.Argument(..., help="a run directory"),
-               as_json: bool = typer.Option(False, "--json")):
-        """Show the stage DAG of a run and what is done."""
-        from w2s.pipeline import stage_status
-
-        with user_errors():
-            rows = stage_status(run_dir)
-        if as_json:
-            typer.echo(json.dumps(rows))
-            return
-        marks = {"done": "✓", "stale": "~", "running": "…", "failed": "✗", "pending": " "}
-        for r in rows:
-            secs = f"{r['seconds']:.1f}s" if r["seconds"] is not None else ""
-            deps = f"  <- {', '.join(r['deps'])}" if r["deps"] else ""
-            typer.echo(f"[{marks.get(r['status'], '?')}] {r['stage']:<22} {r['status']:<8} {secs:>8}{deps}")
-
-    @app.command("report")
-    def report(run_dir: Path = typer.Argument(..., help="a run directory")):
-        """Regenerate metrics.json, report.md and report.html from the run directory's files."""
-        from w2s.pipeline import prepare, run_lock
-        from w2s.report import collect_metrics, write_report
-
-        with user_errors():
-            if not (run_dir / "config.yaml").exists():
-                raise ValueError(f"{run_dir}: not a run directory (no config.yaml)")
-            _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
-            with run_lock(run_dir):  # a running `w2s run` writes these files too
-                write_report(run_dir, collect_metrics(run_dir, models))
-        typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
-        print_results(run_dir)
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("report")(report)
 
 
 def print_results(run_dir: Path) -> None:

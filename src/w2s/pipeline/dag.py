@@ -208,37 +208,44 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
             invocation["cached"].append(stage.name)
             emit("cached", stage, {**info, **prev})
             continue
-        if prev.get("key") != key or stage.name in force:
-            _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
-        resumed = prev.get("status") == "running" and prev.get("key") == key
-        attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
-        manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
-                     deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
-        emit("start", stage, {**info, "resumed": resumed})
-        t0 = time.time()
-        try:
-            result = stage.fn(StageContext(stage, run_dir, key)) or {}
-        except BaseException as e:
-            # An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable).
-            log.exception("stage %s failed", stage.name)
-            manifest.set(stage.name, status="failed" if isinstance(e, Exception) else "running",
-                         error=f"{type(e).__name__}: {e}")
-            emit("failed" if isinstance(e, Exception) else "interrupted", stage, {**info, "error": str(e)})
-            if isinstance(e, Exception):
-                raise StageFailed(stage.name, e) from e
-            raise
-        seconds = time.time() - t0
-        missing = [o for o in stage.outputs if not (run_dir / o).exists()]
-        if missing:
-            manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
-            raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
-        fingerprints[stage.name] = _fingerprint(run_dir, stage, key)
-        manifest.set(stage.name, status="done", fingerprint=fingerprints[stage.name],
-                     seconds=round(seconds, 3), finished=time.time(), resumed=resumed,
-                     info=result, error=None)
+        fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, key, stage.name in force, info, emit)
         invocation["ran"].append(stage.name)
         manifest.save()
-        emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
     invocation["finished"] = time.time()
     manifest.save()
     return manifest
+
+
+def _run_stage(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced: bool, info: dict,
+               emit: Callable) -> str:
+    """Run one stage whose outputs are missing or stale; its fingerprint once done."""
+    prev = manifest.entry(stage.name)
+    if prev.get("key") != key or forced:
+        _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
+    resumed = prev.get("status") == "running" and prev.get("key") == key
+    attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
+    manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
+                 deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
+    emit("start", stage, {**info, "resumed": resumed})
+    t0 = time.time()
+    try:
+        result = stage.fn(StageContext(stage, run_dir, key)) or {}
+    except BaseException as e:
+        # An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable).
+        log.exception("stage %s failed", stage.name)
+        failed = isinstance(e, Exception)
+        manifest.set(stage.name, status="failed" if failed else "running", error=f"{type(e).__name__}: {e}")
+        emit("failed" if failed else "interrupted", stage, {**info, "error": str(e)})
+        if failed:
+            raise StageFailed(stage.name, e) from e
+        raise
+    seconds = time.time() - t0
+    missing = [o for o in stage.outputs if not (run_dir / o).exists()]
+    if missing:
+        manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
+        raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
+    fingerprint = _fingerprint(run_dir, stage, key)
+    manifest.set(stage.name, status="done", fingerprint=fingerprint, seconds=round(seconds, 3),
+                 finished=time.time(), resumed=resumed, info=result, error=None)
+    emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
+    return fingerprint
