@@ -276,3 +276,11 @@ def test_scores_are_strict_with_lenient_beside_them():
     # a task with one parser reports one accuracy
     assert "accuracy_lenient" not in metrics.score_generations(GSM, [{"id": "a", "question": "?", "answer": "5"}],
                                                               [{"id": "a", "response": "#### 5"}])
+
+
+def test_avg_at_k_is_the_samples_mean_accuracy():
+    from w2s.method.metrics import avg_at_k
+
+    per_q = {"a": [True, False, True, True], "b": [False] * 4, "c": [True] * 4}
+    assert avg_at_k(per_q, {"a": "1", "b": "2", "c": "3"}, 4) == (0.75 + 0 + 1) / 3
+    assert avg_at_k(per_q, {"a": "1", "b": "2", "c": "3", "d": "4"}, 2) == (0.5 + 0 + 1 + 0) / 4

@@ -159,7 +159,7 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
                       samples: Iterable[dict] = ()) -> dict:
     """A model's test scores: greedy accuracy with its bootstrap 95% CI and the per-question
     verdicts behind it (`correct`: {id: 0/1}, for paired comparisons), and with n samples per
-    question, unbiased pass@k and maj@k at k = n. Questions without a greedy answer count as wrong.
+    question, unbiased pass@k, maj@k and avg@k (the samples' mean accuracy) at k = n. Questions without a greedy answer count as wrong.
 
     Scores are STRICT: a task with a lenient fallback parser (`task.strict()` is not None) is
     scored on its own answer format, and its lenient greedy accuracy is `accuracy_lenient`
@@ -182,8 +182,17 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
         k = min((len(v) for v in per_q.values()), default=0)
         if k > 0:
             out.update({"k": k, "pass@k": pass_at_k({q: v[:k] for q, v in per_q.items()}, k),
-                        "maj@k": maj_at_k(task, samples, golds, k)})
+                        "maj@k": maj_at_k(task, samples, golds, k), "avg@k": avg_at_k(per_q, golds, k)})
     return out
+
+
+def avg_at_k(per_question: Mapping[str, Sequence[bool]], golds: Mapping[str, str], k: int) -> float:
+    """The mean accuracy of the first k samples per question (a question without samples counts
+    0): what a vote or a reward built from samples starts from (self-consistency pays when
+    maj@k > greedy; an RL signal from votes needs avg@k well below maj@k)."""
+    if not golds:
+        return 0.0
+    return sum(sum(map(bool, per_question.get(q, [])[:k])) / k for q in golds) / len(golds)
 
 
 def _bootstrap_means(values: Sequence[int], n_resamples: int, seed: int) -> list[float]:
