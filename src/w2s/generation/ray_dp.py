@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
-from w2s.generation.vllm import sampling_params_kwargs
+from w2s.generation.vllm_params import sampling_params_kwargs
 
 RAY_HINT = "pip install 'ray[data]>=2.60'"
 FLUSH_EVERY = 64  # records handed to the runner (and so to disk) at a time

