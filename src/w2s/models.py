@@ -146,7 +146,7 @@ def check_model_config(path: str | os.PathLike) -> None:
     implied = implied_parameter_count(text)
     slack = WEIGHTS_SLACK * (PACKED_SLACK if config.get("quantization_config") else 1)
     if implied > slack * held:
-        field = _largest_factor(text, implied)
+        field = _largest_factor(text, implied, slack * held)
         raise DataError(config_path, f"{field} = {text[field]}: the config implies at least {implied:,} "
                                      f"parameters, but the weights hold {held:,}; fix config.json or use the "
                                      "weights it belongs to")
@@ -190,10 +190,15 @@ def implied_parameter_count(config: dict) -> int:
     return _size(config, "vocab") * hidden + _size(config, "layers") * per_layer
 
 
-def _largest_factor(config: dict, implied: int) -> str:
-    """The field whose value accounts for most of the implied count (set to 1, the count falls most)."""
+def _largest_factor(config: dict, implied: int, limit: int) -> str:
+    """The field to blame: the one whose value accounts for most of the implied count (set to 1,
+    the count falls most) if that alone makes it fit, else the width every term scales with."""
     present = [k for keys in _ALIASES.values() for k in keys if isinstance(config.get(k), int)]
-    return max(present, key=lambda k: implied / max(1, implied_parameter_count({**config, k: 1})))
+    without = {k: implied_parameter_count({**config, k: 1}) for k in present}
+    widths = [k for k in _ALIASES["hidden"] if k in present]
+    others = [k for k in present if k not in widths] or present
+    best = min(others, key=lambda k: without[k])
+    return best if without[best] <= limit or not widths else widths[0]
 
 
 def stored_parameter_count(model_dir: str | os.PathLike) -> int | None:
