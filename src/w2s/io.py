@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -36,6 +37,80 @@ class DataError(ValueError):
         return (DataError, (self.path, self.message, self.row, self.field))
 
 
+class JSONSyntaxError(DataError):
+    """Text that is not JSON at all (a torn last line of a streamed file is one)."""
+    detail = ""  # "line L col C: message", for messages that place it themselves
+
+
+class _DuplicateKey(ValueError):
+    """Raised by the object hook with the repeated key as its argument."""
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(text: str, path: str | os.PathLike | None, row: int | None = None) -> Any:
+    """`json.loads` for untrusted files: a duplicate key, nesting past Python's recursion limit and a
+    lone UTF-16 surrogate escape (not text: writing it fails) are DataErrors naming file, row, key."""
+    try:
+        value = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
+    except _DuplicateKey as e:
+        raise DataError(path, "duplicate key in one JSON object (which value is meant?)", row, e.args[0]) from None
+    except json.JSONDecodeError as e:
+        where = f"column {e.colno}" if row else f"line {e.lineno} column {e.colno}"
+        err = JSONSyntaxError(path, f"invalid JSON ({e.msg} at {where})", row)
+        err.detail = f"line {e.lineno} col {e.colno}: {e.msg}"
+        raise err from None
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply to read", row=row) from None
+    if "\\ud" in text or "\\uD" in text:  # the only way a lone surrogate gets past UTF-8 decoding
+        field = _lone_surrogate_field(value)
+        if field is not None:
+            raise DataError(path, "holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair), "
+                                  "which is not text", row=row, field=field or None)
+    return value
+
+
+def _lone_surrogate_field(value: Any) -> str | None:
+    """The top-level key under which a string or key holds a lone surrogate ("" for the value
+    itself), or None. Iterative: rows may nest up to the recursion limit."""
+    stack = [(value, "")]
+    while stack:
+        v, top = stack.pop()
+        if isinstance(v, str) and _SURROGATE.search(v):
+            return top
+        if isinstance(v, dict):
+            stack.extend([(k, top or k) for k in v] + [(x, top or k) for k, x in v.items()])
+        elif isinstance(v, list):
+            stack.extend((x, top) for x in v)
+    return None
+
+
+def check_duplicate_ids(records: Sequence[dict], path: str | os.PathLike | None,
+                        fields: Sequence[str] = ("id",)) -> None:
+    """Rows with the same `fields` (id; id and sample_index) must be one record: a repeat is
+    harmless (a resumed run may write one); a conflict, which would count by accident, is a
+    DataError naming both rows."""
+    first: dict[tuple, int] = {}
+    for i, r in enumerate(records if fields else (), 1):
+        if "id" in fields and "id" not in r:
+            continue  # ids are given later (by row index) to rows without one
+        key = tuple(json.dumps(r.get(f), sort_keys=True) for f in fields)
+        j = first.setdefault(key, i)
+        if j != i and records[j - 1] != r:
+            shown = ", ".join(f"{f} {r.get(f)!r}" for f in fields)
+            raise DataError(path, f"rows {j} and {i} have the same {shown} but different contents "
+                                  "(which one counts?); remove one", row=i, field=fields[0])
+
+
 def _coerce_ids(records: list[dict], path: str) -> list[dict]:
     for i, r in enumerate(records, 1):
         if "id" in r and not isinstance(r["id"], str):
@@ -56,11 +131,9 @@ def read_jsonl(path: str | os.PathLike, tolerate_partial_tail: bool = False) -> 
     out = []
     with open(path, "rb") as f:
         raw_lines = f.read().split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
+    ends_with_newline = bool(raw_lines) and raw_lines[-1] == b""
+    if ends_with_newline:
         raw_lines.pop()
-        ends_with_newline = True
-    else:
-        ends_with_newline = False
     lines = []
     for i, raw in enumerate(raw_lines, 1):
         try:
@@ -71,11 +144,11 @@ def read_jsonl(path: str | os.PathLike, tolerate_partial_tail: bool = False) -> 
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
+            obj = parse_json(line, path, row=i)
+        except JSONSyntaxError:
             if tolerate_partial_tail and i == len(lines) and not ends_with_newline:
                 break  # torn final line from an interrupted append
-            raise DataError(path, f"invalid JSON ({e.msg} at column {e.colno})", row=i) from None
+            raise
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=i)
         out.append(obj)
@@ -83,13 +156,16 @@ def read_jsonl(path: str | os.PathLike, tolerate_partial_tail: bool = False) -> 
 
 
 def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
-                 rename: dict[str, str] | None = None, split: str | None = None) -> list[dict]:
+                 rename: dict[str, str] | None = None, split: str | None = None,
+                 unique: Sequence[str] | None = None) -> list[dict]:
     """Read records from a .jsonl / .json (array) / .parquet / .csv file, a directory saved with
     `datasets.save_to_disk`, or `hf:NAME[:CONFIG]` (needs network).
 
     `rename` maps file field names to record field names ({"problem": "question"}).
     `required` fields must be present and non-null on every row (checked after renaming).
-    Integer ids become strings.
+    Integer ids become strings. Two rows with the same `unique` fields must be identical
+    (`check_duplicate_ids`); by default ("id", "sample_index") when rows carry a sample_index
+    (generations), ("id",) when they carry a question, else none (pairs may share an id).
     """
     src = str(source)
     if src.startswith("hf:"):
@@ -103,18 +179,7 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
         elif p.suffix == ".jsonl":
             records = read_jsonl(p)
         elif p.suffix == ".json":
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise DataError(src, f"invalid JSON ({e.msg} at line {e.lineno})") from None
-            if isinstance(data, dict) and "data" in data and isinstance(data["data"], list):
-                data = data["data"]
-            if not isinstance(data, list):
-                raise DataError(src, "expected a JSON array of objects")
-            for i, r in enumerate(data, 1):
-                if not isinstance(r, dict):
-                    raise DataError(src, f"expected a JSON object, got {type(r).__name__}", row=i)
-            records = data
+            records = _read_json_array(p)
         elif p.suffix in (".parquet", ".csv"):
             import datasets
 
@@ -135,7 +200,27 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
                                 row=i, field=f)
             if r[f] is None:
                 raise DataError(src, "required field is null (expected a value)", row=i, field=f)
-    return _coerce_ids(records, src)
+    records = _coerce_ids(records, src)
+    shape = records[0] if records else {}  # generation records: one per sample; questions: one per id
+    default = ("id", "sample_index") if "sample_index" in shape else ("id",) if "question" in shape else ()
+    check_duplicate_ids(records, src, default if unique is None else unique)
+    return records
+
+
+def _read_json_array(p: Path) -> list[dict]:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(p, f"not UTF-8 text (byte {e.start + 1})") from None
+    data = parse_json(text, p)
+    if isinstance(data, dict) and "data" in data and isinstance(data["data"], list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(p, "expected a JSON array of objects")
+    for i, r in enumerate(data, 1):
+        if not isinstance(r, dict):
+            raise DataError(p, f"expected a JSON object, got {type(r).__name__}", row=i)
+    return data
 
 
 def _read_hf_disk(p: Path, split: str | None) -> list[dict]:
@@ -240,12 +325,14 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file's value; a file that is not valid JSON is a DataError naming it and the spot."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return parse_json(Path(path).read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        where = f" (line {e.lineno} col {e.colno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
-        raise DataError(path, f"not valid JSON{where}; restore it, or delete it and rerun what writes it") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not valid JSON (not UTF-8 text); restore it, or delete it and rerun what "
+                              "writes it") from None
+    except JSONSyntaxError as e:
+        raise DataError(path, f"not valid JSON ({e.detail}); restore it, or delete it and rerun what writes it") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
