@@ -7,32 +7,45 @@ n_tokens}); everything about files, ordering, ids and progress lives here, once.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from w2s.generation.sampling import SamplingConfig, WorkItem, derive_seed, model_label
+from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, derive_seed, model_label
 from w2s.io import DataError, JsonlAppender, read_jsonl, write_jsonl
+from w2s.registry import Registry
 
+#: generation backends by name; each entry imports its module on first use (vllm, ray and
+#: torch are optional and slow to import). A config or --backend may also name a backend class
+#: from outside w2s as "package.module:Class", called as Class(model, adapter=..., **options).
+BACKEND_REGISTRY = Registry("generation backend", key="backend")
+
+
+class _LazyBackend:
+    def __init__(self, spec: str, doc: str):
+        self.spec, self.__doc__ = spec, doc
+
+    def __call__(self, model: str, adapter: str | None = None, **options):
+        module, _, name = self.spec.partition(":")
+        return getattr(importlib.import_module(module), name)(model, adapter=adapter, **options)
+
+
+for _name, _spec, _doc in (
+        ("hf", "w2s.generation.hf:HFBackend", "transformers on CPU or one GPU, length-bucketed batches"),
+        ("vllm", "w2s.generation.vllm:VLLMBackend", "vLLM engines in child processes (GPU, or vLLM-CPU)"),
+        ("openai", "w2s.generation.openai_backend:OpenAIBackend", "an OpenAI-compatible completions endpoint"),
+        ("replay", "w2s.generation.replay:ReplayBackend", "recorded generation records instead of a model")):
+    BACKEND_REGISTRY.register(_name, _LazyBackend(_spec, _doc))
 BACKENDS = ("hf", "vllm", "openai", "replay")
 
 
 def make_backend(backend: str, model: str, adapter: str | None = None, **options):
-    """Instantiate a backend by name; heavy imports happen only for the one selected."""
-    if backend == "hf":
-        from w2s.generation.hf import HFBackend
-        return HFBackend(model, adapter=adapter, **options)
-    if backend == "vllm":
-        from w2s.generation.vllm import VLLMBackend
-        return VLLMBackend(model, adapter=adapter, **options)
-    if backend == "openai":
-        from w2s.generation.openai_backend import OpenAIBackend
-        return OpenAIBackend(model, adapter=adapter, **options)
-    if backend == "replay":
-        from w2s.generation.replay import ReplayBackend
-        return ReplayBackend(model, adapter=adapter, **options)
-    raise ValueError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """Instantiate a backend by name (an unknown one is a ValueError naming the choices); heavy
+    imports happen only for the one selected."""
+    return BACKEND_REGISTRY.get(backend)(model, adapter=adapter, **options)
 
 
 def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, backend: str = "hf",
@@ -61,26 +74,52 @@ def generate(model: str, prompts: Sequence[dict], sampling: SamplingConfig, back
                for p in prompts for i in range(sampling.n) if (p["id"], i) not in done]
     if pending:
         runner = make_backend(backend, model, adapter=adapter, **backend_options)
-        appender = None  # opened with the first records: a backend that fails first leaves no file
         bar = _Progress(len(pending), enabled=progress, desc=f"generate[{backend}]")
-        try:
-            for raw in _run(runner, pending, sampling, done):
-                records = [_record(r, prompts_by_id, label) for r in raw]
-                if out_path and records:
-                    appender = appender or JsonlAppender(out_path)
-                    appender.append(records)
-                for r in records:
-                    done[(r["id"], r["sample_index"])] = r
-                bar.update(len(records), sum(r["n_tokens"] for r in records))
-        finally:
-            bar.close()
-            if appender:
-                appender.close()
+        batches = ([_record(r, prompts_by_id, label) for r in raw] for raw in _run(runner, pending, sampling, done))
+        _stream(batches, done, out_path, bar, total=len(prompts) * sampling.n)
     wanted = [(p["id"], i) for p in prompts for i in range(sampling.n)]
     ordered = [done[key] for key in wanted]
     if out_path and (pending or not in_order):
-        _rewrite_in_input_order(Path(out_path), ordered)
+        try:
+            _rewrite_in_input_order(Path(out_path), ordered)
+        except OSError as e:  # the streamed file is whole and untouched (the rewrite is atomic)
+            raise GenerationError(f"{out_path}: {e.strerror or e} while putting the finished file in input "
+                                  f"order; all {len(ordered)} records are in it (not yet in input order): "
+                                  "free space and rerun to reorder it (nothing is generated again)") from e
     return ordered
+
+
+def _stream(batches: Iterator[list[dict]], done: dict, out_path, bar: "_Progress", total: int) -> None:
+    """Add each batch of records to `done` and append it to `out_path`, opened with the first
+    records (a backend that fails first leaves no file). A failed write (disk full) says how
+    much of the work the file keeps, since a rerun resumes from it."""
+    appender = None
+    try:
+        for records in batches:
+            if out_path and records:
+                try:
+                    appender = appender or JsonlAppender(out_path)
+                    appender.append(records)
+                except OSError as e:
+                    raise GenerationError(f"{out_path}: {e.strerror or e}; {_kept(out_path, len(done))} of the "
+                                          f"{total} records are in it and are kept: free space and rerun to "
+                                          "generate only the missing ones") from e
+            for r in records:
+                done[(r["id"], r["sample_index"])] = r
+            bar.update(len(records), sum(r["n_tokens"] for r in records))
+    finally:
+        bar.close()
+        if appender:
+            with contextlib.suppress(OSError):  # after a failed write, that error is the one to report
+                appender.close()
+
+
+def _kept(path, at_least: int) -> int:
+    """Whole records in a file whose last write failed (a torn last line is not one)."""
+    try:
+        return max(at_least, len(read_jsonl(path, tolerate_partial_tail=True)))
+    except (OSError, DataError):
+        return at_least
 
 
 def _rewrite_in_input_order(path: Path, ordered: list[dict]) -> None:
@@ -150,7 +189,7 @@ def _load_done(path: Path, prompts: list[dict], n: int, label: str, check_model:
     if not path.exists():
         return {}
     prompt_of = {p["id"]: p["prompt"] for p in prompts}
-    done = {}
+    done, rows = {}, {}
     for row, r in enumerate(read_jsonl(path, tolerate_partial_tail=True), 1):
         rid, si = str(r.get("id")), r.get("sample_index", 0)
         if rid not in prompt_of or not isinstance(si, int) or si >= n:
@@ -163,7 +202,10 @@ def _load_done(path: Path, prompts: list[dict], n: int, label: str, check_model:
             raise DataError(path, f"was generated by {r.get('model')!r}, not {label!r} "
                                   f"(move it away to regenerate it, or write elsewhere)", row=row, field="model")
         r["id"] = rid
-        done[(rid, si)] = r
+        if (rid, si) in done and done[(rid, si)] != r:  # a repeat is harmless; two answers are not
+            raise DataError(path, f"rows {rows[(rid, si)]} and {row} are different records for id {rid!r}, "
+                                  f"sample {si} (move the file away to regenerate it)", row=row, field="id")
+        done[(rid, si)], rows[(rid, si)] = r, row
     return done
 
 
