@@ -159,3 +159,21 @@ def test_tiny_models_and_lora_adapters_pass(tiny_model, tmp_path):
 def test_hub_names_and_dirs_without_config_are_left_to_transformers(tmp_path):
     check_model_config("Qwen/Qwen2.5-0.5B")
     check_model_config(tmp_path)
+
+
+def test_w2s_generate_with_a_hostile_config_is_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from w2s.cli import _register, app
+
+    _register()
+    model = _copy_with(TOY / "weak", tmp_path / "m", num_hidden_layers=100_000)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q0", "question": "Jack has 2 apples. How many?", "answer": "2"}) + "\n")
+    result = CliRunner().invoke(app, ["generate", "-m", str(model), "-i", str(questions), "-t", "toy",
+                                      "-o", str(tmp_path / "g.jsonl"), "--max-new-tokens", "4", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {model / 'config.json'}: num_hidden_layers = 100000: the config implies at least 4,096,062,464 "
+        "parameters, but the weights hold 169,280; fix config.json or use the weights it belongs to"]
+    assert not (tmp_path / "g.jsonl").exists()

@@ -16,10 +16,10 @@ toy_app = typer.Typer(add_completion=False, no_args_is_help=True,
 @toy_app.command("data")
 def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/train_2/test.jsonl."),
          seed: int = typer.Option(0, "--seed", help="World seed (the test split depends only on it)."),
-         n_train_1: int = typer.Option(2000, "--n-train-1", help="Labeled questions (weak training)."),
-         n_train_2: int = typer.Option(2000, "--n-train-2", help="Unlabeled questions (strong training)."),
-         n_test: int = typer.Option(500, "--n-test", help="Test questions."),
-         n_dev: int = typer.Option(0, "--n-dev", help="Labeled dev questions for choosing settings "
+         n_train_1: int = typer.Option(2000, "--n-train-1", min=0, help="Labeled questions (weak training)."),
+         n_train_2: int = typer.Option(2000, "--n-train-2", min=0, help="Unlabeled questions (strong training)."),
+         n_test: int = typer.Option(500, "--n-test", min=0, help="Test questions."),
+         n_dev: int = typer.Option(0, "--n-dev", min=0, help="Labeled dev questions for choosing settings "
                                                       "(drawn last: the other splits do not change)."),
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),

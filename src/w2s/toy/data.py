@@ -18,6 +18,9 @@ def write_splits(out_dir, seed: int = 0, sizes: dict[str, int] | None = None, co
     cfg = config or WorldConfig()
     exclude = corpus_signatures(seed=0) if decontaminate else None
     sz = {**DEFAULT_SIZES, **(sizes or {})}
+    for name, n in sz.items():  # a negative count would write an empty split and report success
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"size of split {name!r} must be a whole number >= 0, got {n!r}")
     out_dir = Path(out_dir)
     for name, rows in make_splits(seed, sz, cfg, exclude=exclude).items():
         write_jsonl(out_dir / f"{name}.jsonl", rows)
