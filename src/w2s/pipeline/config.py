@@ -138,6 +138,15 @@ class Stage3Section(Section):
     train: dict = _train_dict("grpo")
 
 
+class TrackingSection(Section):
+    """Where the run's numbers go besides metrics.json (w2s.tracking)."""
+
+    backend: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    project: Optional[str] = F(None, max_length=200)   #: wandb / trackio project (default "w2s")
+    run_name: Optional[str] = F(None, max_length=200)  #: default: the config's name, else the run directory's
+    group: Optional[str] = F(None, max_length=200)     #: wandb / trackio group (e.g. one per sweep)
+
+
 class EvalSection(Section):
     n: int = F(10, "0 = greedy only", ge=0, le=1000)  #: samples per test question (pass@k / maj@k)
     temperature: Number = F(1.0, ge=0)
@@ -161,6 +170,7 @@ class RunConfig(Section):
     stage3: Stage3Section = Field(default_factory=Stage3Section)
     baselines: list[Baseline] = Field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
     eval: EvalSection = Field(default_factory=EvalSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     seed: int = F(0, ge=0)
     name: Optional[str] = F(None, max_length=200)
     #: torch CPU threads (None = torch's default, 0 = 2 on an idle machine and 1 on a busy one)
