@@ -147,6 +147,15 @@ class TrackingSection(Section):
     group: Optional[str] = F(None, max_length=200)     #: wandb / trackio group (e.g. one per sweep)
 
 
+class HubSection(Section):
+    """Push the run's models (adapters or weights, with a card: lineage and metrics) and its
+    datasets to the Hugging Face Hub once the report is written (w2s.hub)."""
+
+    push: bool = False
+    prefix: Optional[str] = F(None, max_length=96)  #: "ORG/NAME": repos PREFIX-m-plus, ..., PREFIX-data
+    private: bool = True
+
+
 class EvalSection(Section):
     n: int = F(10, "0 = greedy only", ge=0, le=1000)  #: samples per test question (pass@k / maj@k)
     temperature: Number = F(1.0, ge=0)
@@ -171,6 +180,7 @@ class RunConfig(Section):
     baselines: list[Baseline] = Field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
     eval: EvalSection = Field(default_factory=EvalSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    hub: HubSection = Field(default_factory=HubSection)
     seed: int = F(0, ge=0)
     name: Optional[str] = F(None, max_length=200)
     #: torch CPU threads (None = torch's default, 0 = 2 on an idle machine and 1 on a busy one)
