@@ -203,6 +203,15 @@ def to_dict(cfg: RunConfig) -> dict:
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
     """Load and validate a YAML run config. Relative data/model paths are resolved against
     the config file's directory first, then the current directory."""
+    raw, base_dir = load_raw(path)
+    try:
+        return config_from_dict(raw, base_dir=base_dir, overrides=overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None  # the key, and in which file
+
+
+def load_raw(path: str | os.PathLike) -> tuple[dict, Path]:
+    """A config file's mapping (bounded YAML) and the directory its relative paths start from."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -213,10 +222,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    try:
-        return config_from_dict(raw, base_dir=path.parent, overrides=overrides)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None  # the key, and in which file
+    return raw, path.parent
 
 
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:
