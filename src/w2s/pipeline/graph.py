@@ -88,6 +88,10 @@ class Graph:
     def records(self, ctx: StageContext, rel: str) -> list[dict]:
         return read_records(ctx.path(rel))
 
+    def stage1_selected(self, ctx: StageContext) -> list[str]:
+        """The ids M_plus's Stage I iteration selected (for the overlap diagnostics)."""
+        return [r["id"] for r in self.records(ctx, f"{layout.iteration_dir(self.cfg.stage1.iterations)}/hybrid.jsonl")]
+
     def train(self, ctx: StageContext, kind: str, model: str, data: Path, out_stage: str, settings: dict,
               empty_reason: str | None = None) -> dict:
         tracked = tracking.trainer_settings(self.cfg.tracking, self.run_dir, self.cfg.name, out_stage)
