@@ -12,10 +12,10 @@ from typing import Callable
 DEFAULT_BUDGET = 60.0
 #: A comparison slower than this counts against the budget (normal ones take ~50 ms).
 SLOW_COMPARISON = 1.0
-#: An extraction slower than this is listed among the slow items (all extraction time is spent).
+#: An extraction slower than this is spent from the budget and listed among the slow items.
 SLOW_EXTRACTION = 0.1
-#: Once the budget is spent, responses longer than this are not read (no answer; reported).
-#: Real responses are a few KB (MATH500 solutions: 3.4 KB at most).
+#: A response longer than this is no real answer (MATH500 solutions: 3.4 KB at most): its
+#: extraction time is spent from the budget, and once the budget is gone it is not read at all.
 LONG_RESPONSE_CHARS = 64_000
 #: How `slow` and `skipped` name an extraction (in place of the second answer of a comparison).
 EXTRACTION = "(answer extraction)"
@@ -25,8 +25,10 @@ EXTRACTION = "(answer extraction)"
 class GradingBudget:
     """Bounds one grading run (a file, a task object).
 
-    Spent on it: every answer extraction (its whole time: linear, but a file of megabyte
-    responses adds up) and every comparison slower than SLOW_COMPARISON. Once `spent` reaches
+    Spent on it: the extraction of every response longer than LONG_RESPONSE_CHARS (linear, but a
+    file of megabyte loops adds up), every extraction slower than SLOW_EXTRACTION and every
+    comparison slower than SLOW_COMPARISON; ordinary rows spend nothing, so a long run on real
+    data never degrades (`extraction_s` adds up all extraction time, for the report). Once `spent` reaches
     `seconds`, the budget is exhausted: a comparison that would need math-verify is compared as
     strict strings (normalised LaTeX), i.e. False, and a response longer than
     LONG_RESPONSE_CHARS is not read (no answer); both are recorded in `skipped`. So a file of
@@ -52,15 +54,18 @@ class GradingBudget:
                 "skipped_examples": [[a[:80], b[:80]] for a, b in self.skipped[:examples]]}
 
     def extract(self, find: Callable[[str], str], response: str) -> str:
-        """`find(response)`, timed and spent; "" (skipped) for a long response once exhausted."""
-        if self.exhausted and len(response) > LONG_RESPONSE_CHARS:
+        """`find(response)`, timed (and spent when long or slow); "" (skipped) for a long
+        response once the budget is exhausted."""
+        long = len(response) > LONG_RESPONSE_CHARS
+        if long and self.exhausted:
             self.note_skipped(response, EXTRACTION)
             return ""
         start = time.monotonic()
         answer = find(response)
         elapsed = time.monotonic() - start
-        self.spent += elapsed
         self.extraction_s += elapsed
+        if long or elapsed >= SLOW_EXTRACTION:
+            self.spent += elapsed
         if elapsed >= SLOW_EXTRACTION:
             self.slow.append((response[:80], EXTRACTION, round(elapsed, 2)))
         return answer

@@ -21,17 +21,24 @@ def canonical_text(s: str) -> str:
         return s
     s = _SUPERSCRIPTS.sub(lambda m: "^{" + unicodedata.normalize("NFKC", m.group(0)) + "}", s)
     s = unicodedata.normalize("NFKC", s)
-    out = []
-    for c in s:
-        if c.isascii():
-            out.append(c)
-        elif unicodedata.category(c) == "Cf":
-            continue
-        elif unicodedata.category(c) == "Nd":
-            out.append(str(unicodedata.decimal(c)))
-        else:
-            out.append({"\u2044": "/", "\u2212": "-"}.get(c, c))
-    return "".join(out)
+    # One table over the distinct characters, applied by str.translate: C speed on a megabyte
+    # of non-ASCII text (a per-character Python loop took 0.25 s per MB).
+    table = {ord(c): _ascii_form(c) for c in set(s) if not c.isascii()}
+    return s.translate(table)
+
+
+_SLASH_MINUS = {"\u2044": "/", "\u2212": "-"}
+
+
+def _ascii_form(c: str) -> str:
+    """A non-ASCII character as `canonical_text` writes it: format characters dropped, decimal
+    digits as ASCII, fraction slash and minus sign as / and -, anything else kept."""
+    category = unicodedata.category(c)
+    if category == "Cf":
+        return ""
+    if category == "Nd":
+        return str(unicodedata.decimal(c))
+    return _SLASH_MINUS.get(c, c)
 
 
 def normalize_text(s: str) -> str:
