@@ -2,9 +2,11 @@
 
 Format: prompt "Question: {problem}\nAnswer:"; the final answer is the last \\boxed{...}
 (balanced braces, so \\boxed{\\frac{1}{2}} works), else the text after "The answer is:".
+Extraction is linear in the response length (a 1 MB loop on \\boxed{ takes milliseconds).
 Equivalence is symbolic (sets, intervals, tuples, degrees, \\text{}, \\dfrac), symmetric and
-time-bounded per comparison and per task (a `GradingBudget` of slow comparisons, after which
-hard ones are compared as strict strings and reported): see `w2s.grading.math_equal`.
+time-bounded per comparison and per task (the task's `GradingBudget`, spent by slow comparisons
+and long or slow extractions, after which hard comparisons are strict strings and long
+responses are not read, all reported): see `w2s.grading.math_equal`.
 """
 
 from __future__ import annotations
