@@ -100,6 +100,9 @@ HOSTILE = {
     "huge_factorial": r"\boxed{(10^{6})!}",
     "deep_braces": r"\boxed{" + "{" * 200 + "1" + "}" * 200 + "}",
     "normal": r"so \boxed{\dfrac{1}{2}}",
+    "boxed_loop": "\\boxed{" * 150_000,  # issue 19: what a weak model loops on (1 MB; was 100 s)
+    "tower_unbraced_inner": r"\boxed{9^{9^9}}",
+    "tower_in_parens": r"\boxed{9^(9^9)}",
 }
 
 

@@ -57,7 +57,7 @@ class Task(ABC):
         """The final answer in a model response, or "" if there is none: `find_answer` on
         `w2s.grading.canonical_text(response)` (one Unicode rule for every task), its time spent
         from this task's grading budget (past the budget, long responses are not read)."""
-        return self.budget.extract(lambda text: self.find_answer(canonical_text(text)), response or "")
+        return self.budget.extract(lambda text: self.find_answer(canonical_text(text)), str(response or ""))
 
     @abstractmethod
     def find_answer(self, text: str) -> str:
