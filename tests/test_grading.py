@@ -150,13 +150,17 @@ def test_math_equal_bounded_on_hostile_input():
     assert time.monotonic() - t < 10
 
 
+#: Admitted by safe_for_sympy (a big power, not a tower) yet seconds in sympy: a slow comparison.
+SLOW_IN_SYMPY = r"%d^{123456789}"
+
+
 def test_worker_timeout_kills_and_recovers():
     """A comparison that overruns is False, the worker restarts, and later items still work."""
-    # 9^{9^{9}} passes the pre-filter (two exponent levels) but sympy needs seconds for it.
+    # 7^{123456789} passes the pre-filter (a big power, not a tower) but sympy needs seconds for it.
     grading.clear_cache()
     before = grading.worker_restarts()
     t = time.monotonic()
-    got = math_equal_many([(r"9^{9^{9}}", "7"), (r"\frac{1}{2}", "0.5")], timeout=0.5)
+    got = math_equal_many([(SLOW_IN_SYMPY % 7, "7"), (r"\frac{1}{2}", "0.5")], timeout=0.5)
     assert time.monotonic() - t < 8
     assert got == [False, True]
     assert grading.worker_restarts() > before
@@ -244,9 +248,9 @@ def test_budget_bounds_a_file_of_hostile_rows_and_reports_them(monkeypatch, caps
     from w2s.tasks.math import MathTask
 
     grading.clear_cache()
-    monkeypatch.setattr(grading, "SLOW_COMPARISON", 0.2)
+    monkeypatch.setattr(grading.budget, "SLOW_COMPARISON", 0.2)
     task = MathTask(timeout=0.5, budget=0.6)
-    hostile = [(r"%d^{9^{9}}" % k, str(k)) for k in range(7, 47)]  # 40 rows, each > 0.5 s in sympy
+    hostile = [(SLOW_IN_SYMPY % k, str(k)) for k in range(7, 47)]  # 40 rows, each > 0.5 s in sympy
     start = time.monotonic()
     got = [task.equivalent(a, b) for a, b in hostile]
     assert time.monotonic() - start < 20  # about 2 rows x (0.5 s + a worker restart), not 40

@@ -284,3 +284,10 @@ def test_avg_at_k_is_the_samples_mean_accuracy():
     per_q = {"a": [True, False, True, True], "b": [False] * 4, "c": [True] * 4}
     assert avg_at_k(per_q, {"a": "1", "b": "2", "c": "3"}, 4) == (0.75 + 0 + 1) / 3
     assert avg_at_k(per_q, {"a": "1", "b": "2", "c": "3", "d": "4"}, 2) == (0.5 + 0 + 1 + 0) / 4
+
+
+def test_stage1_overlap_counts_what_stage1_already_learnt():
+    from w2s.steps import stage1_overlap
+
+    assert stage1_overlap(["a", "b", "c", "d"], ["b", "d", "x"]) == {"n": 4, "in_stage1": 2, "share_in_stage1": 0.5}
+    assert stage1_overlap([], ["a"])["share_in_stage1"] is None

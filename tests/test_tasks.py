@@ -7,14 +7,57 @@ import time
 
 import pytest
 
-from w2s.tasks import get_task, task_names
+from w2s.tasks import Task, get_task, make_task, register_task, task_names
+from w2s.tasks.base import TASKS
 from w2s.tasks.math import last_boxed
 
 
 def test_registry():
-    assert {"gsm8k", "math", "custom"} <= set(task_names())
-    with pytest.raises(ValueError, match="unknown task"):
-        get_task("nope")
+    assert {"gsm8k", "math", "custom", "toy"} <= set(task_names())
+    with pytest.raises(ValueError, match="unknown task 'gsm8kk'.*did you mean 'gsm8k'"):
+        get_task("gsm8kk")
+    assert TASKS.get("math").obj is type(get_task("math"))
+
+
+class ShoutTask(Task):
+    """A task defined outside w2s, named in a config as "module:ShoutTask"."""
+
+    def __init__(self, marker: str = "ANSWER"):
+        self.marker = marker
+
+    def find_answer(self, text: str) -> str:
+        head, sep, tail = text.rpartition(self.marker + ":")
+        return tail.strip() if sep else ""
+
+    def gold_answer(self, row: dict) -> str:
+        return str(row["answer"])
+
+    def equivalent(self, a: str, b: str) -> bool:
+        return bool(a) and a.lower() == b.lower()
+
+
+def test_a_task_from_outside_w2s_by_module_and_class():
+    spec = f"{__name__}:ShoutTask"
+    task = make_task({"name": spec, "marker": "FINAL"})
+    assert isinstance(task, ShoutTask) and task.extract_answer("x FINAL: Yes") == "Yes"
+    assert task.is_correct("FINAL: yes", "YES") and spec not in task_names()
+    with pytest.raises(ValueError, match="does not take these options"):
+        make_task({"name": spec, "nope": 1})
+    with pytest.raises(ValueError, match="not a Task subclass"):
+        make_task(f"{__name__}:test_registry")
+    with pytest.raises(ValueError, match="cannot import"):
+        make_task("no_such_module_w2s:Task")
+
+
+def test_register_task_refuses_a_taken_name():
+    class Other(ShoutTask):
+        name = "gsm8k"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(Other)
+    assert type(get_task("gsm8k")).__name__ == "GSM8KTask"
+    with pytest.raises(ValueError, match="needs a name"):
+        register_task(ShoutTask)
 
 
 # ---------------------------------------------------------------- gsm8k

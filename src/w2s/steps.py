@@ -142,6 +142,14 @@ def full_weak_records(task: Task, questions: Sequence[dict], weak_gens: Sequence
     return full_weak_sft(task, questions, weak_gens)
 
 
+def stage1_overlap(ids: Iterable[str], selected: Iterable[str]) -> dict:
+    """How much a later signal (Stage II pairs, Stage III labels) covers the questions Stage I
+    already learnt from: a signal that only relabels those teaches little new."""
+    ids, selected = {str(i) for i in ids}, {str(i) for i in selected}
+    return {"n": len(ids), "in_stage1": len(ids & selected),
+            "share_in_stage1": len(ids & selected) / len(ids) if ids else None}
+
+
 def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
     """OUT/{weak,icl,hybrid}.jsonl (SFT records) and OUT/summary.json."""
     out_dir = Path(out_dir)
@@ -211,7 +219,8 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
             "majority_accuracy": labels_summary.get("majority_accuracy"),
             "mean_reward": sum(rewards) / len(rewards) if rewards else None,
             "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
-            "steps": len(rewards), "reward_curve": [round(r, 4) for r in rewards], "dev_accuracy": dev_accuracy}
+            "steps": len(rewards), "reward_curve": [round(r, 4) for r in rewards], "dev_accuracy": dev_accuracy,
+            "stage1_overlap": (labels_summary.get("stage1_overlap") or {}).get("share_in_stage1")}
 
 
 def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_accuracy: float | None) -> dict:

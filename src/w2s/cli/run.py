@@ -17,20 +17,27 @@ def run(config: Path = typer.Argument(..., help="run config (YAML)"),
         until: Optional[str] = typer.Option(None, "--until", help="run this stage and what it needs"),
         force: Optional[List[str]] = typer.Option(None, "--force", help="rerun this stage (repeatable)"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. stage2.train.beta=0.2 (repeatable)"),
-        quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines")):
+        quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines"),
+        rehearse: bool = typer.Option(False, "--rehearse", help="the whole stage graph on CPU with tiny random "
+                                      "models of the same families and a few dozen questions per split")):
     """Run the whole method (Stages I-III as configured) with every baseline; resumes and reuses cached stages."""
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import ConfigError, deep_merge, parse_override
     from w2s.pipeline.dag import StageFailed
+    from w2s.pipeline.rehearse import rehearsal_config
 
     with user_errors():
         try:
             overrides: dict = {}
             for s in set_ or []:
                 overrides = deep_merge(overrides, parse_override(s))
-            run_dir = out or Path("runs") / config.stem
+            run_dir = out or Path("runs") / (config.stem + "_rehearsal" * rehearse)
+            if rehearse:
+                config, notes = rehearsal_config(config, run_dir, overrides)
+                for line in notes:
+                    typer.echo(f"rehearsal: {line}")
             run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
-                         overrides=overrides, quiet=quiet)
+                         overrides=None if rehearse else overrides, quiet=quiet)
         except ConfigError as e:
             typer.echo(f"config error: {e}", err=True)
             raise typer.Exit(2) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from w2s import tracking
 from w2s.io import write_text
 from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
@@ -105,11 +106,14 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
             torch.set_num_threads(cfg.threads or default_threads())
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         handler = _attach_log_file(run_dir)
+        tracker = tracking.open_tracker(cfg.tracking, run_dir, cfg.name)
+        progress, tracked = ProgressPrinter(stages, quiet), tracking.stage_hook(tracker, run_dir)
         try:
             log.info("run %s: %d stages", run_dir, len(stages))
             return run_stages(stages, run_dir, only=only, until=until, force=force,
-                              on_event=ProgressPrinter(stages, quiet))
+                              on_event=lambda *event: (progress(*event), tracked(*event)))
         finally:
+            tracker.close()
             logging.getLogger("w2s").removeHandler(handler)
             handler.close()
 

@@ -138,6 +138,24 @@ class Stage3Section(Section):
     train: dict = _train_dict("grpo")
 
 
+class TrackingSection(Section):
+    """Where the run's numbers go besides metrics.json (w2s.tracking)."""
+
+    backend: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    project: Optional[str] = F(None, max_length=200)   #: wandb / trackio project (default "w2s")
+    run_name: Optional[str] = F(None, max_length=200)  #: default: the config's name, else the run directory's
+    group: Optional[str] = F(None, max_length=200)     #: wandb / trackio group (e.g. one per sweep)
+
+
+class HubSection(Section):
+    """Push the run's models (adapters or weights, with a card: lineage and metrics) and its
+    datasets to the Hugging Face Hub once the report is written (w2s.hub)."""
+
+    push: bool = False
+    prefix: Optional[str] = F(None, max_length=96)  #: "ORG/NAME": repos PREFIX-m-plus, ..., PREFIX-data
+    private: bool = True
+
+
 class EvalSection(Section):
     n: int = F(10, "0 = greedy only", ge=0, le=1000)  #: samples per test question (pass@k / maj@k)
     temperature: Number = F(1.0, ge=0)
@@ -161,6 +179,8 @@ class RunConfig(Section):
     stage3: Stage3Section = Field(default_factory=Stage3Section)
     baselines: list[Baseline] = Field(default_factory=lambda: ["weak", "strong_fewshot", "full_weak", "gold_sft"])
     eval: EvalSection = Field(default_factory=EvalSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    hub: HubSection = Field(default_factory=HubSection)
     seed: int = F(0, ge=0)
     name: Optional[str] = F(None, max_length=200)
     #: torch CPU threads (None = torch's default, 0 = 2 on an idle machine and 1 on a busy one)
@@ -183,6 +203,15 @@ def to_dict(cfg: RunConfig) -> dict:
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
     """Load and validate a YAML run config. Relative data/model paths are resolved against
     the config file's directory first, then the current directory."""
+    raw, base_dir = load_raw(path)
+    try:
+        return config_from_dict(raw, base_dir=base_dir, overrides=overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None  # the key, and in which file
+
+
+def load_raw(path: str | os.PathLike) -> tuple[dict, Path]:
+    """A config file's mapping (bounded YAML) and the directory its relative paths start from."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -193,10 +222,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    try:
-        return config_from_dict(raw, base_dir=path.parent, overrides=overrides)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None  # the key, and in which file
+    return raw, path.parent
 
 
 def config_from_dict(raw: dict, base_dir: Path | str = ".", overrides: dict | None = None) -> RunConfig:

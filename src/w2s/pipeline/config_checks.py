@@ -78,6 +78,8 @@ def _registered_names(cfg) -> None:
 
 def _together(cfg) -> None:
     s2, s3, e = cfg.stage2, cfg.stage3, cfg.eval
+    if cfg.hub.push and not (cfg.hub.prefix and cfg.hub.prefix.count("/") == 1):
+        raise ConfigError(f"hub.prefix: must be ORG/NAME when hub.push is true, got {cfg.hub.prefix!r}")
     _require(s2.min_support <= s2.samples, "stage2.min_support", f"in [1, stage2.samples = {s2.samples}]",
              s2.min_support)
     _require(s3.min_support <= s3.samples, "stage3.min_support", f"in [1, stage3.samples = {s3.samples}]",

@@ -247,5 +247,5 @@ def _run_stage(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced
     fingerprint = _fingerprint(run_dir, stage, key)
     manifest.set(stage.name, status="done", fingerprint=fingerprint, seconds=round(seconds, 3),
                  finished=time.time(), resumed=resumed, info=result, error=None)
-    emit("done", stage, {**info, "seconds": seconds, "resumed": resumed})
+    emit("done", stage, {**info, "seconds": seconds, "resumed": resumed, "result": result})
     return fingerprint

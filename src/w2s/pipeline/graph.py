@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from w2s import steps
+from w2s import steps, tracking
 from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig
 from w2s.io import read_records
 from w2s.pipeline import layout
@@ -88,8 +88,15 @@ class Graph:
     def records(self, ctx: StageContext, rel: str) -> list[dict]:
         return read_records(ctx.path(rel))
 
+    def stage1_selected(self, ctx: StageContext) -> list[str]:
+        """The ids M_plus's Stage I iteration selected (for the overlap diagnostics)."""
+        return [r["id"] for r in self.records(ctx, f"{layout.iteration_dir(self.cfg.stage1.iterations)}/hybrid.jsonl")]
+
     def train(self, ctx: StageContext, kind: str, model: str, data: Path, out_stage: str, settings: dict,
               empty_reason: str | None = None) -> dict:
+        tracked = tracking.trainer_settings(self.cfg.tracking, self.run_dir, self.cfg.name, out_stage)
+        if tracked:  # the trainer logs into the run's tracker (the model does not depend on it)
+            settings = {**settings, **tracked, "extra": {**settings.get("extra", {}), **tracked["extra"]}}
         return steps.train(kind, model, data, ctx.path(layout.model_rel(out_stage)), settings,
                            launcher=self.cfg.launcher, job_file=ctx.work_path(".job", suffix=".json"),
                            empty_reason=empty_reason)

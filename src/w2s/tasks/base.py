@@ -1,7 +1,9 @@
 """The Task interface: a task owns its prompt format, answer extraction and grading.
 
 Adding a task = one file in `w2s/tasks/` that subclasses `Task` and is decorated with
-`@register_task`, plus an import line in `w2s/tasks/__init__.py`.
+`@register_task`, plus an import line in `w2s/tasks/__init__.py`. Tasks are entries of
+`TASKS`, a `w2s.registry.Registry`: a run config's `task:` may also name a Task subclass
+outside w2s as "package.module:Class".
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
+from w2s.grading import GradingBudget, canonical_text
 from w2s.io import DataError, read_records
+from w2s.registry import Registry
+
+TASKS = Registry("task", key="task")
 
 
 class Task(ABC):
@@ -47,10 +53,16 @@ class Task(ABC):
                 cut = min(cut, j)
         return response[:cut]
 
-    @abstractmethod
     def extract_answer(self, response: str) -> str:
-        """The final answer in a model response, or "" if there is none. Implementations read
-        `w2s.grading.canonical_text(response)` (one Unicode rule for every task)."""
+        """The final answer in a model response, or "" if there is none: `find_answer` on
+        `w2s.grading.canonical_text(response)` (one Unicode rule for every task), its time spent
+        from this task's grading budget (past the budget, long responses are not read)."""
+        return self.budget.extract(lambda text: self.find_answer(canonical_text(text)), str(response or ""))
+
+    @abstractmethod
+    def find_answer(self, text: str) -> str:
+        """The final answer in a (canonical) response text, or "". Must be linear in the text
+        length: responses are untrusted and may be megabytes of a degenerate loop."""
 
     @abstractmethod
     def gold_answer(self, row: dict) -> str:
@@ -82,10 +94,24 @@ class Task(ABC):
         strict; the lenient one is reported beside it."""
         return None
 
+    @property
+    def budget(self) -> GradingBudget:
+        """The grading budget of this task object (one per graded file): extraction and slow
+        comparisons spend it. Assign a new one to start a new run."""
+        budget = self.__dict__.get("_budget")
+        if budget is None:
+            budget = self._budget = GradingBudget()
+        return budget
+
+    @budget.setter
+    def budget(self, value: GradingBudget) -> None:
+        self._budget = value
+
     def grading_report(self) -> dict:
-        """What bounded grading so far (comparisons that were slow, timed out or were skipped
-        for budget), for summaries; empty when nothing was bounded."""
-        return {}
+        """What bounded grading so far (extractions and comparisons that were slow, timed out or
+        were skipped for budget), for summaries; empty when nothing was bounded."""
+        budget = self.budget
+        return budget.summary() if budget.slow or budget.skipped else {}
 
     # ---- data ---------------------------------------------------------------
     def load_questions(self, path: str, id_prefix: str | None = None) -> list[dict]:
@@ -122,24 +148,19 @@ class Task(ABC):
         return out
 
 
-_REGISTRY: dict[str, type[Task]] = {}
-
-
 def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a Task subclass under its `name` (a taken name is an error)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"a task named {cls.name!r} is already registered ({_REGISTRY[cls.name].__qualname__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return TASKS.register(cls.name, cls)
 
 
 def get_task(name: str, **options) -> Task:
-    """Instantiate a registered task; options go to its constructor (e.g. custom fields)."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}") from None
+    """Instantiate a registered task (or "package.module:Class"); options go to its constructor
+    (e.g. custom fields)."""
+    cls = TASKS.get(name).obj
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"task: {name!r} is not a Task subclass (a {type(cls).__name__})")
     return cls(**options)
 
 
@@ -161,7 +182,7 @@ def make_task(spec: "str | dict | Task") -> Task:
 
 
 def task_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return TASKS.names()
 
 
 def seeded_rng(seed: int, *keys) -> random.Random:

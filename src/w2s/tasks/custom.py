@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from w2s.grading import canonical_text, normalize_text, numbers_equal
+from w2s.grading import last_match, normalize_text, numbers_equal
 from w2s.tasks.base import Task, register_task
 
 DEFAULT_ANSWER_REGEX = r"(?:####|[Tt]he (?:final )?answer is:?)[ \t]*([^\n]+)"
@@ -46,15 +46,14 @@ class CustomTask(Task):
         return self.prompt_template.replace("{question}", question)
 
     def _find(self, text: str) -> str | None:
-        matches = list(self.answer_pattern.finditer(text or ""))
-        if not matches:
+        m = last_match(self.answer_pattern, text or "")
+        if m is None:
             return None
-        m = matches[-1]
         found = m.group(1) if self.answer_pattern.groups else m.group(0)
         return (found or "").strip().rstrip(".").strip()
 
-    def extract_answer(self, response: str) -> str:
-        return self._find(self.clean_response(canonical_text(response or ""))) or ""
+    def find_answer(self, text: str) -> str:
+        return self._find(self.clean_response(text)) or ""
 
     def gold_answer(self, row: dict) -> str:
         value = row[self.answer_field]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from w2s.grading import canonical_text, numbers_equal
+from w2s.grading import last_nonempty, numbers_equal
 from w2s.tasks.base import Task, register_task
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -28,9 +28,7 @@ def strip_calculator_annotations(text: str) -> str:
 
 def _final_after_hashes(text: str) -> str | None:
     """The text after the last non-empty '####' line, or None."""
-    found = [m.strip() for m in _HASHES.findall(text)]
-    found = [m for m in found if m]
-    return found[-1] if found else None
+    return last_nonempty(_HASHES, text)
 
 
 @register_task
@@ -44,15 +42,13 @@ class GSM8KTask(Task):
         cut = response.find("Question:")
         return response if cut == -1 else response[:cut]
 
-    def extract_answer(self, response: str) -> str:
+    def find_answer(self, text: str) -> str:
         """The last '#### ...' line of the cleaned response, else 'The answer is ...'; "".
         The whole line is the answer: a hedged one ("25 or 30") is not a number when graded."""
-        text = self.clean_response(canonical_text(response or ""))
+        text = self.clean_response(text)
         answer = _final_after_hashes(text)
         if answer is None:
-            found = [m.strip() for m in _THE_ANSWER_IS.findall(text)]
-            found = [m for m in found if m]
-            answer = found[-1] if found else ""
+            answer = last_nonempty(_THE_ANSWER_IS, text) or ""
         answer = answer.strip().rstrip(".").strip()
         return answer if len(answer) <= MAX_ANSWER_CHARS else ""
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import re
 
-from w2s.grading import canonical_text
+from w2s.grading import canonical_text, last_match
 from w2s.tasks.base import Task, register_task
 
 _NUM = r"[-+]?\d[\d,]*(?:\.\d+)?"
 _HASH = re.compile(r"####\s*(" + _NUM + ")")
 # Final markers of the pretraining corpus and common natural-language ones. Group 1 = number.
+# The lookahead names every alternative's first character so that the regex engine skips other
+# positions fast (10x on a megabyte response); it matches nothing the alternatives would not.
 _MARKERS = re.compile(
-    r"(?:\b(?:final answer|answer|result|final|total)\s*(?:is|:|=)\s*|=>\s*|\bends? (?:up )?with\s+"
+    r"(?=[fartel=i])(?:\b(?:final answer|answer|result|final|total)\s*(?:is|:|=)\s*|=>\s*|\bends? (?:up )?with\s+"
     r"|\bleaves \w+ with\s+|\bin the end, \w+ ha(?:s|ve)\s+)(" + _NUM + ")",
     re.IGNORECASE)
 _LAST_NUM = re.compile(_NUM)
@@ -76,15 +78,14 @@ class ToyTask(Task):
             return normalize_number(m.group(1)), None
         if not self.lenient:
             return "", None
-        markers = list(_MARKERS.finditer(text))
-        if markers:
-            m = markers[-1]
+        m = last_match(_MARKERS, text)
+        if m:
             return normalize_number(m.group(1)), m.start()
-        nums = _LAST_NUM.findall(text)
-        return (normalize_number(nums[-1]) if nums else ""), None
+        m = last_match(_LAST_NUM, text)
+        return (normalize_number(m.group(0)) if m else ""), None
 
-    def extract_answer(self, response: str) -> str:
-        return self._find(self.clean_response(canonical_text(response or "")))[0]
+    def find_answer(self, text: str) -> str:
+        return self._find(self.clean_response(text))[0]
 
     def completion(self, response: str) -> str:
         """Training completion in the task format: ` {steps}\\n#### N`. A response that ends

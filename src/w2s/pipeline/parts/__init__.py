@@ -9,6 +9,7 @@ names (`parts: ["package.module:function"]`, a function of the `Graph`).
     stage3     per round: samples, pseudo-labels, GRPO; m_rl chosen on dev
     baselines  full weak fine-tuning, the gold-SFT ceiling, strong few-shot
     evals      every model on test (and dev), then the report
+    hub        (hub.push) the trained models and datasets to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from w2s.pipeline.dag import Stage
 from w2s.pipeline.graph import PARTS, Graph, dependencies_first
-from w2s.pipeline.parts import baselines, data, evals, stage1, stage2, stage3
+from w2s.pipeline.parts import baselines, data, evals, hub, stage1, stage2, stage3
 
 METHOD_PARTS = (data.add, stage1.add, stage2.add, stage3.add, baselines.add)
 
@@ -30,4 +31,5 @@ def build(cfg, run_dir: Path) -> tuple[list[Stage], dict]:
     for spec in cfg.parts:
         PARTS.get(spec).obj(graph)
     evals.add(graph)
+    hub.add(graph)
     return dependencies_first(graph.stages), graph.models

@@ -73,6 +73,7 @@ def add_labels(g: Graph, r: int) -> None:
         records, summary = steps.stage3_labels(g.task, questions, samples, g.records(ctx, D_WEAK),
                                                g.records(ctx, D_ICL), reward=s3.reward,
                                                gold=g.questions(Q_HIDDEN), **declared)
+        summary["stage1_overlap"] = steps.stage1_overlap([r["id"] for r in records], g.stage1_selected(ctx))
         write_jsonl(ctx.path(f"{d}/train.jsonl"), records)
         write_json(ctx.path(f"{d}/labels_summary.json"), {"round": r, **summary})
         return summary
