@@ -179,9 +179,9 @@ def test_grade_names_the_rows_whose_verdict_was_bounded(app, tmp_path, monkeypat
     from w2s import grading
 
     grading.clear_cache()
-    monkeypatch.setattr(grading, "SLOW_COMPARISON", 0.2)
+    monkeypatch.setattr(grading.budget, "SLOW_COMPARISON", 0.2)
     rows = [{"id": "ok", "response": r"\boxed{\dfrac{1}{2}}", "answer": r"\frac{1}{2}"}] + \
-        [{"id": f"h{k}", "response": r"\boxed{%d^{9^{9}}}" % k, "answer": str(k)} for k in range(7, 12)]
+        [{"id": f"h{k}", "response": r"\boxed{%d^{123456789}}" % k, "answer": str(k)} for k in range(7, 12)]
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_jsonl(inp, rows)
     r = run(app, "grade", "--task", "math", "-o", "timeout=0.5", "-o", "budget=0.6", "--input", inp, "--out", out,

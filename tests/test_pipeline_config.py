@@ -104,3 +104,20 @@ def test_cli_config_error_is_fast_and_names_the_key(files):
     assert "stage2.flip_confidense: unknown key" in proc.stderr
     assert elapsed < 5  # interpreter start included; the validation itself is milliseconds
     assert not (files / "run" / "manifest.json").exists()
+
+
+def test_a_misspelled_task_option_names_the_key_and_the_nearest(files):
+    raw = base(files)
+    raw["task"] = {"name": "custom", "answer_fild": "gold"}
+    with pytest.raises(ConfigError, match=r"task\.answer_fild: unknown option of task 'custom' .*did you mean 'answer_field'\?"):
+        config_from_dict(raw)
+    raw["task"] = "gsm8kk"
+    with pytest.raises(ConfigError, match=r"task: unknown task 'gsm8kk' .*did you mean 'gsm8k'\?"):
+        config_from_dict(raw)
+
+
+def test_a_misspelled_key_gets_the_nearest_valid_one(files):
+    raw = base(files)
+    raw["stage2"] = {"flip_confidense": 0.9}
+    with pytest.raises(ConfigError, match=r"stage2\.flip_confidense: unknown key .*did you mean 'stage2\.flip_confidence'\?"):
+        config_from_dict(raw)

@@ -34,8 +34,8 @@ def grade_records(task: Task, rows: Sequence[dict], response_field: str = "respo
                 gold = task.gold_answer(row)
         except (KeyError, ValueError):
             raise DataError(path, "missing gold answer", row=i, field=gold_field or "answer") from None
-        pred = task.extract_answer(row[response_field])
         before = _bounded_count(task)
+        pred = task.extract_answer(row[response_field])
         graded = {**row, "pred": pred, "correct": task.matches(pred, gold)}
         if _bounded_count(task) > before:  # slow, timed out, or past the grading budget: say which row
             graded["grading_bounded"] = True

@@ -5,6 +5,8 @@ a ConfigError naming the key, before any stage runs."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
 from w2s.pipeline.graph import PARTS
 from w2s.tasks import make_task
+from w2s.tasks.base import TASKS
 from w2s.tiny_models import parse_tiny_spec
 from w2s.training import settings as training_settings
 
@@ -41,10 +44,27 @@ def _data_files(cfg) -> None:
 
 
 def _task(cfg) -> None:
+    if isinstance(cfg.task, dict):
+        _task_options(cfg.task)
     try:
         make_task(cfg.task)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"task: {e}") from None
+        message = str(e)
+        raise ConfigError(message if message.startswith("task") else f"task: {message}") from None
+
+
+def _task_options(spec: dict) -> None:
+    """A task's options against its constructor: a typo names the key and the nearest option."""
+    try:
+        cls = TASKS.get(spec.get("name"), "task.name").obj
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    for key in spec:
+        if key != "name" and key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"task.{key}: unknown option of task {spec['name']!r} (known: {', '.join(known)})"
+                              + (f"; did you mean {near[0]!r}?" if near else ""))
 
 
 def _models(cfg) -> None:
