@@ -216,7 +216,8 @@ def test_cli_select_and_pairs_equal_the_pipeline_stages(reference_run, tmp_path)
     proc = w2s("pairs", "--task", "gsm8k", "--weak", run_dir / "data/d_weak.jsonl", "--samples",
                run_dir / "data/samples.jsonl", "--questions", questions, "--out", tmp_path / "pairs.jsonl",
                "--min-confidence", s2["min_confidence"], "--flip-confidence", s2["flip_confidence"],
-               "--max-pairs", s2["max_pairs"], "--seed", cfg["seed"])
+               "--max-pairs", s2["max_pairs"], "--seed", cfg["seed"],
+               "--stage1", run_dir / f"data/iter{cfg['stage1']['iterations']}/hybrid.jsonl")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pairs.jsonl").read_bytes() == (run_dir / "data/pairs.jsonl").read_bytes()
     assert (json.loads((tmp_path / "pairs_summary.json").read_text())

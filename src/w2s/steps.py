@@ -161,11 +161,13 @@ def write_selection(out_dir: str | os.PathLike, sel, summary: dict) -> None:
 # ---- Stage II ------------------------------------------------------------------
 def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], samples: Sequence[dict],
                      *, min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1,
-                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper", **available):
+                     seed: int = 42, gold: Sequence[dict] | None = None, strategy: str = "paper",
+                     stage1_ids: Sequence[str] | None = None, **available):
     """Preference pairs by the registered `strategy` (`stage2.pairs`; default the paper's rule)
     and their summary (vote confidences of every question, and with `gold`, the correctness of
     each side). Of `available` (by name: `icl_gens`, `min_support`, `prefer`, ...), the strategy
-    gets what its entry declares. Returns (pairs, summary)."""
+    gets what its entry declares. `stage1_ids` (the questions Stage I selected) adds how many
+    pairs fall on them (`stage1_overlap`). Returns (pairs, summary)."""
     entry = PAIRS.get(strategy)
     votes = voting.majority_vote(task, samples)
     built = entry(task, questions, weak_gens, samples, min_confidence=min_confidence,
@@ -179,6 +181,8 @@ def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[
                "confidences": [round(v.confidence, 4) for v in votes.values()]}
     summary.update({k: v for k, v in metrics.pair_diagnostics(task, built, questions if gold is None else gold).items()
                     if k != "n_pairs"})
+    if stage1_ids is not None:
+        summary["stage1_overlap"] = stage1_overlap({p["id"] for p in built}, stage1_ids)
     return built, summary
 
 
@@ -194,7 +198,7 @@ def stage3_questions(questions: Sequence[dict], max_questions: int | None, seed:
 
 def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict], weak_gens: Sequence[dict],
                   icl_gens: Sequence[dict], *, reward: str = "agreement", gold: Sequence[dict] | None = None,
-                  **rule_settings):
+                  stage1_ids: Sequence[str] | None = None, **rule_settings):
     """GRPO records {id, prompt, pseudo_label} under the pseudo-label rule of `reward` (questions
     without a label are left out) and the round's diagnostics (`gold`, hidden: precision only).
     Returns (records, summary)."""
@@ -204,6 +208,8 @@ def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict]
                for q in questions if str(q["id"]) in labels]
     summary = {"reward": reward, "rule": rule,
                **pseudo_labels.diagnostics(task, questions, samples, labels, gold=gold)}
+    if stage1_ids is not None:  # labels that only repeat what Stage I learnt teach little new
+        summary["stage1_overlap"] = stage1_overlap([r["id"] for r in records], stage1_ids)
     return records, summary
 
 

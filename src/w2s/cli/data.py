@@ -140,6 +140,8 @@ def pairs(
                                                "(only pairs rejecting the weak response), self (no weak side), "
                                                "agreement (labels from weak/in-context answers the samples support)."),
     icl: Optional[str] = typer.Option(None, help="agreement only: the in-context strong model's generations."),
+    stage1: Optional[str] = typer.Option(None, help="Stage I's selected records (e.g. iter2/hybrid.jsonl): the summary "
+                                                    "says how many pairs fall on questions Stage I already learnt."),
     min_support: int = typer.Option(3, help="agreement only: samples that must reach a weak/in-context answer."),
     prefer: str = typer.Option("icl", help="agreement only: weak | icl | most_votes, when both answers qualify."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
@@ -151,7 +153,7 @@ def pairs(
     """
     with user_errors():
         entry = PAIRS.get(strategy, "--strategy")
-        check_output(out, [weak, samples, questions, icl])
+        check_output(out, [weak, samples, questions, icl, stage1])
         files = _needed_files(entry, strategy, {"icl_gens": icl})
         t = task_from_options(task, task_option)
         weak_gens = nonempty(steps.read_generations(weak), weak)
@@ -160,6 +162,7 @@ def pairs(
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
                                                 flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed,
                                                 strategy=strategy, min_support=min_support, prefer=prefer,
+                                                stage1_ids=[r["id"] for r in read_records(stage1)] if stage1 else None,
                                                 **files)
         write_jsonl(out, prefs)
         write_json(_summary_path(out), summary)

@@ -40,8 +40,8 @@ def add_pairs(g: Graph) -> None:
         built, summary = steps.preference_pairs(
             g.task, g.questions(Q_UNLABELED), g.records(ctx, D_WEAK), g.records(ctx, SAMPLES),
             min_confidence=s2.min_confidence, flip_confidence=s2.flip_confidence, max_pairs=s2.max_pairs,
-            seed=g.cfg.seed, gold=g.questions(Q_HIDDEN), strategy=s2.pairs, **declared, **inputs)
-        summary["stage1_overlap"] = steps.stage1_overlap({p["id"] for p in built}, g.stage1_selected(ctx))
+            seed=g.cfg.seed, gold=g.questions(Q_HIDDEN), strategy=s2.pairs, stage1_ids=g.stage1_selected(ctx),
+            **declared, **inputs)
         write_jsonl(ctx.path(PAIRS), built)
         write_json(ctx.path(PAIRS_SUMMARY), summary)
         return {k: v for k, v in summary.items() if k != "confidences"}

@@ -72,8 +72,8 @@ def add_labels(g: Graph, r: int) -> None:
         questions = [q for q in g.questions(Q_UNLABELED) if q["id"] in ids]
         records, summary = steps.stage3_labels(g.task, questions, samples, g.records(ctx, D_WEAK),
                                                g.records(ctx, D_ICL), reward=s3.reward,
-                                               gold=g.questions(Q_HIDDEN), **declared)
-        summary["stage1_overlap"] = steps.stage1_overlap([r["id"] for r in records], g.stage1_selected(ctx))
+                                               gold=g.questions(Q_HIDDEN), stage1_ids=g.stage1_selected(ctx),
+                                               **declared)
         write_jsonl(ctx.path(f"{d}/train.jsonl"), records)
         write_json(ctx.path(f"{d}/labels_summary.json"), {"round": r, **summary})
         return summary
