@@ -121,3 +121,13 @@ def test_a_misspelled_key_gets_the_nearest_valid_one(files):
     raw["stage2"] = {"flip_confidense": 0.9}
     with pytest.raises(ConfigError, match=r"stage2\.flip_confidense: unknown key .*did you mean 'stage2\.flip_confidence'\?"):
         config_from_dict(raw)
+
+
+def test_a_generation_option_no_backend_of_the_run_takes_is_refused(files):
+    raw = base(files)
+    raw["generation"] = {"backend": "hf", "options": {"batch_sise": 8}}
+    with pytest.raises(ConfigError, match=r"generation\.options\.batch_sise: unknown option of the hf backend .*did you mean 'batch_size'\?"):
+        config_from_dict(raw)
+    raw["generation"] = {"backend": "vllm", "options": {"tensor_parallel_size": 2, "batch_size": 8}}
+    raw["weak"] = {**raw["weak"], "backend": "hf"}  # batch_size is the weak model's (hf) option
+    config_from_dict(raw)

@@ -38,5 +38,5 @@ def user_errors():
     except OSError as e:  # disk full, permissions, read-only file system: the writes are atomic, so
         #                   nothing half-written is left; say what and where, not a traceback
         where = f"{e.filename}: " if e.filename else ""
-        typer.echo(f"error: {where}{e.strerror or e} (nothing was written)", err=True)
+        typer.echo(f"error: {where}{e.strerror or e} (writes are atomic: no file was left half-written)", err=True)
         raise typer.Exit(2) from None

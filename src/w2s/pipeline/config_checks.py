@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import inspect
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from w2s.generation.resumable import BACKEND_REGISTRY
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
 from w2s.pipeline.graph import PARTS
@@ -25,7 +27,7 @@ SETTINGS = {"sft": training_settings.SFTSettings, "preference": training_setting
 
 
 def check_semantics(cfg) -> None:
-    for check in (_data_files, _task, _models, _registered_names, _together, _training):
+    for check in (_data_files, _task, _models, _registered_names, _together, _generation_options, _training):
         check(cfg)
 
 
@@ -114,6 +116,27 @@ def _together(cfg) -> None:
         method = s3.start.split("_")[-1]
         _require(s2.enabled and s2.method in (method, "both"), "stage3.start",
                  f"a model this run trains (stage2.enabled with stage2.method {method} or both)", s3.start)
+
+
+def _generation_options(cfg) -> None:
+    """Each generation option is one some backend of the run takes: a typo names the nearest."""
+    backends = sorted({cfg.generation.backend, cfg.weak.backend or cfg.generation.backend})
+    known = set().union(*(backend_options(name) for name in backends))
+    for key in cfg.generation.options:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(f"generation.options.{key}: unknown option of the {' / '.join(backends)} backend "
+                              f"(known: {', '.join(sorted(known))})" + (f"; did you mean {near[0]!r}?" if near else ""))
+
+
+def backend_options(name: str) -> set[str]:
+    """The keyword options a generation backend's constructor takes (its module is light)."""
+    cls = BACKEND_REGISTRY.get(name, "generation.backend").obj
+    if hasattr(cls, "spec"):  # a built-in backend, imported on first use
+        module, _, attr = cls.spec.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    return {p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind == p.KEYWORD_ONLY} - {"adapter"}
 
 
 def _training(cfg) -> None:
