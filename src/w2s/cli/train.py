@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, List, Literal, Optional
 
 import typer
+from typer.core import TyperCommand
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
@@ -47,6 +48,14 @@ TRAIN_COMMANDS = {
 #: Flags spelled otherwise than --NAME/--no-NAME (the words users know).
 _FLAG_DECLS = {"quiet": ("--quiet/--verbose", " /-v"), "lora": ("--lora/--full",)}
 _LORA_PANEL, _SETTINGS_PANEL = "LoRA (with --lora)", "Training settings"
+
+
+class PlainHelpCommand(TyperCommand):
+    """Click's plain help: rich's option column cuts the settings' long TRL names."""
+
+    def format_help(self, ctx, formatter) -> None:
+        self.rich_markup_mode = None
+        super().format_help(ctx, formatter)
 
 
 def _option_name(name: str) -> str:
@@ -156,7 +165,7 @@ def _train_command(command: str):
 
 
 for _command in TRAIN_COMMANDS:
-    train_app.command(_command)(_train_command(_command))
+    train_app.command(_command, cls=PlainHelpCommand)(_train_command(_command))
 
 
 def _summary(out: Path, as_json: bool) -> None:
