@@ -218,9 +218,9 @@ def test_unwritable_output_or_missing_model_is_a_clean_error(cli, workspace, mon
     (["--epochs", 0], "--num-train-epochs: must be > 0"),
     (["--max-steps", -5], "--max-steps: must be >= 1"),
     (["--max-steps", 0, "--epochs", 0], "--max-steps: must be >= 1"),
-    (["--lr", -1], "--learning-rate: Input should be greater than 0"),
-    (["--max-length", 0], "--max-length: Input should be greater than or equal to 1"),
-    (["--lora", "--lora-alpha", 0], "--lora-alpha: Input should be greater than 0"),
+    (["--lr", -1], "--learning-rate: must be > 0"),
+    (["--max-length", 0], "--max-length: must be >= 1"),
+    (["--lora", "--lora-alpha", 0], "--lora-alpha: must be > 0"),
     (["--extra", "no_equals_sign"], "--extra: expected KEY=VALUE"),
 ])
 def test_train_refuses_settings_that_train_on_nothing(cli, tmp_path, flags, message):

@@ -24,7 +24,7 @@ def test_job_runs_under_a_launcher_subprocess(tiny_model, tmp_path):
 
 def test_bad_setting_fails_before_launching(tmp_path):
     job = {"kind": "sft", "model": "m", "data": "d", "out_dir": str(tmp_path / "o"), "settings": {"lr_rate": 1}}
-    with pytest.raises(ValueError, match=r"settings\.lr_rate: unknown setting"):
+    with pytest.raises(ValueError, match=r"settings\.lr_rate: unknown key"):
         launch_job("python", job, tmp_path / "job.json")
     with pytest.raises(ValueError, match=r"kind: unknown training job kind 'dpo' .*known: grpo, preference, sft"):
         launch_job("python", {**job, "kind": "dpo", "settings": {}}, tmp_path / "job.json")
