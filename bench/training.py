@@ -83,8 +83,8 @@ def run(name: str, model_dir: Path, recs: list[dict], batch_size: int, max_lengt
         else:
             # Same precision as TRL's default (bf16 autocast over fp32 weights), so only batching and
             # gradient checkpointing differ.
-            settings = SFTSettings(batch_size=batch_size, max_length=max_length, epochs=1, save_steps=10**6,
-                                   packing=name == "packing", padding_free=name == "padding_free",
+            settings = SFTSettings(per_device_train_batch_size=batch_size, max_length=max_length, num_train_epochs=1,
+                                   save_steps=10**6, packing=name == "packing", padding_free=name == "padding_free",
                                    learning_rate=2e-5, bf16=bf16, dtype="float32")
             model = load_model(model_dir, settings)
             recs_ = recs

@@ -215,11 +215,13 @@ def test_unwritable_output_or_missing_model_is_a_clean_error(cli, workspace, mon
 # settings that would train on nothing
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, message", [
-    (["--epochs", 0], "epochs must be > 0"),
-    (["--max-steps", -5], "max_steps must be >= 1"),
-    (["--max-steps", 0, "--epochs", 0], "max_steps must be >= 1"),
-    (["--lr", -1], "learning_rate must be > 0"),
-    (["--max-length", 0], "max_length must be >= 1"),
+    (["--epochs", 0], "--num-train-epochs: must be > 0"),
+    (["--max-steps", -5], "--max-steps: must be >= 1"),
+    (["--max-steps", 0, "--epochs", 0], "--max-steps: must be >= 1"),
+    (["--lr", -1], "--learning-rate: must be > 0"),
+    (["--max-length", 0], "--max-length: must be >= 1"),
+    (["--lora", "--lora-alpha", 0], "--lora-alpha: must be > 0"),
+    (["--extra", "no_equals_sign"], "--extra: expected KEY=VALUE"),
 ])
 def test_train_refuses_settings_that_train_on_nothing(cli, tmp_path, flags, message):
     data = _sft(tmp_path / "sft.jsonl", 4)
@@ -236,7 +238,7 @@ def test_settings_ranges_reach_the_pipeline_config(tmp_path):
     raw = {"task": "gsm8k", "data": {k: str(tmp_path / f"{f}.jsonl") for k, f in
                                      (("gold", "gold"), ("unlabeled", "unl"), ("test", "test"))},
            "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
-    for section, train, message in (("strong", {"epochs": 0}, "strong.train.epochs: epochs must be > 0"),
+    for section, train, message in (("strong", {"epochs": 0}, "strong.train.epochs: must be > 0"),
                                     ("stage2", {"learning_rate": -1}, "stage2.train.learning_rate: "),
                                     ("weak", {"max_steps": -5}, "weak.train.max_steps: ")):
         with pytest.raises(ConfigError, match=message):

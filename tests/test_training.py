@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from w2s.io import DataError, write_jsonl  # noqa: E402
 from w2s.training import (  # noqa: E402
+    GRPOSettings,
     LoraSettings,
     PreferenceSettings,
     SFTSettings,
@@ -294,7 +295,7 @@ def test_settings_validation_and_mapping():
         PreferenceSettings(method="ppo")
     with pytest.raises(ValueError):
         LoraSettings(r=0)
-    assert LoraSettings(targets="q,v").targets == ("q_proj", "v_proj")
+    assert LoraSettings(targets="q,v").target_modules == ("q_proj", "v_proj")
     s = SFTSettings(max_steps=7, batch_size=3, grad_accum=2, max_length=99, report_to="tensorboard",
                     extra={"logging_first_step": True})
     cfg = trl_compat.sft_config(s, "/tmp/x")
@@ -305,6 +306,51 @@ def test_settings_validation_and_mapping():
     d = trl_compat.dpo_config(PreferenceSettings(beta=0.3, sft_weight=0.2), "/tmp/x")
     assert d.beta == 0.3 and list(d.loss_type) == ["sigmoid", "sft"] and list(d.loss_weights) == [1.0, 0.2]
     assert s.to_dict()["max_steps"] == 7 and s.to_dict()["max_length"] == 99  # what lineage.json records
+
+
+def test_old_setting_names_are_aliases_of_trls():
+    from w2s.training.settings import validate_settings
+
+    old = SFTSettings(epochs=2, batch_size=3, grad_accum=5, lr_scheduler="cosine", lr=2e-4,
+                      lora={"r": 4, "alpha": 8, "dropout": 0.1, "targets": "q,v"})
+    new = SFTSettings(num_train_epochs=2, per_device_train_batch_size=3, gradient_accumulation_steps=5,
+                      lr_scheduler_type="cosine", learning_rate=2e-4,
+                      lora=LoraSettings(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]))
+    assert old == new and old.to_dict()["per_device_train_batch_size"] == 3
+    assert PreferenceSettings(precompute_ref=True).precompute_ref_log_probs is True
+    with pytest.raises(ValueError, match="given twice"):
+        SFTSettings(batch_size=2, per_device_train_batch_size=4)
+    # errors name the full key as the user wrote it
+    with pytest.raises(ValueError, match=r"^strong\.train\.epochs: must be > 0"):
+        validate_settings(SFTSettings, {"epochs": 0}, "strong.train")
+    with pytest.raises(ValueError, match=r"^stage2\.train\.lora\.alpha: must be > 0, got -1"):
+        validate_settings(PreferenceSettings, {"lora": {"alpha": -1}}, "stage2.train")
+    with pytest.raises(ValueError, match=r"^weak\.train\.batchsize: unknown key .*did you mean 'batch_size'"):
+        validate_settings(SFTSettings, {"batchsize": 2}, "weak.train")
+    with pytest.raises(ValueError, match=r"^s\.warmup_ratio: must be a finite number, got nan"):
+        validate_settings(SFTSettings, {"warmup_ratio": float("nan")}, "s")
+    with pytest.raises(ValueError, match=r"^s\.num_generations: .*\(6\) must be a multiple of num_generations \(8\)"):
+        validate_settings(GRPOSettings, {"batch_size": 6}, "s")
+    assert validate_settings(SFTSettings, {"learning_rate": "3e-4"}, "s").learning_rate == 3e-4  # YAML's 3e-4 is a string
+
+
+def test_every_trl_named_setting_is_a_field_of_trls_config():
+    """A setting that is not w2s's own must exist, by that name, in the TRL config it is passed to:
+    a TRL rename fails here instead of warning at run time."""
+    import dataclasses
+
+    from trl import DPOConfig, GRPOConfig, SFTConfig
+
+    from w2s.training import trl_compat
+
+    orpo = trl_compat._orpo_classes()
+    targets = [("sft", SFTSettings, SFTConfig), ("dpo", PreferenceSettings, DPOConfig),
+               ("grpo", GRPOSettings, GRPOConfig)] + ([("orpo", PreferenceSettings, orpo[0])] if orpo else [])
+    for trainer, settings, config in targets:
+        passed = set(trl_compat._trl_named(settings(), trainer)) - {"warmup_ratio"}  # transformers 5: warmup_steps
+        missing = passed - {f.name for f in dataclasses.fields(config)}
+        assert not missing, f"{config.__name__} has no {sorted(missing)}"
+        assert "per_device_train_batch_size" in passed and "lora" not in passed
 
 
 def test_warmup_ratio_reaches_the_trainer(tmp_path):

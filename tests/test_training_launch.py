@@ -23,7 +23,25 @@ def test_job_runs_under_a_launcher_subprocess(tiny_model, tmp_path):
 
 
 def test_bad_setting_fails_before_launching(tmp_path):
-    job = {"kind": "sft", "model": "m", "data": "d", "out_dir": str(tmp_path / "o"), "settings": {"lr": 1}}
-    with pytest.raises(TypeError):
+    job = {"kind": "sft", "model": "m", "data": "d", "out_dir": str(tmp_path / "o"), "settings": {"lr_rate": 1}}
+    with pytest.raises(ValueError, match=r"settings\.lr_rate: unknown key"):
         launch_job("python", job, tmp_path / "job.json")
+    with pytest.raises(ValueError, match=r"kind: unknown training job kind 'dpo' .*known: grpo, preference, sft"):
+        launch_job("python", {**job, "kind": "dpo", "settings": {}}, tmp_path / "job.json")
     assert not (tmp_path / "job.json").exists()
+
+
+def test_a_job_kind_from_another_package(tmp_path, monkeypatch):
+    """A kind named "package.module:OBJECT" runs that JobKind's trainer with its own settings type."""
+    import sys
+    import types
+
+    from w2s.training.launch import JobKind, run_job
+    from w2s.training.settings import TrainSettings
+
+    seen = {}
+    module = types.ModuleType("my_trainers")
+    module.KIND = JobKind(TrainSettings, lambda model, data, out, settings: seen.update(settings=settings) or out)
+    monkeypatch.setitem(sys.modules, "my_trainers", module)
+    job = {"kind": "my_trainers:KIND", "model": "m", "data": "d", "out_dir": "o", "settings": {"epochs": 3}}
+    assert run_job(job) == "o" and seen["settings"].num_train_epochs == 3

@@ -1,49 +1,174 @@
-"""`w2s train sft|dpo|orpo`, `w2s merge`, `w2s eval`: thin wrappers over w2s.training and
-w2s.evaluation. The same commands run under `accelerate launch` (DDP / DeepSpeed / FSDP):
+"""`w2s train sft|dpo|orpo|grpo`, `w2s merge`, `w2s eval`: thin wrappers over w2s.training and
+w2s.evaluation. The training commands' options are made from the settings types themselves
+(w2s.training.settings: names, types, help, defaults; the names w2s used before stay as
+aliases). The same commands run under `accelerate launch` (DDP / DeepSpeed / FSDP):
 
     accelerate launch --num_processes 2 -m w2s train sft --model M --data D.jsonl --out DIR
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
+import typing
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Literal, Optional
 
 import typer
+from typer.core import TyperCommand
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from w2s.cli.common import emit, user_errors
 from w2s.io import check_output
+from w2s.training import merge_adapter, read_lineage
+from w2s.training.launch import JOB_KINDS
+from w2s.training.settings import LoraSettings, Settings, describe_error, old_names
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Fine-tune models: SFT, DPO, ORPO (TRL + PEFT; runs under accelerate launch).")
+                        help="Fine-tune models: SFT, DPO, ORPO, GRPO (TRL + PEFT; runs under accelerate launch).")
+
+_MODEL = typer.Option(..., "--model", "-m", help="Starting model directory (or an adapter directory).")
+_OUT = typer.Option(..., "--out", "-o", help="Output model directory (complete once DONE is written).")
+_JSON = typer.Option(False, "--json", help="Print a JSON summary as the last line.")
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+#: `w2s train COMMAND`: (job kind, settings the command fixes, what --data holds, help)
+TRAIN_COMMANDS = {
+    "sft": ("sft", {}, "SFT records (prompt, completion): JSONL/JSON/parquet/...",
+            "Supervised fine-tuning, loss on the completion only."),
+    "dpo": ("preference", {"method": "dpo"}, "Preference records (prompt, chosen, rejected).",
+            "Direct preference optimisation from a Stage I model (reference = the starting model)."),
+    "orpo": ("preference", {"method": "orpo"}, "Preference records (prompt, chosen, rejected).",
+             "Odds-ratio preference optimisation (reference-free) from a Stage I model."),
+    "grpo": ("grpo", {}, "GRPO records (prompt, pseudo_label).",
+             "GRPO rewarded by offline pseudo-labels (Stage III), no gold anywhere."),
+}
+#: Flags spelled otherwise than --NAME/--no-NAME (the words users know).
+_FLAG_DECLS = {"quiet": ("--quiet/--verbose", " /-v"), "lora": ("--lora/--full",)}
+_LORA_PANEL, _SETTINGS_PANEL = "LoRA (with --lora)", "Training settings"
 
 
-def _lora(lora: bool, r: int, alpha: int, dropout: float, targets: str):
-    if not lora:
-        return None
-    from w2s.training import LoraSettings
+class PlainHelpCommand(TyperCommand):
+    """Click's plain help: rich's option column cuts the settings' long TRL names."""
 
-    return LoraSettings(r=r, alpha=alpha, dropout=dropout, targets=targets)
+    def format_help(self, ctx, formatter) -> None:
+        self.rich_markup_mode = None
+        super().format_help(ctx, formatter)
 
 
-def _common(lr, epochs, max_steps, batch_size, grad_accum, max_length, seed, bf16, report_to,
-            lora, lora_r, lora_alpha, lora_dropout, lora_targets, merge, save_steps,
-            gradient_checkpointing, keep_checkpoints, verbose) -> dict:
-    kw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-              max_length=max_length, seed=seed, bf16=bf16, report_to=report_to,
-              lora=_lora(lora, lora_r, lora_alpha, lora_dropout, lora_targets), merge=merge,
-              save_steps=save_steps, gradient_checkpointing=gradient_checkpointing,
-              keep_checkpoints=keep_checkpoints, quiet=not verbose)
-    if lr is not None:
-        kw["learning_rate"] = lr
-    return kw
+def _option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _lora_param(name: str) -> str:
+    """LoRA settings on the command line: --lora-r, --lora-alpha, --lora-target-modules."""
+    return name if name.startswith("lora_") else f"lora_{name}"
+
+
+def _lora_old_names(name: str, info: FieldInfo) -> tuple[str, ...]:
+    return tuple(o for o in map(_lora_param, old_names(info)) if o != _lora_param(name))
+
+
+def _cli_type(info: FieldInfo) -> tuple[Any, Any]:
+    """(annotation, default) of a setting on the command line."""
+    annotation, default = info.annotation, info.default
+    args = typing.get_args(annotation)
+    if type(None) in args:                                          # Optional[X]
+        annotation = next(a for a in args if a is not type(None))
+    if annotation not in (int, float, str, bool) and typing.get_origin(annotation) is not Literal:
+        annotation = str                                            # tuples, str | dict: text
+        default = ",".join(default) if isinstance(default, tuple) else default
+    return (Optional[annotation] if default is None else annotation), default
+
+
+def _setting_param(param: str, info: FieldInfo, old: tuple[str, ...], panel: str) -> inspect.Parameter:
+    """One command-line option made from a setting: its names, type, default and help."""
+    annotation, default = _cli_type(info)
+    if annotation is bool:
+        flag = param.replace("_", "-")
+        decls = _FLAG_DECLS.get(param, (f"--{flag}/--no-{flag}",)) + tuple(
+            f"{_option_name(o)}/--no-{o.replace('_', '-')}" for o in old)
+    else:
+        decls = tuple(_option_name(n) for n in (param, *old))
+    option = typer.Option(default, *decls, help=info.description, rich_help_panel=panel)
+    return inspect.Parameter(param, _KW, default=option, annotation=annotation)
+
+
+def settings_params(cls: type[Settings], fixed: dict) -> list[inspect.Parameter]:
+    """Every setting of `cls` (not fixed by the command) as an option; LoRA's behind --lora."""
+    params = []
+    for name, info in cls.model_fields.items():
+        if name in fixed:
+            continue
+        if name == "lora":
+            params.append(inspect.Parameter("lora", _KW, annotation=bool, default=typer.Option(
+                False, *_FLAG_DECLS["lora"], help=info.description, rich_help_panel=_LORA_PANEL)))
+            params += [_setting_param(_lora_param(n), i, _lora_old_names(n, i), _LORA_PANEL)
+                       for n, i in LoraSettings.model_fields.items()]
+        elif name == "extra":
+            params.append(inspect.Parameter("extra", _KW, annotation=Optional[List[str]], default=typer.Option(
+                None, "--extra", rich_help_panel=_SETTINGS_PANEL,
+                help=f"{info.description} KEY=VALUE, repeatable; VALUE is read as JSON when it parses.")))
+        else:
+            params.append(_setting_param(name, info, old_names(info), _SETTINGS_PANEL))
+    return params
+
+
+def settings_from_options(cls: type[Settings], options: dict, fixed: dict) -> Settings:
+    """The settings the options give; an error names the option (`--learning-rate: ...`)."""
+    values = {k: v for k, v in options.items() if k in cls.model_fields and k not in ("lora", "extra")}
+    if options.get("lora"):
+        values["lora"] = {n: options[_lora_param(n)] for n in LoraSettings.model_fields}
+    values["extra"] = dict(_key_value(item) for item in options.get("extra") or ())
+    try:
+        return cls.model_validate({**values, **fixed})
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        name = _lora_param(loc[-1]) if loc[:1] == ["lora"] else (loc[0] if loc else "")
+        raise ValueError((f"{_option_name(name)}: " if name else "") + describe_error(first, cls)) from None
+
+
+def _key_value(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--extra: expected KEY=VALUE, got {item!r}")
+    try:
+        return key.strip(), json.loads(text)
+    except ValueError:
+        return key.strip(), text
+
+
+def _train_command(command: str):
+    """`w2s train COMMAND`: its options are the settings of its job kind."""
+    kind_name, fixed, data_help, doc = TRAIN_COMMANDS[command]
+    kind = JOB_KINDS.get(kind_name).obj
+
+    def cmd(model: str, data: Path, out: Path, as_json: bool, **options):
+        with user_errors():
+            settings = settings_from_options(kind.settings, options, fixed)
+            result = kind.train(model, data, out, settings)
+        _summary(result, as_json)
+
+    params = [inspect.Parameter("model", _KW, default=_MODEL, annotation=str),
+              inspect.Parameter("data", _KW, annotation=Path,
+                                default=typer.Option(..., "--data", "-d", help=data_help)),
+              inspect.Parameter("out", _KW, default=_OUT, annotation=Path),
+              *settings_params(kind.settings, fixed),
+              inspect.Parameter("as_json", _KW, default=_JSON, annotation=bool)]
+    cmd.__signature__ = inspect.Signature(params)
+    cmd.__annotations__ = {p.name: p.annotation for p in params}
+    cmd.__doc__ = doc
+    return cmd
+
+
+for _command in TRAIN_COMMANDS:
+    train_app.command(_command, cls=PlainHelpCommand)(_train_command(_command))
 
 
 def _summary(out: Path, as_json: bool) -> None:
-    import os
-
-    from w2s.training import read_lineage
-
     if os.environ.get("RANK", "0") != "0":  # under a distributed launch, rank 0 reports
         return
     lin = read_lineage(out) or {}
@@ -56,93 +181,6 @@ def _summary(out: Path, as_json: bool) -> None:
     emit(summary, as_json, human)
 
 
-# Options shared by every trainer (typer needs them spelled out per command).
-_MODEL = typer.Option(..., "--model", "-m", help="Starting model directory (or an adapter directory).")
-_OUT = typer.Option(..., "--out", "-o", help="Output model directory (complete once DONE is written).")
-_EPOCHS = typer.Option(1.0, "--epochs", help="Epochs (ignored when --max-steps > 0).")
-_MAX_STEPS = typer.Option(-1, "--max-steps", help="Budget in optimizer steps (overrides --epochs).")
-_BS = typer.Option(4, "--batch-size", help="Per-device batch size.")
-_GA = typer.Option(1, "--grad-accum", help="Gradient accumulation steps.")
-_MAXLEN = typer.Option(1024, "--max-length", help="Max tokens per sequence (prompt + completion).")
-_SEED = typer.Option(42, "--seed")
-_BF16 = typer.Option(False, "--bf16/--no-bf16", help="bf16 mixed precision (and bf16 weights).")
-_REPORT = typer.Option("none", "--report-to", help="none | tensorboard | wandb")
-_LORA = typer.Option(False, "--lora/--full", help="LoRA (PEFT) instead of full fine-tuning.")
-_LR_R = typer.Option(16, "--lora-r")
-_LR_A = typer.Option(32, "--lora-alpha")
-_LR_D = typer.Option(0.05, "--lora-dropout")
-_LR_T = typer.Option("q,k,v,o,gate,up,down", "--lora-targets", help="Comma-separated module names.")
-_MERGE = typer.Option(True, "--merge/--no-merge", help="LoRA: save merged weights (default) or the adapter.")
-_SAVE = typer.Option(200, "--save-steps", help="Checkpoint every N steps into OUT/checkpoints (resume).")
-_GC = typer.Option(False, "--gradient-checkpointing/--no-gradient-checkpointing")
-_KEEP = typer.Option(False, "--keep-checkpoints", help="Keep OUT/checkpoints after success.")
-_VERBOSE = typer.Option(False, "--verbose", "-v", help="Progress bars and trainer logs.")
-_JSON = typer.Option(False, "--json", help="Print a JSON summary as the last line.")
-
-
-@train_app.command("sft")
-def sft_cmd(
-    model: str = _MODEL,
-    data: Path = typer.Option(..., "--data", "-d", help="SFT records (prompt, completion): JSONL/JSON/parquet/..."),
-    out: Path = _OUT,
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-5)."),
-    epochs: float = _EPOCHS, max_steps: int = _MAX_STEPS, batch_size: int = _BS, grad_accum: int = _GA,
-    max_length: int = _MAXLEN, seed: int = _SEED, bf16: bool = _BF16, report_to: str = _REPORT,
-    lora: bool = _LORA, lora_r: int = _LR_R, lora_alpha: int = _LR_A, lora_dropout: float = _LR_D,
-    lora_targets: str = _LR_T, merge: bool = _MERGE, save_steps: int = _SAVE,
-    gradient_checkpointing: bool = _GC, keep_checkpoints: bool = _KEEP,
-    packing: bool = typer.Option(False, "--packing/--no-packing", help="Pack examples into max-length blocks."),
-    padding_free: bool = typer.Option(False, "--padding-free/--no-padding-free", help="Padding-free batches."),
-    verbose: bool = _VERBOSE, as_json: bool = _JSON,
-):
-    """Supervised fine-tuning, loss on the completion only."""
-    with user_errors():
-        from w2s.training import SFTSettings, train_sft
-
-        settings = SFTSettings(packing=packing, padding_free=padding_free,
-                               **_common(lr, epochs, max_steps, batch_size, grad_accum, max_length, seed, bf16,
-                                         report_to, lora, lora_r, lora_alpha, lora_dropout, lora_targets, merge,
-                                         save_steps, gradient_checkpointing, keep_checkpoints, verbose))
-        result = train_sft(model, data, out, settings)
-    _summary(result, as_json)
-
-
-def _preference(method: str):
-    def cmd(
-        model: str = _MODEL,
-        data: Path = typer.Option(..., "--data", "-d", help="Preference records (prompt, chosen, rejected)."),
-        out: Path = _OUT,
-        lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 5e-7)."),
-        beta: float = typer.Option(0.1, "--beta", help="DPO: KL strength. ORPO: odds-ratio weight (lambda)."),
-        sft_weight: float = typer.Option(0.0, "--sft-weight", help="DPO: weight of an SFT term on chosen."),
-        reference: Optional[str] = typer.Option(None, "--reference", help="DPO: reference model (default: --model)."),
-        epochs: float = _EPOCHS, max_steps: int = _MAX_STEPS, batch_size: int = _BS, grad_accum: int = _GA,
-        max_length: int = _MAXLEN, seed: int = _SEED, bf16: bool = _BF16, report_to: str = _REPORT,
-        lora: bool = _LORA, lora_r: int = _LR_R, lora_alpha: int = _LR_A, lora_dropout: float = _LR_D,
-        lora_targets: str = _LR_T, merge: bool = _MERGE, save_steps: int = _SAVE,
-        gradient_checkpointing: bool = _GC, keep_checkpoints: bool = _KEEP,
-        verbose: bool = _VERBOSE, as_json: bool = _JSON,
-    ):
-        with user_errors():
-            from w2s.training import PreferenceSettings, train_preference
-
-            settings = PreferenceSettings(
-                method=method, beta=beta, sft_weight=sft_weight, reference=reference,
-                **_common(lr, epochs, max_steps, batch_size, grad_accum, max_length, seed, bf16, report_to,
-                          lora, lora_r, lora_alpha, lora_dropout, lora_targets, merge, save_steps,
-                          gradient_checkpointing, keep_checkpoints, verbose))
-            result = train_preference(model, data, out, settings)
-        _summary(result, as_json)
-
-    cmd.__doc__ = {"dpo": "Direct preference optimisation from a Stage I model (reference = the starting model).",
-                   "orpo": "Odds-ratio preference optimisation (reference-free) from a Stage I model."}[method]
-    return cmd
-
-
-train_app.command("dpo")(_preference("dpo"))
-train_app.command("orpo")(_preference("orpo"))
-
-
 def merge_cmd(
     adapter: Path = typer.Option(..., "--adapter", "-a", help="LoRA adapter directory."),
     out: Path = _OUT,
@@ -151,8 +189,6 @@ def merge_cmd(
 ):
     """Fold a LoRA adapter into its base model (a full model directory)."""
     with user_errors():
-        from w2s.training import merge_adapter
-
         result = merge_adapter(adapter, out, base=base)
     emit({"out": str(result), "complete": True}, as_json, f"merged {adapter} -> {result}")
 

@@ -1,7 +1,7 @@
-"""Training: SFT, DPO and ORPO on TRL + PEFT behind small dataclass configs.
+"""Training: SFT, DPO, ORPO and GRPO on TRL + PEFT behind small pydantic settings.
 
     from w2s.training import SFTSettings, PreferenceSettings, LoraSettings, train_sft, train_preference
-    out = train_sft("models/weak", "gold.jsonl", "runs/weak-sft", SFTSettings(epochs=2, lora=LoraSettings()))
+    out = train_sft("models/weak", "gold.jsonl", "runs/weak-sft", SFTSettings(num_train_epochs=2, lora=LoraSettings()))
     is_complete(out)  # True: model + tokenizer + lineage.json + DONE
 
 Only `w2s.training.trl_compat` knows TRL's version-specific API.
@@ -15,7 +15,8 @@ from w2s.training.settings import (
     SFTSettings,
     TrainSettings,
 )
-from w2s.training.lineage import is_complete, read_lineage, untrained_copy
+from w2s.training.lineage import is_complete, read_lineage
+from w2s.training.outdir import untrained_copy
 from w2s.training.merge import merge_adapter
 from w2s.training.preference import train_preference
 from w2s.training.sft import train_sft

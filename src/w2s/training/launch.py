@@ -1,12 +1,13 @@
-"""Run one training job described by a JSON file, so a caller can put any launcher in front:
+"""Training job kinds, and running one job described by a JSON file so that a caller can put any
+launcher in front:
 
     accelerate launch --config_file examples/accelerate/ddp.yaml -m w2s.training.launch job.json
 
-job.json: {"kind": "sft" | "preference" | "grpo", "model": str, "data": str, "out_dir": str,
-           "settings": {...SFTSettings / PreferenceSettings / GRPOSettings fields...}}
+job.json: {"kind": "sft" | "preference" | "grpo" | "package.module:JOB_KIND", "model": str,
+           "data": str, "out_dir": str, "settings": {...the kind's settings...}}
 
 The pipeline uses this when its config sets `launcher` (multi-GPU training stages), and runs
-training in-process otherwise.
+training in-process otherwise; `w2s train ...` builds its options from the kinds' settings.
 """
 
 from __future__ import annotations
@@ -15,33 +16,59 @@ import json
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-from w2s.training.settings import GRPOSettings, LoraSettings, PreferenceSettings, SFTSettings
+from w2s.registry import Registry
+from w2s.training.grpo import train_grpo
+from w2s.training.lineage import is_complete
+from w2s.training.preference import train_preference
+from w2s.training.settings import GRPOSettings, PreferenceSettings, SFTSettings, Settings, validate_settings
+from w2s.training.sft import train_sft
 
 
-def job_settings(job: dict):
-    settings = dict(job.get("settings") or {})
-    if isinstance(settings.get("lora"), dict):
-        settings["lora"] = LoraSettings(**settings["lora"])
-    cls = {"sft": SFTSettings, "preference": PreferenceSettings, "grpo": GRPOSettings}[job["kind"]]
-    return cls(**settings)
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of training job: its settings type and its trainer
+    `train(model, data, out_dir, settings, *, callbacks=()) -> Path`."""
+
+    settings: type[Settings]
+    train: Callable[..., Path]
+
+    def __call__(self, model: str, data: Any, out_dir: str | Path, settings: dict | None = None,
+                 key: str = "settings") -> Path:
+        return self.train(model, data, out_dir, validate_settings(self.settings, settings or {}, key))
+
+
+#: what a job's "kind" (and the pipeline's training stages) name; another package adds its own
+#: with JOB_KINDS.register("name", JobKind(MySettings, my_train)) or names "package.module:OBJECT"
+JOB_KINDS = Registry("training job kind", key="kind")
+JOB_KINDS.register("sft", JobKind(SFTSettings, train_sft))
+JOB_KINDS.register("preference", JobKind(PreferenceSettings, train_preference))
+JOB_KINDS.register("grpo", JobKind(GRPOSettings, train_grpo))
+
+
+def job_kind(job: dict) -> JobKind:
+    kind = JOB_KINDS.get(job.get("kind"), "kind").obj
+    if not isinstance(kind, JobKind):
+        raise ValueError(f"kind: {job.get('kind')!r} is not a w2s.training.launch.JobKind")
+    return kind
+
+
+def job_settings(job: dict) -> Settings:
+    """The job's settings, validated (errors name `settings.<key>`)."""
+    return validate_settings(job_kind(job).settings, job.get("settings") or {}, "settings")
 
 
 def run_job(job: dict) -> Path:
-    from w2s.training import train_preference, train_sft
-    from w2s.training.grpo import train_grpo
-
-    fn = {"sft": train_sft, "preference": train_preference, "grpo": train_grpo}[job["kind"]]
-    return fn(job["model"], job["data"], job["out_dir"], job_settings(job))
+    return job_kind(job)(job["model"], job["data"], job["out_dir"], job.get("settings"))
 
 
 def launch_job(launcher: str, job: dict, job_path: str | Path) -> Path:
     """Write `job` to `job_path` and run it under `launcher` (e.g. "accelerate launch ...").
     Its output goes to the console and to JOB.log beside `job_path`; any failure, including a
     launcher that exits 0 without writing a complete model, raises naming the command and the log."""
-    from w2s.training.lineage import is_complete
-
     job_settings(job)  # fail fast, in this process, on a bad setting
     job_path = Path(job_path)
     job_path.write_text(json.dumps(job, indent=2))

@@ -74,32 +74,3 @@ def describe_model(model: str | os.PathLike) -> dict[str, Any]:
             d["lineage"] = {k: lin[k] for k in ("kind", "base_model", "data", "created") if k in lin}
         return d
     return {"path": str(model)}
-
-
-def untrained_copy(model: str | os.PathLike, out_dir: str | os.PathLike, reason: str) -> Path:
-    """Training on an empty set leaves the model unchanged: write it to `out_dir` as it is, with
-    lineage saying why, so that what follows (evaluation, the next stage) sees a complete model.
-    Built beside `out_dir` and swapped in complete (see outdir); never over an input."""
-    import shutil
-
-    from w2s.io import check_output
-    from w2s.training import outdir as od
-
-    out = Path(out_dir)
-    src = Path(model)
-    check_output(out, is_dir=True, models=[model])
-    od.recover(out)
-    od.check_replaceable(out)
-    tmp = od.fresh_stage(out, "copy")
-    if src.is_dir():
-        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(DONE, LINEAGE, "checkpoints", "logs"),
-                        dirs_exist_ok=True)
-    else:  # a hub name
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        AutoModelForCausalLM.from_pretrained(str(model), use_safetensors=True).save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(str(model)).save_pretrained(tmp)
-    write_lineage(tmp, {"base_model": str(model), "untrained": True, "reason": reason,
-                        "base_lineage": read_lineage(src) if src.is_dir() else None})
-    mark_done(tmp)
-    return od.publish(tmp, out)

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from w2s.io import check_output
 from w2s.training import lineage as lin
 
 CHECKPOINTS = "checkpoints"
@@ -90,6 +91,29 @@ def publish(stage: Path, out: Path) -> Path:
         os.rename(stage, out)
         _fsync_dir(out.parent)
     return out
+
+
+def untrained_copy(model: str | os.PathLike, out_dir: str | os.PathLike, reason: str) -> Path:
+    """Training on an empty set leaves the model unchanged: write it to `out_dir` as it is, with
+    lineage saying why, so that what follows (evaluation, the next stage) sees a complete model.
+    Built beside `out_dir` and swapped in complete; never over an input."""
+    out, src = Path(out_dir), Path(model)
+    check_output(out, is_dir=True, models=[model])
+    recover(out)
+    check_replaceable(out)
+    tmp = fresh_stage(out, "copy")
+    if src.is_dir():
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(lin.DONE, lin.LINEAGE, CHECKPOINTS, "logs"),
+                        dirs_exist_ok=True)
+    else:  # a hub name
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        AutoModelForCausalLM.from_pretrained(str(model), use_safetensors=True).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(str(model)).save_pretrained(tmp)
+    lin.write_lineage(tmp, {"base_model": str(model), "untrained": True, "reason": reason,
+                            "base_lineage": lin.read_lineage(src) if src.is_dir() else None})
+    lin.mark_done(tmp)
+    return publish(tmp, out)
 
 
 def _fsync_dir(path: Path) -> None:

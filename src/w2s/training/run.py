@@ -195,7 +195,7 @@ def cached(out: Path, fp: str) -> bool:
 def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequence[str],
                  build_trainer: Callable, extra_lineage: Callable[[Any], dict] | None = None,
                  callbacks=()) -> Path:
-    """The shape shared by SFT, DPO and ORPO:
+    """The shape shared by SFT, DPO, ORPO and GRPO:
     validate data -> (cached?) -> prepare a staging dir beside OUT -> load model -> train (resume)
     -> save model (merge LoRA) -> lineage -> DONE -> swap into OUT -> cleanup.
 
@@ -204,8 +204,6 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
 
     `build_trainer(model_obj, tokenizer, records, ckpt_dir, peft_config, callbacks)` returns a
     transformers Trainer."""
-    from transformers import set_seed
-
     out = Path(out_dir)
     model = str(model)
     records = load_training_records(data, fields)            # fails before the model loads
@@ -214,83 +212,24 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
     data_fp = lin.data_fingerprint(data, records)
     fp = fingerprint(kind, model, data_fp, settings)
     state = dist_state()
-    if state.is_main_process:
-        od.recover(out)
-    state.wait_for_everyone()
-    if cached(out, fp):
-        log.info("%s is complete with the same model, data and config; not retraining", out)
+    if _finished_before(out, fp, state):
         return out
     stage = od.staging_dir(out, fp)
-    staged = lin.is_complete(stage)  # trained, then interrupted before the swap
-    state.wait_for_everyone()        # every rank has looked before the main process changes anything
-    if staged:
-        if state.is_main_process:
-            od.publish(stage, out)
-        state.wait_for_everyone()
-        return out
-
-    resume = None
-    if state.is_main_process:
-        resume = prepare_stage(out, stage, fp)
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        resume = trl_compat.last_checkpoint(str(stage / CHECKPOINTS))
-
+    resume = _resume_point(out, stage, fp, state)
     with quiet_logs(settings.quiet), trl_compat.log_dir(str(stage / "logs")):
-        set_seed(settings.seed)
-        tokenizer = load_tokenizer(model)
-        records = bound_lengths(records, fields, tokenizer, settings.max_length)
-        model_obj = load_model(model, settings)
-        peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
-        trainer = build_trainer(model_obj, tokenizer, records, str(stage / CHECKPOINTS), peft_config,
-                                list(callbacks))
-        if settings.quiet:
-            trl_compat.silence(trainer)
-        t0 = time.time()
-        result = trainer.train(resume_from_checkpoint=resume)
-        seconds = time.time() - t0
-        extra = extra_lineage(trainer) if extra_lineage else {}
-        global_step = int(trainer.state.global_step)
-
-        if settings.lora is not None:
-            trainer.save_model(str(stage / _ADAPTER_TMP))
-        else:
-            trainer.save_model(str(stage))
-        trl_compat.wait_for_everyone(trainer)
-        main = trl_compat.is_main_process(trainer)
-        del trainer, model_obj
-        free_memory()
-
+        main, facts = _train(model, records, fields, settings, stage, resume, build_trainer, callbacks,
+                             extra_lineage)
         if main:
-            if settings.lora is not None:
-                tmp = stage / _ADAPTER_TMP
-                if settings.merge:
-                    merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
-                    shutil.rmtree(tmp)
-                else:
-                    for entry in tmp.iterdir():
-                        shutil.move(str(entry), str(stage / entry.name))
-                    tmp.rmdir()
-                    _point_adapter_at_base(stage, model)
-            _drop_training_args(stage)
-            lineage = {
-                "kind": kind,
-                "base_model": lin.describe_model(model),
-                "adapter": settings.lora is not None and not settings.merge,
-                "merged": settings.lora is not None and settings.merge,
-                "lora": settings.to_dict()["lora"],
-                "data": data_fp,
-                "config": settings.to_dict(),
-                "fingerprint": fp,
-                "global_step": global_step,
-                "resumed_from": os.path.basename(resume) if resume else None,
-                "train_loss": float(getattr(result, "training_loss", float("nan"))),
-                "train_seconds": round(seconds, 3),
-                "world_size": state.num_processes,
-                "versions": trl_compat.versions(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                **extra,
-            }
+            _save_output(stage, model, settings)
+            lineage = {"kind": kind, "base_model": lin.describe_model(model),
+                       "adapter": settings.lora is not None and not settings.merge,
+                       "merged": settings.lora is not None and settings.merge,
+                       "lora": settings.to_dict()["lora"], "data": data_fp, "config": settings.to_dict(),
+                       "fingerprint": fp, "global_step": facts.pop("global_step"),
+                       "resumed_from": os.path.basename(resume) if resume else None,
+                       "train_loss": facts.pop("train_loss"), "train_seconds": facts.pop("train_seconds"),
+                       "world_size": state.num_processes, "versions": trl_compat.versions(),
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts}
             lin.write_lineage(stage, lineage)
             if not settings.keep_checkpoints:
                 shutil.rmtree(stage / CHECKPOINTS, ignore_errors=True)
@@ -299,6 +238,78 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
         state.wait_for_everyone()
     free_memory()
     return out
+
+
+def _finished_before(out: Path, fp: str, state) -> bool:
+    """OUT is already complete for these inputs, or their model was trained and staged but not
+    yet swapped in (then it is swapped in now)."""
+    if state.is_main_process:
+        od.recover(out)
+    state.wait_for_everyone()
+    if cached(out, fp):
+        log.info("%s is complete with the same model, data and config; not retraining", out)
+        return True
+    stage = od.staging_dir(out, fp)
+    staged = lin.is_complete(stage)  # trained, then interrupted before the swap
+    state.wait_for_everyone()        # every rank has looked before the main process changes anything
+    if staged:
+        if state.is_main_process:
+            od.publish(stage, out)
+        state.wait_for_everyone()
+    return staged
+
+
+def _resume_point(out: Path, stage: Path, fp: str, state) -> str | None:
+    """The staging directory made ready (main process); the checkpoint every rank resumes from."""
+    resume = None
+    if state.is_main_process:
+        resume = prepare_stage(out, stage, fp)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        resume = trl_compat.last_checkpoint(str(stage / CHECKPOINTS))
+    return resume
+
+
+def _train(model: str, records: list[dict], fields: Sequence[str], settings, stage: Path, resume: str | None,
+           build_trainer: Callable, callbacks, extra_lineage: Callable[[Any], dict] | None) -> tuple[bool, dict]:
+    """Train into `stage` (the weights, or the adapter in stage/.adapter); (is this the main
+    process, {global_step, train_loss, train_seconds, **extra_lineage})."""
+    from transformers import set_seed
+
+    set_seed(settings.seed)
+    tokenizer = load_tokenizer(model)
+    records = bound_lengths(records, fields, tokenizer, settings.max_length)
+    model_obj = load_model(model, settings)
+    peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
+    trainer = build_trainer(model_obj, tokenizer, records, str(stage / CHECKPOINTS), peft_config, list(callbacks))
+    if settings.quiet:
+        trl_compat.silence(trainer)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    facts = {"train_seconds": round(time.time() - t0, 3), "global_step": int(trainer.state.global_step),
+             "train_loss": float(getattr(result, "training_loss", float("nan"))),
+             **(extra_lineage(trainer) if extra_lineage else {})}
+    trainer.save_model(str(stage / _ADAPTER_TMP) if settings.lora is not None else str(stage))
+    trl_compat.wait_for_everyone(trainer)
+    main = trl_compat.is_main_process(trainer)
+    del trainer, model_obj
+    free_memory()
+    return main, facts
+
+
+def _save_output(stage: Path, model: str, settings) -> None:
+    """LoRA: merge the adapter into the weights, or keep it pointing at its base; no pickles."""
+    if settings.lora is not None:
+        tmp = stage / _ADAPTER_TMP
+        if settings.merge:
+            merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
+            shutil.rmtree(tmp)
+        else:
+            for entry in tmp.iterdir():
+                shutil.move(str(entry), str(stage / entry.name))
+            tmp.rmdir()
+            _point_adapter_at_base(stage, model)
+    _drop_training_args(stage)
 
 
 def _drop_training_args(out: Path) -> None:

@@ -1,18 +1,32 @@
-"""Our own small training configs. They map onto TRL's configs in `trl_compat` (the only module
-that knows TRL's field names), so upstream renames never reach callers.
+"""Training settings: the ONE definition of every training option. The run config's `train:`
+sections, `w2s train ...`'s options (names, types, help, defaults) and launched jobs are all
+read through these types; `trl_compat` maps them onto TRL's configs.
 
-    SFTSettings(learning_rate=1e-5, epochs=3, lora=LoraSettings(r=16))
+    SFTSettings(learning_rate=1e-5, num_train_epochs=3, lora=LoraSettings(r=16))
     PreferenceSettings(method="dpo", beta=0.1, sft_weight=0.0)
 
-They are named *Settings so that they never read as TRL's own `SFTConfig` / `DPOConfig`.
+A setting TRL (or PEFT) also has carries TRL's name (`per_device_train_batch_size`,
+`num_train_epochs`, ...); the names w2s used before (`batch_size`, `epochs`, `grad_accum`, ...)
+are still accepted as inputs. They are named *Settings so that they never read as TRL's own
+`SFTConfig` / `DPOConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass, field
-from typing import Any
+import difflib
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 #: The paper's LoRA targets: every linear projection of a Llama/Mistral-style block.
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -20,174 +34,230 @@ _SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
                   "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 
 
-@dataclass
-class LoraSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    #: Module names; short forms q,k,v,o,gate,up,down are expanded to q_proj, ...
-    targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
-
-    def __post_init__(self):
-        if isinstance(self.targets, str):
-            self.targets = tuple(t.strip() for t in self.targets.split(",") if t.strip())
-        self.targets = tuple(_SHORT_TARGETS.get(t, t) for t in self.targets)
-        if self.r <= 0:
-            raise ValueError(f"LoRA rank must be positive, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"LoRA alpha must be positive, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+def setting(default: Any, description: str, *, old: tuple[str, ...] = (), **constraints) -> Any:
+    """A setting: its default, what it does, and the names w2s gave it before (still accepted)."""
+    alias = AliasChoices(*old) if old else None
+    return Field(default, description=description, validation_alias=alias, **constraints)
 
 
-@dataclass
-class TrainSettings:
-    """Options common to every trainer."""
+def new_default(base: type[BaseModel], name: str, default: Any) -> Any:
+    """`base`'s setting `name` (description, constraints, old names) with another default."""
+    return FieldInfo.merge_field_infos(base.model_fields[name], default=default)
 
-    learning_rate: float = 1e-5
-    epochs: float = 1.0
-    #: Budget in optimizer steps; overrides `epochs` when > 0 (small selected sets need step budgets).
-    max_steps: int = -1
-    batch_size: int = 4                      # per device
-    grad_accum: int = 1
-    max_length: int = 1024
-    seed: int = 42
-    warmup_ratio: float = 0.0
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.0
-    lora: LoraSettings | None = None         # None = full fine-tuning
-    #: LoRA only: fold the adapter into the base weights in the output (else keep an adapter dir).
-    merge: bool = True
-    bf16: bool = False
-    #: Weights dtype when loading: "auto" = bfloat16 with bf16, else float32.
-    dtype: str = "auto"
-    gradient_checkpointing: bool = False
-    #: Attention kernel when loading ("sdpa", "eager", "flash_attention_2"); None = transformers' default.
-    attn_implementation: str | None = None
-    #: "none", "tensorboard", "wandb" (or a comma-separated list).
-    report_to: str = "none"
-    quiet: bool = True                       # no progress bars, warnings only
-    logging_steps: int = 10
-    #: Checkpoint every N optimizer steps into OUT/checkpoints (resume after a crash).
-    save_steps: int = 200
-    save_total_limit: int = 1
-    keep_checkpoints: bool = False           # delete OUT/checkpoints once DONE is written
-    #: Extra keyword arguments passed verbatim to the TRL config (escape hatch; version-specific).
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self):
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be >= 1")
-        if self.max_steps is None:
-            self.max_steps = -1
-        # A run that cannot take a step would still write a DONE model "trained" on nothing.
-        if self.max_steps != -1 and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 (or -1 to train by epochs), got {self.max_steps}")
-        if self.max_steps == -1 and not (math.isfinite(self.epochs) and self.epochs > 0):
-            raise ValueError(f"epochs must be > 0 (or set max_steps), got {self.epochs}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("max_length", "save_steps", "logging_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+def old_names(info: FieldInfo) -> tuple[str, ...]:
+    """The names w2s used for a setting before it took TRL's (accepted as inputs)."""
+    alias = info.validation_alias
+    return tuple(alias.choices) if isinstance(alias, AliasChoices) else ()
+
+
+class Settings(BaseModel):
+    """Unknown keys, non-finite floats and out-of-range values are errors naming the setting."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_each(cls, values: Any) -> Any:
+        # {"batch_size": 4, "per_device_train_batch_size": 8} would keep one of them silently
+        if isinstance(values, dict):
+            for name, info in cls.model_fields.items():
+                given = [n for n in (name, *old_names(info)) if n in values]
+                if len(given) > 1:
+                    raise ValueError(f"{name} is given twice (as {' and '.join(given)}); keep one")
+        return values
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-@dataclass
+class LoraSettings(Settings):
+    """LoRA adapters (PEFT's LoraConfig names)."""
+
+    r: int = setting(16, "LoRA rank.", gt=0)
+    lora_alpha: int = setting(32, "LoRA scaling numerator (the update is scaled by lora_alpha / r).",
+                              old=("alpha",), gt=0)
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA branch.", old=("dropout",), ge=0, lt=1)
+    target_modules: tuple[str, ...] = setting(
+        DEFAULT_LORA_TARGETS, "Module names to adapt (a list or comma-separated); short forms "
+        "q,k,v,o,gate,up,down are expanded to q_proj, ...", old=("targets",), min_length=1)
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        if isinstance(value, (list, tuple)):
+            return tuple(_SHORT_TARGETS.get(t, t) if isinstance(t, str) else t for t in value)
+        return value
+
+
+class TrainSettings(Settings):
+    """Options common to every trainer."""
+
+    learning_rate: float = setting(1e-5, "Peak learning rate.", old=("lr",), gt=0)
+    max_steps: int = setting(-1, "Budget in optimizer steps; overrides num_train_epochs when set "
+                             "(small selected sets need step budgets). -1 = train by epochs.")
+    num_train_epochs: float = setting(1.0, "Epochs over the training set (when max_steps is -1).",
+                                      old=("epochs",))
+    per_device_train_batch_size: int = setting(4, "Batch size per device.", old=("batch_size",), ge=1)
+    gradient_accumulation_steps: int = setting(1, "Batches accumulated per optimizer step.",
+                                               old=("grad_accum",), ge=1)
+    max_length: int = setting(1024, "Max tokens per sequence (prompt + completion).", ge=1)
+    seed: int = setting(42, "Seed of initialisation, data order and dropout.")
+    warmup_ratio: float = setting(0.0, "Share of the training steps spent warming up the learning rate.",
+                                  ge=0, le=1)
+    lr_scheduler_type: str = setting("linear", "Learning-rate schedule (transformers' SchedulerType: "
+                                     "linear, cosine, constant, ...).", old=("lr_scheduler",))
+    weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0)
+    lora: LoraSettings | None = setting(None, "LoRA adapters (PEFT); none = full fine-tuning.")
+    merge: bool = setting(True, "LoRA only: fold the adapter into the base weights in the output "
+                          "(else keep an adapter directory).")
+    bf16: bool = setting(False, "bf16 mixed precision (and bf16 weights with dtype auto).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
+        "auto", "Weights dtype when loading: auto = bfloat16 with bf16, else float32.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory).")
+    attn_implementation: str | None = setting(
+        None, "Attention kernel when loading (sdpa, eager, flash_attention_2); None = transformers' default.")
+    report_to: str = setting("none", "Loggers: none, tensorboard, wandb (or a comma-separated list).")
+    quiet: bool = setting(True, "No progress bars; warnings only.")
+    logging_steps: int = setting(10, "Log the loss every N optimizer steps.", ge=1)
+    save_steps: int = setting(200, "Checkpoint every N optimizer steps into OUT/checkpoints "
+                              "(resume after a crash).", ge=1)
+    save_total_limit: int = setting(1, "Checkpoints kept at once.", ge=1)
+    keep_checkpoints: bool = setting(False, "Keep OUT/checkpoints once the model is complete.")
+    extra: dict[str, Any] = setting({}, "Extra keyword arguments passed verbatim to TRL's config "
+                                    "(escape hatch; version-specific).")
+
+    @field_validator("max_steps", mode="before")
+    @classmethod
+    def _steps_budget(cls, value: Any) -> Any:
+        # a run that cannot take a step would still write a DONE model "trained" on nothing
+        value = -1 if value is None else value
+        if isinstance(value, int) and value != -1 and value < 1:
+            raise ValueError(f"must be >= 1 (or -1 to train by epochs), got {value}")
+        return value
+
+    @field_validator("num_train_epochs")
+    @classmethod
+    def _epochs(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("max_steps", -1) == -1 and not value > 0:
+            raise ValueError(f"must be > 0 (or set max_steps), got {value}")
+        return value
+
+
 class SFTSettings(TrainSettings):
-    #: Concatenate examples into max_length blocks (best-fit decreasing; padding-free attention).
-    packing: bool = False
-    #: Flatten each batch into one sequence without padding (positions restart per example).
-    padding_free: bool = False
-    #: Loss on the completion only (prompt tokens carry no loss).
-    completion_only_loss: bool = True
+    """Supervised fine-tuning: loss on the completion, EOS appended."""
+
+    packing: bool = setting(False, "Concatenate examples into max_length blocks (best-fit decreasing; "
+                            "padding-free attention).")
+    padding_free: bool = setting(False, "Flatten each batch into one sequence without padding "
+                                 "(positions restart per example).")
+    completion_only_loss: bool = setting(True, "Loss on the completion only (prompt tokens carry no loss).")
 
 
-@dataclass
 class PreferenceSettings(TrainSettings):
-    method: str = "dpo"                      # "dpo" | "orpo"
-    #: DPO: KL strength beta. ORPO: weight lambda of the odds-ratio term.
-    beta: float = 0.1
-    #: DPO only: weight of an extra SFT (NLL) term on the chosen completion (0 = plain DPO).
-    #: ORPO always contains its NLL term with weight 1.
-    sft_weight: float = 0.0
-    learning_rate: float = 5e-7
-    #: DPO only: a different reference model (path); default = the starting model.
-    reference: str | None = None
-    #: DPO only: compute reference log-probs once before training (saves memory).
-    precompute_ref: bool = False
+    """DPO or ORPO on {prompt, chosen, rejected}."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.method = self.method.lower()
-        if self.method not in ("dpo", "orpo"):
-            raise ValueError(f"method must be 'dpo' or 'orpo', got {self.method!r}")
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be positive, got {self.beta}")
-        if not (math.isfinite(self.sft_weight) and self.sft_weight >= 0):
-            raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight}")
+    method: Literal["dpo", "orpo"] = setting("dpo", "Preference objective: dpo or orpo.")
+    beta: float = setting(0.1, "DPO: KL strength beta. ORPO: weight lambda of the odds-ratio term.", gt=0)
+    sft_weight: float = setting(0.0, "DPO only: weight of an extra SFT (NLL) term on the chosen "
+                                "completion (0 = plain DPO). ORPO always has its NLL term, weight 1.", ge=0)
+    learning_rate: float = new_default(TrainSettings, "learning_rate", 5e-7)
+    reference: str | None = setting(None, "DPO only: a different reference model (path); "
+                                    "None = the starting model.")
+    precompute_ref_log_probs: bool = setting(False, "DPO only: compute reference log-probs once before "
+                                             "training (saves memory).", old=("precompute_ref",))
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
-@dataclass
 class GRPOSettings(TrainSettings):
-    """GRPO (TRL GRPOTrainer) on {prompt, pseudo_label} rows. `batch_size` counts COMPLETIONS per
-    device and step, so batch_size x grad_accum must be a multiple of `num_generations` (whole
-    groups): the default 8 / 8 is one prompt's group per step."""
+    """GRPO (TRL GRPOTrainer) on {prompt, pseudo_label} rows. per_device_train_batch_size counts
+    COMPLETIONS per device and step, so it times gradient_accumulation_steps must be a multiple of
+    num_generations (whole groups): the default 8 / 8 is one prompt's group per step."""
 
-    #: the `w2s.method.rewards` entry (its name is also the pseudo-label rule's)
-    reward: str = "agreement"
-    #: the task whose answers the reward grades (a name, or a custom task's spec)
-    task: str | dict = "gsm8k"
-    #: grade completions in the task's strict answer format, as the test does (False: lenient too)
-    strict_answers: bool = True
-    learning_rate: float = 1e-6
-    batch_size: int = 8
-    #: completions sampled per prompt (the group whose rewards are normalised)
-    num_generations: int = 8
-    max_completion_length: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    #: KL strength to the starting model (0 = no reference model, TRL's default)
-    beta: float = 0.0
-    #: TRL's loss aggregation ("dapo", "grpo", "dr_grpo", ...)
-    loss_type: str = "dapo"
-    #: leave completions cut by max_completion_length out of the loss (DAPO)
-    mask_truncated_completions: bool = False
-    logging_steps: int = 1                   # the per-step reward curve (grpo_log in lineage.json)
-    #: generation inside GRPO with vLLM (GPUs): "colocate" (same processes) or "server" (trl vllm-serve)
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
+    reward: str = setting("agreement", "The w2s.method.rewards entry (its name is also the "
+                          "pseudo-label rule's).")
+    task: str | dict[str, Any] = setting("gsm8k", "The task whose answers the reward grades "
+                                         "(a name, or a custom task's spec).")
+    strict_answers: bool = setting(True, "Grade completions in the task's strict answer format, as the "
+                                   "test does (False: lenient too).")
+    learning_rate: float = new_default(TrainSettings, "learning_rate", 1e-6)
+    per_device_train_batch_size: int = new_default(TrainSettings, "per_device_train_batch_size", 8)
+    num_generations: int = setting(8, "Completions sampled per prompt (the group whose rewards are "
+                                   "normalised).", ge=2, validate_default=True)
+    max_completion_length: int = setting(256, "Max tokens per sampled completion.", ge=1)
+    temperature: float = setting(1.0, "Sampling temperature (> 0: GRPO needs different completions).", gt=0)
+    top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
+    beta: float = setting(0.0, "KL strength to the starting model (0 = no reference model, TRL's default).",
+                          ge=0)
+    loss_type: str = setting("dapo", "TRL's loss aggregation (dapo, grpo, dr_grpo, ...).")
+    mask_truncated_completions: bool = setting(False, "Leave completions cut by max_completion_length "
+                                               "out of the loss (DAPO).")
+    logging_steps: int = new_default(TrainSettings, "logging_steps", 1)  # the per-step reward curve
+    use_vllm: bool = setting(False, "Generate inside GRPO with vLLM (GPUs).")
+    vllm_mode: Literal["colocate", "server"] = setting(
+        "colocate", "vLLM in the training processes (colocate) or a `trl vllm-serve` server.")
+    vllm_gpu_memory_utilization: float = setting(0.3, "colocate: share of GPU memory vLLM takes.", gt=0, le=1)
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (GRPO normalises within a group), got {self.num_generations}")
-        if (self.batch_size * self.grad_accum) % self.num_generations:
-            raise ValueError(f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be a multiple "
-                             f"of num_generations ({self.num_generations}): whole groups per step")
-        if self.max_completion_length < 1:
-            raise ValueError(f"max_completion_length must be >= 1, got {self.max_completion_length}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0 (GRPO needs different completions), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.vllm_mode not in ("colocate", "server"):
-            raise ValueError(f"vllm_mode must be colocate or server, got {self.vllm_mode!r}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+    @field_validator("num_generations")
+    @classmethod
+    def _whole_groups(cls, value: int, info: ValidationInfo) -> int:
+        batch = info.data.get("per_device_train_batch_size", 1) * info.data.get("gradient_accumulation_steps", 1)
+        if batch % value:
+            raise ValueError(f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be "
+                             f"a multiple of num_generations ({value}): whole groups per step")
+        return value
 
 
-# Names used in docs/architecture.md.
+def validate_settings(cls: type[Settings], values: Any, key: str) -> Settings:
+    """`values` (a config section) as `cls`; a ValueError naming the full key of the first bad
+    setting as the user wrote it: `strong.train.learning_rate: ...`."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{key}: expected a mapping of settings, got {type(values).__name__}")
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join([key, *(str(p) for p in first["loc"])])
+        raise ValueError(f"{where}: {describe_error(first, cls)}") from None
+
+
+# The run config's phrasing (w2s.pipeline.config_errors), so that a training key reads like any other.
+_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+          "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
+          "model_type": "a mapping", "tuple_type": "a list"}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+           "less_than": ("<", "lt")}
+
+
+def describe_error(error: dict, cls: type[Settings]) -> str:
+    """One pydantic error as a sentence: the rule and the value that broke it, or for an unknown
+    key the settings `cls` (or its nested LoRA settings) knows and the nearest one."""
+    kind, value = error["type"], error.get("input")
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        owner = LoraSettings if error["loc"][:1] == ("lora",) else cls
+        known = sorted(owner.model_fields)
+        names = known + [old for info in owner.model_fields.values() for old in old_names(info)]
+        near = difflib.get_close_matches(str(error["loc"][-1]), names, n=1)
+        return (f"unknown key (known: {', '.join(known)})"
+                + (f"; did you mean {near[0]!r}?" if near else ""))
+    if kind in _TYPES:
+        return f"expected {_TYPES[kind]}, got {type(value).__name__} {value!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value!r}"
+    if kind == "literal_error":
+        return f"expected one of {error['ctx']['expected']}, got {value!r}"
+    if kind in _BOUNDS:
+        op, name = _BOUNDS[kind]
+        bound = error["ctx"][name]
+        return f"must be {op} {int(bound) if float(bound).is_integer() else bound}, got {value!r}"
+    return f"{error['msg']}, got {value!r}"

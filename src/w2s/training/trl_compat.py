@@ -1,7 +1,8 @@
 """The ONE module that knows TRL's (and PEFT's) version-specific API.
 
-Everything else in `w2s.training` speaks our dataclasses (`config.py`); this module maps them
-onto TRL's configs and builds the trainers. When TRL moves or renames something, this is the
+Everything else in `w2s.training` speaks our settings (`settings.py`), which carry TRL's names
+wherever TRL has the setting; this module passes those through, maps the few w2s-only ones
+(`W2S_ONLY`, `_renamed`) onto TRL's configs and builds the trainers. When TRL moves or renames something, this is the
 file to change (and `tests/test_training*.py` is what tells you).
 
 Known facts about the supported range (trl>=1.0,<2):
@@ -95,29 +96,31 @@ def has_accelerator() -> bool:
     return bool(xpu is not None and xpu.is_available())
 
 
-def _common_kwargs(settings, output_dir: str) -> dict[str, Any]:
+#: Settings that are w2s's own (TRL has no such field, or it means something else there); every
+#: other setting carries its TRL name and is passed to TRL's config as it is.
+W2S_ONLY = frozenset({"lora", "merge", "dtype", "attn_implementation", "quiet", "keep_checkpoints", "extra",
+                      "report_to", "method", "sft_weight", "reference", "reward", "task", "strict_answers"})
+#: Settings one trainer does not use although TRL's config of another has them.
+_UNUSED = {"orpo": {"precompute_ref_log_probs"},  # ORPO has no reference model
+           "grpo": {"max_length"}}                # GRPO: only w2s's bound on prompt characters
+
+
+def _trl_named(settings, trainer: str) -> dict[str, Any]:
+    skip = W2S_ONLY | _UNUSED.get(trainer, set())
+    return {name: getattr(settings, name) for name in type(settings).model_fields if name not in skip}
+
+
+def _common_kwargs(settings, output_dir: str, trainer: str) -> dict[str, Any]:
+    """TRL's config arguments: the TRL-named settings, plus what w2s decides for every run."""
     kw: dict[str, Any] = dict(
+        _trl_named(settings, trainer),
         output_dir=output_dir,
-        learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps if settings.max_steps and settings.max_steps > 0 else -1,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        seed=settings.seed,
         data_seed=settings.seed,
-        warmup_ratio=settings.warmup_ratio,
-        lr_scheduler_type=settings.lr_scheduler,
-        weight_decay=settings.weight_decay,
-        bf16=bool(settings.bf16),
         fp16=False,
-        gradient_checkpointing=bool(settings.gradient_checkpointing),
         report_to=_report_to(settings.report_to),
-        logging_steps=settings.logging_steps,
         # transformers<5: OUT/logs beside OUT/checkpoints (deleted after success); 5.x: see log_dir()
         logging_dir=os.path.join(os.path.dirname(os.path.abspath(output_dir)), "logs"),
         save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
         disable_tqdm=bool(settings.quiet),
         log_level="warning" if settings.quiet else "passive",
         dataloader_num_workers=0,
@@ -148,8 +151,8 @@ def _config(cls, kwargs: dict[str, Any], extra: dict[str, Any]):
 def lora_config(lora) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.targets), bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                      target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,14 +161,8 @@ def lora_config(lora) -> Any:
 def sft_config(settings, output_dir: str):
     from trl import SFTConfig as TRLSFTConfig
 
-    kw = _common_kwargs(settings, output_dir)
-    kw.update(
-        max_length=settings.max_length,
-        completion_only_loss=bool(settings.completion_only_loss),
-        packing=bool(settings.packing),
-        padding_free=bool(settings.padding_free),
-        dataset_num_proc=None,
-    )
+    kw = _common_kwargs(settings, output_dir, "sft")
+    kw["dataset_num_proc"] = None
     if settings.packing:
         kw["packing_strategy"] = "bfd"  # best-fit decreasing, padding-free attention, no cross-attention
     if settings.padding_free and not settings.packing:
@@ -198,13 +195,11 @@ def trl_default_sft_trainer(model, tokenizer, dataset, output_dir: str, **overri
 def dpo_config(settings, output_dir: str):
     from trl import DPOConfig
 
-    kw = _common_kwargs(settings, output_dir)
+    kw = _common_kwargs(settings, output_dir, "dpo")
     loss_type, weights = ["sigmoid"], [1.0]
     if settings.sft_weight > 0:
         loss_type, weights = ["sigmoid", "sft"], [1.0, float(settings.sft_weight)]
-    kw.update(beta=settings.beta, max_length=settings.max_length, loss_type=loss_type,
-              loss_weights=weights, precompute_ref_log_probs=bool(settings.precompute_ref),
-              disable_dropout=True)
+    kw.update(loss_type=loss_type, loss_weights=weights, disable_dropout=True)
     return _config(DPOConfig, kw, settings.extra)
 
 
@@ -241,9 +236,8 @@ def orpo_source() -> str:
 
 def orpo_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_config=None, callbacks=()):
     found = _orpo_classes()
-    kw = _common_kwargs(settings, output_dir)
-    kw.update(beta=settings.beta, max_length=settings.max_length, disable_dropout=True,
-              remove_unused_columns=False)
+    kw = _common_kwargs(settings, output_dir, "orpo")
+    kw.update(disable_dropout=True, remove_unused_columns=False)
     if found is None:
         from w2s.training.orpo_fallback import ORPOFallbackTrainer, orpo_fallback_args
 
@@ -267,14 +261,9 @@ def grpo_config(settings, output_dir: str, stop: Sequence[str] = (), eos_token_i
     so that TRL's completion mask (which ends at the first EOS) ends there too."""
     from trl import GRPOConfig
 
-    kw = _common_kwargs(settings, output_dir)
-    kw.update(num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
-              temperature=settings.temperature, top_p=settings.top_p, beta=settings.beta,
-              loss_type=settings.loss_type, mask_truncated_completions=bool(settings.mask_truncated_completions),
-              use_vllm=bool(settings.use_vllm), vllm_mode=settings.vllm_mode,
-              vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
-              # the dataset's extra columns (pseudo_label) must reach the reward functions
-              remove_unused_columns=False, disable_dropout=True)
+    kw = _common_kwargs(settings, output_dir, "grpo")
+    # the dataset's extra columns (pseudo_label) must reach the reward functions
+    kw.update(remove_unused_columns=False, disable_dropout=True)
     if stop and settings.use_vllm:
         kw["generation_kwargs"] = {"stop": list(stop)}
     elif stop and eos_token_id is not None:
