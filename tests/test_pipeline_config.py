@@ -48,7 +48,7 @@ def test_minimal_config_gets_paper_defaults(files):
     ({"eval": {"n": True}}, "eval.n: expected an integer"),
     ({"strong": {"train": {"learning_rate": "fast"}}}, "strong.train.learning_rate: expected a number"),
     ({"strong": {"train": {"max_steps": 1.5}}}, "strong.train.max_steps: expected an integer"),
-    ({"stage2": {"train": {"beta": -1}}}, "stage2.train.beta: beta must be positive"),
+    ({"stage2": {"train": {"beta": -1}}}, "stage2.train.beta: must be > 0"),
 ])
 def test_errors_name_the_key(files, patch, message):
     raw = base(files)

@@ -46,6 +46,9 @@ def test_tensorboard_holds_the_methods_numbers(tmp_path):
     assert logged["select_iter1/precision"] == pytest.approx(selection["precision"])
     assert logged["select_iter1/coverage"] == pytest.approx(selection["coverage"])
     assert logged["load_data/n_unlabeled"] == 32
+    # the trainers logged beside the pipeline, under the run's directory (TRL's loss curve)
+    trainer = read_scalars(next((run / "tracking" / "tensorboard" / "weak_sft").rglob("events.out.tfevents.*")).parent)
+    assert any(tag.endswith("loss") for tag in trainer), sorted(trainer)
 
 
 def test_wandb_offline_run_carries_name_group_and_numbers(tmp_path, monkeypatch):
@@ -75,6 +78,7 @@ def test_trainers_log_under_the_runs_name():
         backend, project, run_name, group = "tensorboard", None, "exp1", None
 
     settings = tracking.trainer_settings(Section, Path("/runs/x"), None, "sft_iter1_icl")
-    assert settings == {"report_to": "tensorboard", "extra": {"run_name": "exp1/sft_iter1_icl"}}
+    assert settings == {"report_to": "tensorboard", "extra": {"run_name": "exp1/sft_iter1_icl"},
+                        "logging_dir": "/runs/x/tracking/tensorboard/sft_iter1_icl"}
     Section.backend = "none"
     assert tracking.trainer_settings(Section, Path("/runs/x"), None, "weak_sft") == {}

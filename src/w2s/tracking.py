@@ -132,7 +132,10 @@ def trainer_settings(section, run_dir: Path, cfg_name: str | None, stage: str) -
         os.environ.setdefault("WANDB_PROJECT", section.project or "w2s")
         if section.group:
             os.environ.setdefault("WANDB_RUN_GROUP", section.group)
-    return {"report_to": section.backend, "extra": {"run_name": f"{run_name(section, run_dir, cfg_name)}/{stage}"}}
+    out = {"report_to": section.backend, "extra": {"run_name": f"{run_name(section, run_dir, cfg_name)}/{stage}"}}
+    if section.backend == "tensorboard":
+        out["logging_dir"] = str(Path(run_dir) / "tracking" / "tensorboard" / stage)
+    return out
 
 
 def stage_hook(tracker: Tracker, run_dir: Path):

@@ -4,14 +4,13 @@ a ConfigError naming the key, before any stage runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import importlib
 import inspect
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from w2s.generation.resumable import BACKEND_REGISTRY
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
@@ -148,43 +147,13 @@ def _training(cfg) -> None:
             settings = check_settings(SETTINGS[kind], values, key)
             for k in values:  # the typed value (`3e-4` from YAML is a string until here)
                 value = getattr(settings, k, values[k])
-                values[k] = value if not dataclasses.is_dataclass(value) else values[k]
+                values[k] = values[k] if isinstance(value, BaseModel) else value
 
 
 def check_settings(cls, values: dict, key: str):
-    """`values` as `cls` (a w2s.training settings type): unknown keys, types and the settings' own
-    range checks, each error naming the full key (`strong.train.learning_rate`)."""
-    validate = getattr(training_settings, "validate_settings", None)
-    if validate is not None:
-        try:
-            return validate(cls, values, key)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    known = [f.name for f in dataclasses.fields(cls)]
-    for k in values:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+    """`values` as `cls` (a w2s.training settings type): unknown keys, types and ranges, each
+    error naming the full key (`strong.train.learning_rate`)."""
     try:
-        return TypeAdapter(cls).validate_python(values)
-    except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        if first["type"] in ("value_error", "assertion_error") or not field:
-            raise ConfigError(f"{_culprit(cls, values, key)}: {first['msg'].removeprefix('Value error, ')}") from None
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
-        what = next((v for k, v in kind.items() if first["type"].startswith(k)), None)
-        msg = f"expected {what}, got {first.get('input')!r}" if what else first["msg"]
-        raise ConfigError(f"{key}.{field}: {msg}") from None
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{_culprit(cls, values, key)}: {e}") from None
-
-
-def _culprit(cls, values: dict, key: str) -> str:
-    """The full key of the setting a settings type refused: the one that fails on its own; the
-    section when only a combination fails."""
-    for k, v in values.items():
-        try:
-            TypeAdapter(cls).validate_python({k: v})
-        except (ValidationError, TypeError, ValueError):
-            return f"{key}.{k}"
-    return key
+        return training_settings.validate_settings(cls, values, key)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

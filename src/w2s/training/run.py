@@ -155,7 +155,7 @@ def model_identity(model: str) -> str:
 
 def fingerprint(kind: str, model: str, data_fp: dict, settings) -> str:
     cfg = settings.to_dict()
-    for k in ("quiet", "report_to", "logging_steps", "keep_checkpoints"):
+    for k in ("quiet", "report_to", "logging_dir", "logging_steps", "keep_checkpoints"):
         cfg.pop(k, None)
     blob = json.dumps({"kind": kind, "model": str(model), "model_id": model_identity(str(model)),
                        "data": data_fp.get("sha256"), "config": cfg},
@@ -216,7 +216,7 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
         return out
     stage = od.staging_dir(out, fp)
     resume = _resume_point(out, stage, fp, state)
-    with quiet_logs(settings.quiet), trl_compat.log_dir(str(stage / "logs")):
+    with quiet_logs(settings.quiet), trl_compat.log_dir(settings.logging_dir or str(stage / "logs")):
         main, facts = _train(model, records, fields, settings, stage, resume, build_trainer, callbacks,
                              extra_lineage)
         if main:

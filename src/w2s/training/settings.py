@@ -121,6 +121,8 @@ class TrainSettings(Settings):
     attn_implementation: str | None = setting(
         None, "Attention kernel when loading (sdpa, eager, flash_attention_2); None = transformers' default.")
     report_to: str = setting("none", "Loggers: none, tensorboard, wandb (or a comma-separated list).")
+    logging_dir: str | None = setting(None, "TensorBoard logs of this training run (None: inside OUT's "
+                                      "staging directory, removed once the model is complete).")
     quiet: bool = setting(True, "No progress bars; warnings only.")
     logging_steps: int = setting(10, "Log the loss every N optimizer steps.", ge=1)
     save_steps: int = setting(200, "Checkpoint every N optimizer steps into OUT/checkpoints "
