@@ -56,9 +56,13 @@ def generate_cmd(
     from w2s import steps
     from w2s.cli.data import task_from_options
     from w2s.generation import GenerationError, SamplingConfig, generate
+    from w2s.generation.sampling import check_sampling
     from w2s.io import check_output
 
     with user_errors():
+        check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, n=n,
+                       names={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
+                              "top_p": "--top-p", "top_k": "--top-k", "n": "--n"})
         check_output(out, [input, demos, adapter], models=[model])
         the_task = task_from_options(task, task_option)
         questions = nonempty(steps.load_questions(the_task, str(input), limit), input)

@@ -213,7 +213,12 @@ def eval_cmd(
     with user_errors():
         from w2s.cli.data import task_from_options
         from w2s.evaluation import evaluate
+        from w2s.generation.sampling import check_sampling
 
+        check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, n=max(n, 1),
+                       names={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "n": "--n"})
+        if n < 0:
+            raise ValueError(f"--n: must be >= 0 (0 = greedy only), got {n}")
         check_output(out, [data], models=[model])
         metrics = evaluate(task_from_options(task, task_option), model, data, n=n, temperature=temperature,
                            max_new_tokens=max_new_tokens, limit=limit, backend=backend, out_path=out, seed=seed)

@@ -8,6 +8,7 @@ batch around it changes (resume, different batch size, another process).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -20,6 +21,35 @@ SPEED_ONLY_OPTIONS = ("batch_size", "max_batch_tokens", "concurrency", "data_par
 
 class GenerationError(RuntimeError):
     """A generation backend failed in a way the user must act on (bad endpoint, missing extra)."""
+
+
+def check_sampling(*, max_new_tokens: object = 1, temperature: object = 0.0, top_p: object = 1.0,
+                   top_k: object = 0, n: object = 1, names: dict[str, str] | None = None) -> None:
+    """The one sampling check of every entry point (SamplingConfig, the CLI, the run config, the
+    server): finite numbers in range, whole counts. NaN passes `< 0` and inf is "positive", and
+    both give silent garbage (identical degenerate samples, random tokens), so both are refused.
+    `names` maps a field to the caller's spelling (`--temperature`, `stage2.temperature`)."""
+    names = names or {}
+
+    def refuse(field: str, rule: str, value: object) -> None:
+        raise ValueError(f"{names.get(field, field)}: must be {rule}, got {value!r}")
+
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def count(value: object, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    if not count(max_new_tokens, 1):
+        refuse("max_new_tokens", "a whole number >= 1", max_new_tokens)
+    if not (number(temperature) and temperature >= 0):
+        refuse("temperature", "a finite number >= 0 (0 = greedy)", temperature)
+    if not (number(top_p) and 0 < top_p <= 1):
+        refuse("top_p", "a number in (0, 1]", top_p)
+    if not count(top_k, 0):
+        refuse("top_k", "a whole number >= 0 (0 = off)", top_k)
+    if not count(n, 1):
+        refuse("n", "a whole number >= 1", n)
 
 
 @dataclass(frozen=True)
@@ -40,16 +70,8 @@ class SamplingConfig:
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
+        check_sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                       top_k=self.top_k, n=self.n)
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
 

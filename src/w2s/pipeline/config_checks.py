@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from w2s.generation.resumable import BACKEND_REGISTRY
+from w2s.generation.sampling import check_sampling
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
 from w2s.pipeline.graph import PARTS
@@ -26,7 +27,8 @@ SETTINGS = {"sft": training_settings.SFTSettings, "preference": training_setting
 
 
 def check_semantics(cfg) -> None:
-    for check in (_data_files, _task, _models, _registered_names, _together, _generation_options, _training):
+    for check in (_data_files, _task, _models, _registered_names, _together, _sampling, _generation_options,
+                  _training):
         check(cfg)
 
 
@@ -115,6 +117,19 @@ def _together(cfg) -> None:
         method = s3.start.split("_")[-1]
         _require(s2.enabled and s2.method in (method, "both"), "stage3.start",
                  f"a model this run trains (stage2.enabled with stage2.method {method} or both)", s3.start)
+
+
+def _sampling(cfg) -> None:
+    """Every sampling setting through the one check the CLI and the server use."""
+    for section, fields in (("stage1", {"temperature": "confidence_temperature"}),
+                            ("stage2", {"temperature": "temperature", "top_p": "top_p"}),
+                            ("stage3", {"temperature": "temperature"}), ("eval", {"temperature": "temperature"})):
+        values = {field: getattr(getattr(cfg, section), key) for field, key in fields.items()}
+        try:
+            check_sampling(**values, max_new_tokens=cfg.generation.max_new_tokens,
+                           names={field: f"{section}.{key}" for field, key in fields.items()})
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _generation_options(cfg) -> None:
