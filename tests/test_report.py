@@ -52,7 +52,7 @@ def test_report_files(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3      # accuracy bars, Stage I selection, confidence histogram
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # self-contained
-    assert "chosen side correct 80.0%" in html
+    assert "chosen side correct: 80.0%" in html  # the same sentence as report.md (written once)
     assert "| all | 20 | 80.0 | 10.0 |" in md             # pairs by side (no per-side diagnostics here)
     assert "- data: gold 50, unlabeled 100, test 40" in md and "- task gsm8k, seed 3" in md
     assert "Stage I iter 1 hybrid" in render_markdown(metrics)
@@ -131,3 +131,19 @@ def test_a_tuning_run_reports_dev_scores_only(tmp_path):
     table = results_table(metrics)
     assert table[0][:3] == ["Model", "Dev accuracy %", "95% CI"] and table[2][1] == "50.0"
     assert "Results (dev split only" in render_markdown(metrics)  # and nothing to plot from test
+
+
+def test_run_text_cannot_inject_html_or_break_lines_in_report_md(tmp_path):
+    """Config values reach the report (run name, model names): report.html escaped them, report.md
+    carried raw `<script>` and line-breaking newlines."""
+    from w2s.report.sections import md_table, render_markdown
+
+    hostile = "<script>alert(1)</script>\n# heading | cell"
+    metrics = {"run": {"task": "gsm8k", "seed": 0, "weak_model": hostile, "strong_model": "s"},
+               "models": {hostile: {"accuracy": 0.5, "ci95": [0.4, 0.6]}}, "comparisons": [],
+               "selection": {"iterations": []}}
+    md = render_markdown(metrics)
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert not any(line.startswith("# heading") for line in md.splitlines())
+    table = md_table([["Model", "x"], [hostile, "1"]])
+    assert len(table.splitlines()) == 3 and "\\| cell" in table  # one row, its pipe escaped
