@@ -50,7 +50,7 @@ def rehearsal_config(config_path: str | Path, out: Path, overrides: dict | None 
     cpu_generation(raw, notes)
     raw["launcher"] = cpu_launcher(raw.get("launcher"), base_dir, notes)
     raw["name"] = f"{raw.get('name') or Path(config_path).stem}_rehearsal"
-    return config_from_dict(raw, base_dir=base_dir), notes
+    return config_from_dict(raw, base_dir=base_dir), list(dict.fromkeys(notes))
 
 
 def family_of(model: str, base_dir: Path) -> str:
@@ -140,14 +140,13 @@ def stand_in_row(task, qid: str, question: str, steps: str, answer: int) -> dict
 
 def shrink_training(raw: dict, notes: list[str]) -> None:
     """Every trainer runs (LoRA as configured) for TRAIN_BUDGET steps, in float32."""
-    sections = [raw.setdefault(role, {}).setdefault("train", {}) for role in ("weak", "strong")]
-    sections += [raw.setdefault(s, {}).setdefault("train", {}) for s in ("stage2", "stage3")]
-    for train in sections:
+    for name in ("weak", "strong", "stage2", "stage3"):
+        train = raw.setdefault(name, {}).setdefault("train", {})
         if train.get("bf16"):
-            notes.append("bf16: float32 on CPU")
+            notes.append(f"{name}.train.bf16: float32 on CPU")
         train.update(TRAIN_BUDGET)
         train.pop("epochs", None)
-        if train.pop("use_vllm", None):
+        if train.pop("use_vllm", None):  # TRL's vLLM colocate mode needs a GPU
             notes.append("stage3.train.use_vllm: GRPO generates with transformers on CPU")
         train.pop("vllm_mode", None)
     s3 = raw["stage3"]
