@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -122,13 +123,18 @@ def serve_cmd(
                                           help="Require 'Authorization: Bearer KEY' (prefer the "
                                           "environment variable: a flag shows in the process list)."),
     max_n: int = typer.Option(64, "--max-n", help="Most completions per prompt ('n') a request may ask for."),
+    max_queued: int = typer.Option(64, "--max-queued", help="Requests that may wait for the model (429 past it)."),
+    max_connections: int = typer.Option(512, "--max-connections", help="Open connections (503 past it)."),
 ):
     """Serve MODEL on an OpenAI-compatible /v1/completions endpoint (hf backend)."""
     from w2s.generation.serve import serve
 
     with user_errors():
+        if not api_key and os.environ.get("W2S_API_KEY") == "":
+            api_key = ""  # set but empty: refused, never read as "no authentication"
         serve(model, host, port, adapter=adapter, served_name=served_model_name, batch_size=batch_size,
-              dtype=dtype, device=device, api_key=api_key or None, max_n=max_n)
+              dtype=dtype, device=device, api_key=api_key, max_n=max_n, max_queued=max_queued,
+              max_connections=max_connections)
 
 
 def register(app) -> None:
