@@ -54,7 +54,6 @@ def generate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ):
     """Generate answers for every question of INPUT with MODEL; resumable (rerun to finish)."""
-    from w2s import steps
     from w2s.cli.data import task_from_options
     from w2s.generation import GenerationError, SamplingConfig, generate
     from w2s.generation.sampling import check_sampling
@@ -66,14 +65,7 @@ def generate_cmd(
                               "top_p": "--top-p", "top_k": "--top-k", "n": "--n"})
         check_output(out, [input, demos, adapter], models=[model])
         the_task = task_from_options(task, task_option)
-        questions = nonempty(steps.load_questions(the_task, str(input), limit), input)
-        if shots > 0:
-            if demos is None:
-                raise ValueError("--shots needs --demos (a generations file to draw demonstrations from)")
-            prompts = steps.fewshot_prompts(the_task, questions, steps.read_generations(demos),
-                                            shots, seed)
-        else:
-            prompts = steps.zero_shot_prompts(the_task, questions)
+        prompts = _prompts(the_task, input, limit, shots, demos, seed)
         stops = tuple(dict.fromkeys([*the_task.stop, *stop]))
         sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                   top_k=top_k, n=n, stop=stops, seed=seed)
@@ -88,12 +80,27 @@ def generate_cmd(
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
         seconds = time.perf_counter() - start
-    new = _count_lines(out) - before
-    tokens = sum(r["n_tokens"] for r in records)
+    _report(out, backend, model, prompts, records, _count_lines(out) - before, seconds, as_json)
+
+
+def _prompts(task, input: Path, limit: int | None, shots: int, demos: Path | None, seed: int) -> list[dict]:
+    """Zero-shot prompts of INPUT's questions, or k-shot ones with demonstrations from --demos."""
+    from w2s import steps
+
+    questions = nonempty(steps.load_questions(task, str(input), limit), input)
+    if shots <= 0:
+        return steps.zero_shot_prompts(task, questions)
+    if demos is None:
+        raise ValueError("--shots needs --demos (a generations file to draw demonstrations from)")
+    return steps.fewshot_prompts(task, questions, steps.read_generations(demos), shots, seed)
+
+
+def _report(out: Path, backend: str, model: str, prompts: list, records: list[dict], new: int, seconds: float,
+            as_json: bool) -> None:
     truncated = sum(r["finish_reason"] == "length" for r in records)
     summary = {"out": str(out), "backend": backend, "model": records[0]["model"] if records else model,
-               "questions": len(prompts), "records": len(records), "generated_now": new,
-               "truncated": truncated, "tokens": tokens, "seconds": round(seconds, 2)}
+               "questions": len(prompts), "records": len(records), "generated_now": new, "truncated": truncated,
+               "tokens": sum(r["n_tokens"] for r in records), "seconds": round(seconds, 2)}
     emit(summary, as_json, human=f"{len(records)} generations ({new} new, {truncated} truncated) -> {out}")
 
 
