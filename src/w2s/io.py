@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -159,7 +160,8 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
                  rename: dict[str, str] | None = None, split: str | None = None,
                  unique: Sequence[str] | None = None) -> list[dict]:
     """Read records from a .jsonl / .json (array) / .parquet / .csv file, a directory saved with
-    `datasets.save_to_disk`, or `hf:NAME[:CONFIG]` (needs network).
+    `datasets.save_to_disk`, or `hf:NAME[:CONFIG][@SPLIT]` (needs network; split `train` when
+    none is named and `split` is not given).
 
     `rename` maps file field names to record field names ({"problem": "question"}).
     `required` fields must be present and non-null on every row (checked after renaming).
@@ -169,7 +171,8 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
     """
     src = str(source)
     if src.startswith("hf:"):
-        records = _read_hf_hub(src[3:], split or "train")
+        hub = parse_hub_spec(src)
+        records = _read_hf_hub(hub, split or hub.split or "train")
     else:
         p = Path(src)
         if not p.exists():
@@ -239,14 +242,34 @@ def _read_hf_disk(p: Path, split: str | None) -> list[dict]:
     return [dict(r) for r in ds]
 
 
-def _read_hf_hub(name: str, split: str) -> list[dict]:
+@dataclass(frozen=True)
+class HubSpec:
+    """`hf:NAME[:CONFIG][@SPLIT]`: a hub dataset, its configuration and split (None: not named)."""
+
+    name: str
+    config: str | None
+    split: str | None
+
+
+def parse_hub_spec(spec: str) -> HubSpec:
+    """`hf:openai/gsm8k:main@test` -> HubSpec("openai/gsm8k", "main", "test")."""
+    if not spec.startswith("hf:"):
+        raise ValueError(f"{spec!r} is not a hub dataset (hf:NAME[:CONFIG][@SPLIT])")
+    body, at, split = spec[3:].partition("@")
+    name, _, config = body.partition(":")
+    if not name or (at and not split) or any(c.isspace() for c in spec):
+        raise ValueError(f"{spec!r}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:openai/gsm8k:main@test")
+    return HubSpec(name, config or None, split or None)
+
+
+def _read_hf_hub(hub: HubSpec, split: str) -> list[dict]:
     import datasets
 
-    repo, _, config = name.partition(":")
+    where = f"hf:{hub.name}" + (f":{hub.config}" if hub.config else "") + f"@{split}"
     try:
-        ds = datasets.load_dataset(repo, config or None, split=split)
+        ds = datasets.load_dataset(hub.name, hub.config, split=split)
     except Exception as e:  # noqa: BLE001
-        raise DataError(f"hf:{name}", f"could not load from the hub ({e})") from None
+        raise DataError(where, f"could not load from the hub ({e})") from None
     return [dict(r) for r in ds]
 
 

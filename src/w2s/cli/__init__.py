@@ -8,6 +8,7 @@ Each area registers its commands from its own module:
   run.py    run, status, report                 (pipeline)
   demo.py   demo                                (the toy world, end to end)
   toy.py    toy data, toy pretrain              (toy world)
+  datasets.py  data gsm8k, data math            (the paper's data)
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _register() -> None:
-    from w2s.cli import data, demo, gen, run, toy, train
+    from w2s.cli import data, datasets, demo, gen, run, toy, train
 
-    for module in (data, gen, train, run, demo, toy):
+    for module in (data, datasets, gen, train, run, demo, toy):
         module.register(app)
 
 

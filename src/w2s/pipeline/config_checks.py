@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from w2s.generation.resumable import BACKEND_REGISTRY
+from w2s.io import parse_hub_spec
 from w2s.generation.sampling import check_sampling
 from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION
 from w2s.pipeline.config_errors import ConfigError
@@ -40,10 +41,24 @@ def _require(ok: bool, key: str, rule: str, value: Any) -> None:
 def _data_files(cfg) -> None:
     for name in ("gold", "unlabeled", "test", "hidden_gold", "dev"):
         p = getattr(cfg.data, name)
-        if p is not None and not p.startswith("hf:") and not Path(p).exists():
+        if p is not None and p.startswith("hf:"):
+            _hub_split(name, p)
+        elif p is not None and not Path(p).exists():
             raise ConfigError(f"data.{name}: file not found: {p}")
     if not cfg.eval.test and not cfg.data.dev:
         raise ConfigError("eval.test: false leaves nothing to score: set data.dev (a labeled dev split)")
+
+
+def _hub_split(key: str, spec: str) -> None:
+    """A scoring split from the hub must name its split: a silent `train` would score everyone on
+    training questions."""
+    try:
+        hub = parse_hub_spec(spec)
+    except ValueError as e:
+        raise ConfigError(f"data.{key}: {e}") from None
+    if key in ("test", "dev") and hub.split is None:
+        raise ConfigError(f"data.{key}: {spec} names no split: add one, e.g. {spec}@test (or @validation); "
+                          "without it the hub's train split would be scored")
 
 
 def _task(cfg) -> None:
