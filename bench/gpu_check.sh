@@ -105,3 +105,41 @@ print(f"GPU memory: peak {max(m for _, m in rows)} MiB, last {rows[-1][1]} MiB, 
 print(("PASS" if rows[-1][1] - base < 1024 and not leaks else "FAIL")
       + f": memory back at the baseline after the run{'; held after ' + str(leaks) if leaks else ''}")
 EOF
+
+# 5: examples/gsm8k_llama3.yaml at the full size of one model family that fits one GPU: a
+#    random-init model of Llama-3-8B's shape (~16 GB in bf16, no hub) as BOTH the weak and the
+#    strong model, the real config otherwise (LoRA, vLLM in bf16, Stage I-II, every baseline) on
+#    a slice of the paper's data, one process (the config's FSDP launcher needs 8 GPUs). Numbers
+#    mean nothing (random weights); the point: every stage fits and runs at 8B scale on one GPU.
+#    Needs the data: w2s data gsm8k --out data/gsm8k (or --from an offline copy).
+if [ -f data/gsm8k/train_1.jsonl ]; then
+  [ -f "$OUT/llama8b/config.json" ] || python - "$OUT" <<'EOF2'
+import sys
+from pathlib import Path
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from w2s.tiny_models import build_tokenizer
+out = Path(sys.argv[1]) / "llama8b"
+texts = [line for line in open("data/gsm8k/train_1.jsonl")][:2000]
+tok = build_tokenizer(texts, vocab_size=32000)
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
+                  rope_theta=500000.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                  pad_token_id=tok.pad_token_id, torch_dtype="bfloat16")
+with torch.device("cuda"):
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+model.save_pretrained(out, safe_serialization=True)
+tok.save_pretrained(out)
+print(f"built {sum(p.numel() for p in model.parameters()) / 1e9:.1f}B parameters")
+EOF2
+  /usr/bin/time -v w2s run examples/gsm8k_llama3.yaml --out "$OUT/llama3_8b" --quiet \
+      --set weak.model="$PWD/$OUT/llama8b" --set strong.model="$PWD/$OUT/llama8b" --set launcher=null \
+      --set generation.options.tensor_parallel_size=1 --set data.limit_gold=256 \
+      --set data.limit_unlabeled=128 --set data.limit_test=64 --set weak.train.max_steps=20 \
+      --set strong.train.max_steps=10 --set stage2.train.max_steps=5 --set eval.n=2 \
+      2> "$OUT/llama3_8b.time" && echo "PASS: gsm8k_llama3.yaml at 8B scale on one GPU" \
+      || echo "FAIL: gsm8k_llama3.yaml at 8B scale (see $OUT/llama3_8b/log.txt)"
+  grep "Maximum resident" "$OUT/llama3_8b.time" || true
+else
+  echo "SKIP 5: no data/gsm8k (w2s data gsm8k --out data/gsm8k)"
+fi
