@@ -82,13 +82,21 @@ def test_overrides(files):
         parse_override("nokey")
 
 
-def test_example_configs_load():
-    if not (ROOT.parent / "shared" / "data").exists():
-        pytest.skip("../shared/data not present")
+def test_example_configs_load_on_the_data_w2s_data_writes(tmp_path, shared_data):
+    """Each example reads what `w2s data gsm8k|math --out data/...` writes at the repository root."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    for name in ("tiny_cpu", "gsm8k_llama3", "gsm8k_llama2"):  # a fresh clone: one clear line
+        with pytest.raises(ConfigError, match=r"data\.gold: file not found: .*w2s data gsm8k --out data/gsm8k"):
+            load_config(tmp_path / "examples" / f"{name}.yaml")
+    proc = subprocess.run([sys.executable, "-m", "w2s", "data", "gsm8k", "--from", str(shared_data / "gsm8k"),
+                           "--out", str(tmp_path / "data" / "gsm8k")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     for name in ("tiny_cpu", "gsm8k_llama3", "gsm8k_llama2"):
-        load_config(ROOT / "examples" / f"{name}.yaml")
+        load_config(tmp_path / "examples" / f"{name}.yaml")
     with pytest.raises(ConfigError, match="data.gold: file not found"):
-        load_config(ROOT / "examples" / "math_qwen.yaml")  # needs the user's MATH split
+        load_config(tmp_path / "examples" / "math_qwen.yaml")  # the user's own MATH split
 
 
 def test_cli_config_error_is_fast_and_names_the_key(files):

@@ -44,8 +44,8 @@ def build_bases(tmp: Path, gold_path: str) -> tuple[str, str]:
 
 def small_config(tmp: Path) -> Path:
     cfg = yaml.safe_load((ROOT / "examples" / "tiny_cpu.yaml").read_text())
-    for k in ("gold", "unlabeled", "test"):
-        cfg["data"][k] = str((ROOT / "examples" / cfg["data"][k]).resolve())
+    for k in ("gold", "unlabeled", "test"):  # the example's split, from the copy beside the checkout
+        cfg["data"][k] = str(ROOT.parent / "shared" / "data" / "gsm8k" / Path(cfg["data"][k]).name)
     cfg["data"].update(limit_gold=120, limit_unlabeled=48, limit_test=12)
     cfg["weak"]["model"], cfg["strong"]["model"] = build_bases(tmp, cfg["data"]["gold"])
     cfg["weak"]["train"].update(max_steps=30, save_steps=10)

@@ -57,7 +57,9 @@ def test_kill9_during_retrain_keeps_the_old_model_and_rerun_completes(tmp_path):
     train_sft(TOY, data, out, SFTSettings(max_steps=2, **fast))
     old = (out / "model.safetensors").read_bytes()
 
-    cmd = _w2s("train", "sft", "-m", TOY, "-d", data, "-o", out, "--max-steps", 16, "--batch-size", 2,
+    # enough steps that the kill lands mid-training however fast a step is (16 once finished
+    # within the 0.3 s after the first checkpoint, and the kill hit the finished run's exit)
+    cmd = _w2s("train", "sft", "-m", TOY, "-d", data, "-o", out, "--max-steps", 120, "--batch-size", 2,
                "--max-length", 64, "--lr", 1e-3, "--save-steps", 2, "--seed", 7)
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -82,7 +84,7 @@ def test_kill9_during_retrain_keeps_the_old_model_and_rerun_completes(tmp_path):
     rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     lineage = read_lineage(out)
-    assert lineage["global_step"] == 16 and lineage["resumed_from"] is not None  # resumed, not restarted
+    assert lineage["global_step"] == 120 and lineage["resumed_from"] is not None  # resumed, not restarted
     assert (out / "model.safetensors").read_bytes() != old
     assert not list(tmp_path.glob(".OUT.w2s-*"))               # no staging left behind
 

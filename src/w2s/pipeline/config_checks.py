@@ -44,7 +44,9 @@ def _data_files(cfg) -> None:
         if p is not None and p.startswith("hf:"):
             _hub_split(name, p)
         elif p is not None and not Path(p).exists():
-            raise ConfigError(f"data.{name}: file not found: {p}")
+            hint = next((f" (the paper's data: w2s data {d} --out data/{d}, from the repository root)"
+                         for d in ("gsm8k", "math") if f"/data/{d}/" in p.replace("\\", "/")), "")
+            raise ConfigError(f"data.{name}: file not found: {p}{hint}")
     if not cfg.eval.test and not cfg.data.dev:
         raise ConfigError("eval.test: false leaves nothing to score: set data.dev (a labeled dev split)")
 

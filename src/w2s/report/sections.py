@@ -73,6 +73,8 @@ def render_markdown(metrics: dict) -> str:
 
 
 # ---- HTML ---------------------------------------------------------------------------
+ALT = {"accuracy": "accuracy chart", "selection": "selection chart", "vote_shares": "confidence histogram",
+       "stage3": "stage III chart"}
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;"
          "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
@@ -93,6 +95,6 @@ def render_html(metrics: dict, charts: dict[str, str]) -> str:
         body += [html_table(table) for table in s.tables]
         body += [f"<p>{html.escape(s.note)}</p>"] if s.note else []
         if s.chart in charts:
-            body.append(f'<img alt="{s.chart} chart" src="data:image/png;base64,{charts[s.chart]}">')
+            body.append(f'<img alt="{ALT[s.chart]}" src="data:image/png;base64,{charts[s.chart]}">')
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>w2s report</title>"
             f"<style>{STYLE}</style></head><body><h1>Weak-to-strong run report</h1>{''.join(body)}</body></html>")
