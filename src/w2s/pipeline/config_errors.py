@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import typing
 
 from pydantic import BaseModel, ValidationError
 
+from w2s.errors import describe
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key (dotted path) or the file."""
-
-
-_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-          "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
-          "list_type": "a list", "model_type": "a mapping", "model_attributes_type": "a mapping"}
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
-           "less_than": ("<", "lt")}
 
 
 def translate(error: ValidationError, model: type[BaseModel]) -> str:
@@ -25,28 +18,13 @@ def translate(error: ValidationError, model: type[BaseModel]) -> str:
     e = _first(error)
     loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "constrained-"))]
     key = _dotted(_key_path(loc)) or "config"
-    kind, value = e["type"], e.get("input")
-    if kind == "extra_forbidden":
-        known = _known_keys(model, loc[:-1])
-        near = difflib.get_close_matches(loc[-1], known, n=1)
-        return (f"{key}: unknown key (known: {', '.join(known)})"
-                + (f"; did you mean {_dotted(_key_path(loc[:-1]) + [near[0]])!r}?" if near else ""))
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind in _TYPES:
-        return f"{key}: expected {_TYPES[kind]}, got {type(value).__name__} {_short(value)}"
-    if kind == "finite_number":
-        return f"{key}: must be a finite number, got {_short(value)}"
-    if kind == "literal_error":
-        return f"{key}: expected one of {e['ctx']['expected']}, got {_short(value)}"
-    if kind in _BOUNDS:
-        op, name = _BOUNDS[kind]
-        why = _why(model, loc)
-        return f"{key}: must be {op} {e['ctx'][name]}{f' ({why})' if why else ''}, got {_short(value)}"
-    if kind in ("value_error", "assertion_error"):
-        msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        prefix = _dotted(_key_path(loc[:-1]))
+        return f"{key}: " + describe(e, known=_known_keys(model, loc[:-1]), suggest_prefix=f"{prefix}." if prefix else "")
+    if e["type"] in ("value_error", "assertion_error"):
+        msg = describe(e)
         return f"{key}{msg}" if msg.startswith(".") else f"{key}: {msg}"  # ".sub: ..." names a sub-key
-    return f"{key}: {e['msg']}, got {_short(value)}"
+    return f"{key}: " + describe(e, why=_why(model, loc))
 
 
 def _first(error: ValidationError) -> dict:
@@ -67,11 +45,6 @@ def _dotted(parts: list[str]) -> str:
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _model_at(model: type[BaseModel], loc: list[str]):

@@ -13,7 +13,6 @@ are still accepted as inputs. They are named *Settings so that they never read a
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal
 
 from pydantic import (
@@ -27,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+
+from w2s.errors import describe
 
 #: The paper's LoRA targets: every linear projection of a Llama/Mistral-style block.
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -230,36 +231,9 @@ def validate_settings(cls: type[Settings], values: Any, key: str) -> Settings:
         raise ValueError(f"{where}: {describe_error(first, cls)}") from None
 
 
-# The run config's phrasing (w2s.pipeline.config_errors), so that a training key reads like any other.
-_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-          "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
-          "model_type": "a mapping", "tuple_type": "a list"}
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
-           "less_than": ("<", "lt")}
-
-
 def describe_error(error: dict, cls: type[Settings]) -> str:
-    """One pydantic error as a sentence: the rule and the value that broke it, or for an unknown
-    key the settings `cls` (or its nested LoRA settings) knows and the nearest one."""
-    kind, value = error["type"], error.get("input")
-    if kind == "value_error":
-        return error["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        owner = LoraSettings if error["loc"][:1] == ("lora",) else cls
-        known = sorted(owner.model_fields)
-        names = known + [old for info in owner.model_fields.values() for old in old_names(info)]
-        near = difflib.get_close_matches(str(error["loc"][-1]), names, n=1)
-        return (f"unknown key (known: {', '.join(known)})"
-                + (f"; did you mean {near[0]!r}?" if near else ""))
-    if kind in _TYPES:
-        return f"expected {_TYPES[kind]}, got {type(value).__name__} {value!r}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind == "literal_error":
-        return f"expected one of {error['ctx']['expected']}, got {value!r}"
-    if kind in _BOUNDS:
-        op, name = _BOUNDS[kind]
-        bound = error["ctx"][name]
-        return f"must be {op} {int(bound) if float(bound).is_integer() else bound}, got {value!r}"
-    return f"{error['msg']}, got {value!r}"
+    """One pydantic error as a sentence (w2s.errors: the run config's words), an unknown key
+    matched against the settings `cls` (or its nested LoRA settings) knows, old names included."""
+    owner = LoraSettings if error["loc"][:1] == ("lora",) else cls
+    aliases = [old for info in owner.model_fields.values() for old in old_names(info)]
+    return describe(error, known=sorted(owner.model_fields), aliases=aliases)
