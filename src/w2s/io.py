@@ -1,10 +1,7 @@
 """Reading and writing records: JSONL, JSON arrays, parquet/CSV and Hugging Face datasets.
-
-Every data error is a `DataError` naming the file, the row (1-based) and the field.
-Every write is atomic (temp file + rename): a crash never leaves a half-written file.
-`JsonlAppender` is the one exception, by design: it streams results for resumable work
-and `read_jsonl(..., tolerate_partial_tail=True)` drops a torn last line.
-"""
+Every data error is a `DataError` naming the file, the row (1-based) and the field. Every write
+is atomic (temp file + rename), except `JsonlAppender`'s stream for resumable work, whose torn
+last line `read_jsonl(..., tolerate_partial_tail=True)` drops."""
 
 from __future__ import annotations
 
@@ -13,9 +10,10 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from w2s.hub_spec import HubSpec, parse_hub_spec  # noqa: F401  (re-exported)
 
 
 class DataError(ValueError):
@@ -161,7 +159,7 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
                  unique: Sequence[str] | None = None) -> list[dict]:
     """Read records from a .jsonl / .json (array) / .parquet / .csv file, a directory saved with
     `datasets.save_to_disk`, or `hf:NAME[:CONFIG][@SPLIT]` (needs network; split `train` when
-    none is named and `split` is not given).
+    none is named nor given).
 
     `rename` maps file field names to record field names ({"problem": "question"}).
     `required` fields must be present and non-null on every row (checked after renaming).
@@ -240,26 +238,6 @@ def _read_hf_disk(p: Path, split: str | None) -> list[dict]:
             split = next(iter(ds))
         ds = ds[split]
     return [dict(r) for r in ds]
-
-
-@dataclass(frozen=True)
-class HubSpec:
-    """`hf:NAME[:CONFIG][@SPLIT]`: a hub dataset, its configuration and split (None: not named)."""
-
-    name: str
-    config: str | None
-    split: str | None
-
-
-def parse_hub_spec(spec: str) -> HubSpec:
-    """`hf:openai/gsm8k:main@test` -> HubSpec("openai/gsm8k", "main", "test")."""
-    if not spec.startswith("hf:"):
-        raise ValueError(f"{spec!r} is not a hub dataset (hf:NAME[:CONFIG][@SPLIT])")
-    body, at, split = spec[3:].partition("@")
-    name, _, config = body.partition(":")
-    if not name or (at and not split) or any(c.isspace() for c in spec):
-        raise ValueError(f"{spec!r}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:openai/gsm8k:main@test")
-    return HubSpec(name, config or None, split or None)
 
 
 def _read_hf_hub(hub: HubSpec, split: str) -> list[dict]:
