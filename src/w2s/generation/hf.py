@@ -228,16 +228,10 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
     from transformers import DynamicCache
 
     model, dev = lm.model, lm.device
-    n_rows, width = len(prompts), max(len(p) for p in prompts)
+    n_rows = len(prompts)
     limits = [sampling.max_new_tokens if lm.context is None
               else max(1, min(sampling.max_new_tokens, lm.context - len(p))) for p in prompts]
-    input_ids = torch.full((n_rows, width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((n_rows, width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        input_ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[r, width - len(p):] = 1
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    input_ids, mask, position_ids = input_ids.to(dev), mask.to(dev), position_ids.to(dev)
+    input_ids, mask, position_ids = _left_padded(lm, prompts)
     # One seeded CPU generator per row, read in chunks: the same stream as drawing all
     # max_new_tokens numbers at once (CPU uniform draws are sequential), in bounded memory.
     generators = None if sampling.greedy else [torch.Generator().manual_seed(s) for s in seeds]
@@ -247,25 +241,8 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
     finish: list[str | None] = [None] * n_rows
     rows = torch.arange(n_rows)  # batch position -> original row
     cache = DynamicCache(config=model.config)
-    # Samples of one prompt sit side by side in a batch: prefill each distinct prompt once and
-    # copy its cache rows (a 4-shot prompt's prefill costs more than its 80 new tokens).
-    distinct: dict[tuple, int] = {}   # prompt -> its position among the prefilled rows
-    first_rows, copies = [], []
-    for r, p in enumerate(prompts):
-        if distinct.setdefault(tuple(p), len(first_rows)) == len(first_rows):
-            first_rows.append(r)
-        copies.append(distinct[tuple(p)])
-    first = torch.tensor(first_rows) if len(first_rows) < n_rows else None
-    copy_of = torch.tensor(copies)
     with torch.inference_mode():
-        if first is None:
-            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                           use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
-        else:
-            logits = model(input_ids=input_ids[first], attention_mask=mask[first], position_ids=position_ids[first],
-                           use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
-            cache.batch_select_indices(copy_of.to(dev))
-            logits = logits[copy_of.to(dev)]
+        logits = _prefill(lm, prompts, input_ids, mask, position_ids, cache)
         next_pos = position_ids[:, -1] + 1
         for step in range(max(limits)):
             if generators is not None and step % UNIFORM_CHUNK == 0:
@@ -289,6 +266,42 @@ def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
                            **{lm.cache_kwarg: cache}).logits[:, -1, :]
             next_pos = next_pos + 1
     return [_result(lm, generated[r], finish[r], sampling) for r in range(n_rows)]
+
+
+def _left_padded(lm: LoadedModel, prompts: list[list[int]]):
+    """(input_ids, attention_mask, position_ids) of the prompts, left-padded, on the model's device."""
+    import torch
+
+    n_rows, width = len(prompts), max(len(p) for p in prompts)
+    input_ids = torch.full((n_rows, width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((n_rows, width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        input_ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p):] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(lm.device), mask.to(lm.device), position_ids.to(lm.device)
+
+
+def _prefill(lm: LoadedModel, prompts: list[list[int]], input_ids, mask, position_ids, cache):
+    """The last-position logits of every row after its prompt, the cache filled. Samples of one
+    prompt sit side by side in a batch: each distinct prompt is prefilled once and its cache
+    rows copied (a 4-shot prompt's prefill costs more than its 80 new tokens)."""
+    import torch
+
+    distinct: dict[tuple, int] = {}   # prompt -> its position among the prefilled rows
+    first_rows, copies = [], []
+    for r, p in enumerate(prompts):
+        if distinct.setdefault(tuple(p), len(first_rows)) == len(first_rows):
+            first_rows.append(r)
+        copies.append(distinct[tuple(p)])
+    if len(first_rows) == len(prompts):
+        return lm.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                        logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
+    first, copy_of = torch.tensor(first_rows), torch.tensor(copies).to(lm.device)
+    logits = lm.model(input_ids=input_ids[first], attention_mask=mask[first], position_ids=position_ids[first],
+                      use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
+    cache.batch_select_indices(copy_of)
+    return logits[copy_of]
 
 
 def _advance(lm: LoadedModel, rows: list[int], tokens: list[int], generated, finish,
