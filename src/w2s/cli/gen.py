@@ -28,8 +28,7 @@ def generate_cmd(
     task: str = typer.Option("gsm8k", "--task", "-t", help="Task that formats prompts and stop strings."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai | replay"),
     shots: int = typer.Option(0, "--shots", help="Few-shot demonstrations per prompt (needs --demos)."),
-    demos: Optional[Path] = typer.Option(None, "--demos", help="Generation records (weak outputs) to draw "
-                                         "few-shot demonstrations from."),
+    demos: Optional[Path] = typer.Option(None, "--demos", help="Weak outputs to draw demonstrations from."),
     n: int = typer.Option(1, "--n", help="Samples per question."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -46,8 +45,7 @@ def generate_cmd(
     concurrency: int = typer.Option(8, "--concurrency", help="openai: requests in flight."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
-    task_option: Optional[List[str]] = typer.Option(None, "--task-option",
-                                                    help="Task option KEY=VALUE, repeatable (custom task fields)."),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", help="Task option KEY=VALUE (repeatable)."),
     data_parallel: int = typer.Option(1, "--data-parallel", help="vllm: engine replicas on Ray (local Ray "
                                       "cluster unless RAY_ADDRESS is set)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
