@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from w2s.method import rewards
+from w2s.tasks import make_task
 from w2s.training import trl_compat
 from w2s.training.run import run_training
 from w2s.training.settings import GRPOSettings
@@ -29,9 +31,6 @@ def train_grpo(model: str | os.PathLike, data, out_dir: str | os.PathLike, confi
     """GRPO of `model` on {prompt, pseudo_label} records (a file or a list), rewarded by the
     `config.reward` entry of `w2s.method.rewards.REWARDS` for `config.task`; writes a loadable
     model dir with lineage.json (incl. grpo_log) and DONE."""
-    from w2s.method import rewards
-    from w2s.tasks import make_task
-
     settings = config or GRPOSettings()
     if not isinstance(settings, GRPOSettings):
         raise TypeError(f"config must be GRPOSettings, got {type(settings).__name__}")
