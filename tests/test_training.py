@@ -128,14 +128,15 @@ def test_lora_sft_merge_matches_adapter(tiny_model, tmp_path):
 
     recs = _sft_records(8)
     lora = LoraSettings(r=4, alpha=8, dropout=0.0, targets="q,k,v,o,gate,up,down")
-    out = train_sft(tiny_model, recs, tmp_path / "adapter",
-                    SFTSettings(max_steps=4, lora=lora, merge=False, **{**FAST, "learning_rate": 1e-2}))
+    out = train_sft(tiny_model, recs, tmp_path / "adapter",  # default: an adapter, no merged copy
+                    SFTSettings(max_steps=4, lora=lora, **{**FAST, "learning_rate": 1e-2}))
     assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert set(cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert cfg["base_model_name_or_path"] == str(Path(tiny_model).resolve())
     lin = read_lineage(out)
     assert lin["adapter"] is True and lin["base_model"]["path"] == str(Path(tiny_model).resolve())
+    assert lin["adapter_base"]["path"] == str(Path(tiny_model).resolve())
 
     merged = merge_adapter(out, tmp_path / "merged")
     assert is_complete(merged) and read_lineage(merged)["kind"] == "merge"
@@ -149,9 +150,9 @@ def test_lora_sft_merge_matches_adapter(tiny_model, tmp_path):
     assert not torch.allclose(base_logits, adapter_logits, atol=1e-3), "adapter must have learned something"
     torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-4, rtol=1e-4)
 
-    # default (merge=True): a full model dir directly
+    # merge=True: a full model dir directly
     out2 = train_sft(tiny_model, recs, tmp_path / "merged_direct",
-                     SFTSettings(max_steps=4, lora=lora, **{**FAST, "learning_rate": 1e-2}))
+                     SFTSettings(max_steps=4, lora=lora, merge=True, **{**FAST, "learning_rate": 1e-2}))
     assert (out2 / "model.safetensors").exists() and not (out2 / "adapter_config.json").exists()
     assert read_lineage(out2)["merged"] is True
     with torch.no_grad():
@@ -196,11 +197,45 @@ def test_dpo_lora_reference_is_adapter_disabled(tiny_model, tmp_path):
     prefs = _pref_records()
     before = _margin(tiny_model, prefs)
     out = train_preference(tiny_model, prefs, tmp_path / "dpo_lora",
-                           PreferenceSettings(method="dpo", max_steps=6, lora=LoraSettings(r=8, alpha=16, dropout=0.0),
+                           PreferenceSettings(method="dpo", max_steps=6, merge=True,
+                                              lora=LoraSettings(r=8, alpha=16, dropout=0.0),
                                               **{**FAST, "learning_rate": 1e-2}))
     assert _margin(out, prefs) > before + 0.5
     lin = read_lineage(out)
     assert lin["reference"]["how"].startswith("adapter disabled") and lin["merged"] is True
+
+
+def test_dpo_from_an_adapter_continues_it_against_itself(tiny_model, tmp_path):
+    """M_plus kept as an adapter: DPO trains that adapter on, against a frozen copy of it. The
+    first step's loss is computed before any update, with policy == reference: exactly log 2
+    for every pair. Against the bare base (the adapter disabled) it would not be, because
+    M_plus's adapter moved the log-probabilities (checked below)."""
+    import math
+
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0)
+    m_plus = train_sft(tiny_model, _sft_records(8), tmp_path / "m_plus",
+                       SFTSettings(max_steps=4, lora=lora, **{**FAST, "learning_rate": 3e-2}))
+    assert (m_plus / "adapter_config.json").exists()
+    prefs = _pref_records()
+    out = train_preference(m_plus, prefs, tmp_path / "dpo",
+                           PreferenceSettings(method="dpo", beta=0.5, max_steps=1, lora=lora, batch_size=8,
+                                              max_length=64, learning_rate=1e-3, save_steps=1000))
+    lin = read_lineage(out)
+    assert lin["train_loss"] == pytest.approx(math.log(2), abs=1e-5), "the reference is not M_plus"
+    assert lin["reference"] == {"model": str(m_plus.resolve()),
+                                "how": "frozen copy of the starting adapter (TRL's 'ref' adapter)"}
+    # one adapter over the ORIGINAL base (what vLLM serves), no reference copy saved beside it
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(Path(tiny_model).resolve())
+    assert lin["adapter_base"]["path"] == str(Path(tiny_model).resolve())
+    assert not (out / "ref").exists() and not (out / "model.safetensors").exists()
+    # the test has teeth: M_plus's adapter is far from the base on these pairs
+    from w2s.models import load_causal_lm
+
+    base, tok = _load(tiny_model)
+    plus = load_causal_lm(m_plus, dtype=torch.float32).eval()
+    pairs = [(r["prompt"], r["chosen"]) for r in prefs]
+    assert max(abs(a - b) for a, b in zip(_completion_logps(base, tok, pairs), _completion_logps(plus, tok, pairs))) > 0.5
 
 
 def test_orpo_raises_margin(tiny_model, tmp_path):

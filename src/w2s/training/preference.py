@@ -2,8 +2,10 @@
 
 Reference model, per case:
 - DPO, full fine-tuning: a frozen copy of the starting model (or `settings.reference`).
-- DPO, LoRA: the starting model is the base the adapter sits on, so the reference pass is the
-  same network with the adapter disabled (no second copy in memory).
+- DPO, LoRA from a full model: the starting model is the base the new adapter sits on, so the
+  reference pass is the same network with the adapter disabled (no second copy in memory).
+- DPO, LoRA from an adapter (M_plus of a run that keeps adapters): that adapter trains on, and
+  TRL copies it as a frozen "ref" adapter: the reference is M_plus, not the bare base.
 - ORPO: no reference model (the odds-ratio term is reference-free).
 `lineage.json` records which model was the reference, and how.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from w2s.models import is_adapter_dir
 from w2s.training import trl_compat
 from w2s.training.run import load_model, run_training
 from w2s.training.settings import PreferenceSettings
@@ -32,6 +35,8 @@ def reference_description(model: str, settings: PreferenceSettings) -> dict:
     ref = settings.reference or str(model)
     p = Path(ref)
     ref = str(p.resolve()) if p.exists() else ref
+    if settings.lora is not None and settings.reference is None and is_adapter_dir(model):
+        return {"model": ref, "how": "frozen copy of the starting adapter (TRL's 'ref' adapter)"}
     if settings.lora is not None and settings.reference is None:
         return {"model": ref, "how": "adapter disabled (LoRA on the starting model)"}
     return {"model": ref, "how": "frozen copy" + ("" if settings.reference is None else " of settings.reference")}
@@ -52,7 +57,7 @@ def train_preference(model: str | os.PathLike, data, out_dir: str | os.PathLike,
             return trl_compat.orpo_trainer(model_obj, tokenizer, ds, settings, ckpt_dir,
                                            peft_config=peft_config, callbacks=cbs)
         ref_model = None
-        if peft_config is None or settings.reference is not None:
+        if settings.reference is not None or (peft_config is None and settings.lora is None):
             ref_model = load_model(settings.reference or model, settings)
             ref_model.eval()
             ref_model.requires_grad_(False)

@@ -139,6 +139,27 @@ def load_model(path: str | os.PathLike, settings=None, dtype=None):
     return models.load_causal_lm(path, dtype=dtype, attn_implementation=getattr(settings, "attn_implementation", None))
 
 
+def load_for_training(model: str, settings):
+    """The model object to train and the LoRA config for the trainer (None: nothing to add).
+
+    With LoRA, a starting model that is itself an adapter directory (M_plus of a run that keeps
+    adapters) is CONTINUED: its adapter loads trainable onto its base, so the result is again one
+    adapter over that base (what vLLM serves as a LoRA request), and a trainer that needs a
+    reference (DPO; GRPO with beta > 0) copies that adapter as its frozen "ref" (TRL): the
+    reference is the starting model, never the bare base."""
+    if settings.lora is not None and models.is_adapter_dir(model):
+        from peft import PeftModel
+
+        base = load_model(adapter_base(model), settings)
+        return PeftModel.from_pretrained(base, model, is_trainable=True), None
+    return load_model(model, settings), (trl_compat.lora_config(settings.lora) if settings.lora is not None else None)
+
+
+def trained_base(model: str, settings) -> str:
+    """The base an output adapter sits on: the starting model, or the starting adapter's base."""
+    return adapter_base(model) if settings.lora is not None and models.is_adapter_dir(model) else model
+
+
 def model_identity(model: str) -> str:
     """Cheap identity of a model dir's CONTENT (so retraining the starting model invalidates
     caches downstream): weight file names, sizes and mtimes, plus its DONE stamp."""
@@ -224,6 +245,8 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
             lineage = {"kind": kind, "base_model": lin.describe_model(model),
                        "adapter": settings.lora is not None and not settings.merge,
                        "merged": settings.lora is not None and settings.merge,
+                       "adapter_base": (lin.describe_model(trained_base(model, settings))
+                                        if settings.lora is not None and not settings.merge else None),
                        "lora": settings.to_dict()["lora"], "data": data_fp, "config": settings.to_dict(),
                        "fingerprint": fp, "global_step": facts.pop("global_step"),
                        "resumed_from": os.path.basename(resume) if resume else None,
@@ -279,8 +302,7 @@ def _train(model: str, records: list[dict], fields: Sequence[str], settings, sta
     set_seed(settings.seed)
     tokenizer = load_tokenizer(model)
     records = bound_lengths(records, fields, tokenizer, settings.max_length)
-    model_obj = load_model(model, settings)
-    peft_config = trl_compat.lora_config(settings.lora) if settings.lora is not None else None
+    model_obj, peft_config = load_for_training(model, settings)
     trainer = build_trainer(model_obj, tokenizer, records, str(stage / CHECKPOINTS), peft_config, list(callbacks))
     if settings.quiet:
         trl_compat.silence(trainer)
@@ -300,15 +322,18 @@ def _train(model: str, records: list[dict], fields: Sequence[str], settings, sta
 def _save_output(stage: Path, model: str, settings) -> None:
     """LoRA: merge the adapter into the weights, or keep it pointing at its base; no pickles."""
     if settings.lora is not None:
-        tmp = stage / _ADAPTER_TMP
+        tmp, base = stage / _ADAPTER_TMP, trained_base(model, settings)
+        for extra in tmp.iterdir():  # the trainer's frozen reference copy ("ref/") is not the model
+            if extra.is_dir() and (extra / "adapter_config.json").is_file():
+                shutil.rmtree(extra)
         if settings.merge:
-            merge_into(tmp, stage, base=model, dtype=torch_dtype(settings))
+            merge_into(tmp, stage, base=base, dtype=torch_dtype(settings))
             shutil.rmtree(tmp)
         else:
             for entry in tmp.iterdir():
                 shutil.move(str(entry), str(stage / entry.name))
             tmp.rmdir()
-            _point_adapter_at_base(stage, model)
+            _point_adapter_at_base(stage, base)
     _drop_training_args(stage)
 
 

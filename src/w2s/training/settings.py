@@ -113,8 +113,8 @@ class TrainSettings(Settings):
                                      "linear, cosine, constant, ...).", old=("lr_scheduler",))
     weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0)
     lora: LoraSettings | None = setting(None, "LoRA adapters (PEFT); none = full fine-tuning.")
-    merge: bool = setting(True, "LoRA only: fold the adapter into the base weights in the output "
-                          "(else keep an adapter directory).")
+    merge: bool = setting(False, "LoRA only: fold the adapter into the base weights in the output (a full "
+                          "copy of the model); default: keep an adapter directory over the base.")
     bf16: bool = setting(False, "bf16 mixed precision (and bf16 weights with dtype auto).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
         "auto", "Weights dtype when loading: auto = bfloat16 with bf16, else float32.")
