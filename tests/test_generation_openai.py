@@ -137,3 +137,16 @@ def test_4xx_is_not_retried(scripted):
         generate("m", PROMPTS[:1], SamplingConfig(max_new_tokens=4), backend="openai", base_url=url,
                  backoff_s=0.01, progress=False)
     assert len(handler.calls) == 1
+
+
+def test_adapters_are_asked_for_by_their_served_names(tmp_path):
+    """A run's adapter directory (given as the model, or as the adapter) is asked for by its
+    folder's name: the name `--lora-modules NAME=PATH` gives it on a vLLM server."""
+    from w2s.generation.openai_backend import served_name
+
+    adapter = tmp_path / "models" / "m_pro_dpo"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "org/base", "r": 8}')
+    assert served_name(str(adapter), None) == "m_pro_dpo"
+    assert served_name("org/base", str(adapter)) == "m_pro_dpo"
+    assert served_name("org/base", "my-lora") == "my-lora" and served_name("org/base", None) == "org/base"

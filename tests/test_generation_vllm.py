@@ -199,30 +199,66 @@ def test_samples_are_seeded_per_sample_not_per_batch(engines, strong, toy_prompt
     assert len(engines) == 1
 
 
-@needs_vllm
-def test_lora_adapter_is_served(engines, strong, toy_prompts, tmp_path_factory):
+def _random_adapter(base: str, out, seed: int):
+    """A LoRA adapter over `base` with a small random update: changes some answers, keeps the
+    model fluent."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    adapter = tmp_path_factory.mktemp("adapter")
-    torch.manual_seed(0)
-    lm = get_peft_model(AutoModelForCausalLM.from_pretrained(strong),
+    torch.manual_seed(seed)
+    lm = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
                         LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
                                    init_lora_weights=False))
-    with torch.no_grad():  # a small random update: changes some answers, keeps the model fluent
+    with torch.no_grad():
         for name, p in lm.named_parameters():
             if "lora_B" in name:
                 p.mul_(0.1)
-    lm.save_pretrained(adapter)
+    lm.save_pretrained(out)
+    return str(out)
+
+
+@needs_vllm
+def test_lora_adapter_is_served(engines, strong, toy_prompts, tmp_path_factory):
+    adapter = _random_adapter(strong, tmp_path_factory.mktemp("adapter"), seed=0)
     s = SamplingConfig(max_new_tokens=80, stop=STOP)
     prompts = toy_prompts[:12]
-    hf = generate(strong, prompts, s, backend="hf", adapter=str(adapter), progress=False)
-    vl = generate(strong, prompts, s, backend="vllm", adapter=str(adapter), progress=False, **FAST)
+    hf = generate(strong, prompts, s, backend="hf", adapter=adapter, progress=False)
+    vl = generate(strong, prompts, s, backend="vllm", adapter=adapter, progress=False, **FAST)
     base = generate(strong, prompts, s, backend="vllm", progress=False, **FAST)
     assert [r["response"] for r in vl] == [r["response"] for r in hf]
     assert [r["response"] for r in vl] != [r["response"] for r in base]  # the adapter did something
     assert vl[0]["model"] == f"{strong}+{adapter}"
+
+
+@needs_vllm
+def test_adapter_directories_share_one_engine_per_base(engines, strong, toy_prompts, tmp_path_factory):
+    """A run's models kept as adapters: each adapter directory, given as the model, is a LoRA
+    request on its base's one engine (no new start), equal to hf + PEFT on the same adapter; an
+    adapter retrained in place is read again, not served from the engine's cache."""
+    s = SamplingConfig(max_new_tokens=80, stop=STOP)
+    prompts = toy_prompts[:12]
+    a, b = (_random_adapter(strong, tmp_path_factory.mktemp(name), seed) for name, seed in (("a", 1), ("b", 2)))
+    starts = vllm_backend.Engine.starts
+    outputs = {}
+    for adapter in (a, b):
+        vl = generate(adapter, prompts, s, backend="vllm", progress=False, **FAST)
+        hf = generate(adapter, prompts, s, backend="hf", progress=False)
+        assert [r["response"] for r in vl] == [r["response"] for r in hf]
+        outputs[adapter] = [r["response"] for r in vl]
+    assert outputs[a] != outputs[b]
+    _random_adapter(strong, a, seed=2)  # a is now b's weights, written in place
+    again = generate(a, prompts, s, backend="vllm", progress=False, **FAST)
+    assert [r["response"] for r in again] == outputs[b]
+    assert vllm_backend.Engine.starts - starts <= 1 and len(engines) == 1  # at most the LoRA engine's start
+
+
+def test_one_engine_serves_its_base_and_every_adapter_up_to_its_rank():
+    base = {"model": "m", "dtype": "float32", "seed": 0}
+    lora8, lora64 = {**base, "enable_lora": True, "max_lora_rank": 8}, {**base, "enable_lora": True, "max_lora_rank": 64}
+    assert vllm_backend._serves(lora8, base) and vllm_backend._serves(lora64, lora8)
+    assert not vllm_backend._serves(base, lora8) and not vllm_backend._serves(lora8, lora64)
+    assert not vllm_backend._serves({**lora64, "model": "other"}, lora8)
 
 
 @needs_vllm
@@ -232,13 +268,14 @@ def test_stage_resumes_after_the_engine_process_is_killed(engines, strong, toy_p
     out = tmp_path / "gens.jsonl"
     s = SamplingConfig(max_new_tokens=60, temperature=1.0, n=10, stop=STOP, seed=7)
     total = len(toy_prompts) * s.n
-    key, killed = json.dumps(vllm_backend.engine_kwargs(strong, cpu=True, **FAST), sort_keys=True), []
+    killed = []
 
     def kill_when_started():
         while not (out.exists() and out.read_text().count("\n") >= 8):
             time.sleep(0.05)
-        os.kill(engines[key].process.pid, signal.SIGKILL)
-        killed.append(True)
+        (serving,) = engines.values()  # one kept engine at a time (the LoRA test's serves the base too)
+        killed.append(serving)
+        os.kill(serving.process.pid, signal.SIGKILL)
 
     watcher = threading.Thread(target=kill_when_started, daemon=True)
     watcher.start()
@@ -246,7 +283,7 @@ def test_stage_resumes_after_the_engine_process_is_killed(engines, strong, toy_p
         generate(strong, toy_prompts, s, backend="vllm", out_path=out, progress=False, chunk_size=8, **FAST)
     watcher.join(timeout=5)
     kept_rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert killed and 8 <= len(kept_rows) < total and key not in engines
+    assert killed and 8 <= len(kept_rows) < total and killed[0] not in engines.values()
     records = generate(strong, toy_prompts, s, backend="vllm", out_path=out, progress=False, **FAST)
     assert len(records) == total and len(out.read_text().splitlines()) == total
     by_key = {(r["id"], r["sample_index"]): r for r in records}

@@ -14,13 +14,28 @@ import concurrent.futures as cf
 import os
 import random
 import time
+from pathlib import Path
 from typing import Iterator
 
+from w2s.models import is_adapter_dir
 from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
 
 RETRYABLE_STATUS = {408, 409, 429}
 #: The OpenAI API accepts at most 4 stop strings; more are applied client-side.
 MAX_SERVER_STOPS = 4
+
+
+def served_name(model: str, adapter: str | None) -> str:
+    """The `model` of a request. A LoRA adapter on a vLLM/SGLang server is addressed by its
+    served name: an adapter directory (given as the model or as the adapter) by its folder's
+    name: a server started with `--enable-lora --lora-modules
+    sft_iter2_hybrid=runs/x/models/sft_iter2_hybrid m_pro_dpo=...` serves a run's adapters by
+    their stage names."""
+    if adapter is None and is_adapter_dir(model):
+        adapter = model
+    if adapter is None:
+        return model
+    return Path(adapter).name if Path(adapter).is_dir() else adapter
 
 
 class OpenAIBackend:
@@ -34,8 +49,7 @@ class OpenAIBackend:
             raise GenerationError("the openai backend needs a base URL: pass --base-url (or "
                                   "base_url=...) or set OPENAI_BASE_URL, e.g. http://127.0.0.1:8000/v1")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        # A LoRA adapter on a vLLM/SGLang server is addressed by its served name.
-        self.served_model = adapter or model
+        self.served_model = served_name(model, adapter)
         self.concurrency, self.max_retries = max(1, concurrency), max_retries
         self.backoff_s, self.max_backoff_s, self.timeout_s = backoff_s, max_backoff_s, timeout_s
 

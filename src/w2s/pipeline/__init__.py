@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from w2s import tracking
+from w2s.generation import keep_engines
 from w2s.io import write_text
 from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
@@ -110,8 +111,9 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         progress, tracked = ProgressPrinter(stages, quiet), tracking.stage_hook(tracker, run_dir)
         try:
             log.info("run %s: %d stages", run_dir, len(stages))
-            return run_stages(stages, run_dir, only=only, until=until, force=force,
-                              on_event=lambda *event: (progress(*event), tracked(*event)))
+            with keep_engines():  # vllm: one engine per base model across stages, until one trains
+                return run_stages(stages, run_dir, only=only, until=until, force=force,
+                                  on_event=lambda *event: (progress(*event), tracked(*event)))
         finally:
             tracker.close()
             logging.getLogger("w2s").removeHandler(handler)
