@@ -2,6 +2,7 @@
 
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +227,30 @@ def test_every_stage_comes_after_its_dependencies(tmp_path):
     loop = [Stage("a", None, ["b"]), Stage("b", None, ["a"])]
     with pytest.raises(ValueError, match="cycle: a -> b -> a"):
         dependencies_first(loop)
+
+
+def test_grpo_from_an_adapter_keeps_it_and_its_kl_is_to_that_adapter(toy_policy, tmp_path):
+    """Stage III from an M_plus kept as an adapter: the adapter trains on (one adapter over the
+    original base), and with beta > 0 the KL is to a frozen copy of it, not to the bare base: at
+    the first step, before any update, policy and reference are the same network (KL exactly 0)."""
+    from w2s.training import LoraSettings, SFTSettings, read_lineage, train_sft
+    from w2s.training.grpo import train_grpo
+    from w2s.training.settings import GRPOSettings
+    from w2s.toy import checkpoint_path
+
+    _, questions = toy_policy
+    from w2s.steps import sft_records
+
+    base = str(checkpoint_path("strong"))
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0)
+    adapter = train_sft(base, sft_records(TASK, questions[:32]), tmp_path / "m_plus",
+                        SFTSettings(learning_rate=3e-2, batch_size=16, max_steps=4, max_length=256,
+                                    save_steps=1000, lora=lora))
+    records = [{"prompt": TASK.prompt(q["question"]), "pseudo_label": q["answer"]} for q in questions[:2]]
+    out = train_grpo(str(adapter), records, tmp_path / "rl",
+                     GRPOSettings(reward="majority", task="toy", beta=0.5, learning_rate=1e-3, max_steps=2,
+                                  max_completion_length=32, save_steps=1000, seed=0, lora=lora))
+    log = read_lineage(out)["grpo_log"]
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6), log
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(Path(base).resolve())
+    assert not (out / "ref").exists() and not (out / "model.safetensors").exists()
