@@ -48,6 +48,18 @@ def test_cli_sft_lora_merge_and_orpo(cli, tiny_model, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "merged" / "DONE").exists() and (tmp_path / "merged" / "model.safetensors").exists()
 
+    # the adapter evaluates as --model ADAPTER_DIR, as --model BASE --adapter DIR, and as its merge
+    questions = tmp_path / "q.jsonl"
+    write_jsonl(questions, [{"id": str(i), "question": f"{i}?", "answer": f"#### {i}"} for i in range(4)])
+    scores = []
+    for model, extra in ((tmp_path / "adapter", ()), (tiny_model, ("--adapter", tmp_path / "adapter")),
+                         (tmp_path / "merged", ())):
+        res = cli("eval", "--task", "gsm8k", "--model", model, *extra, "--data", questions, "--n", 0,
+                  "--max-new-tokens", 8, "--json")
+        assert res.exit_code == 0, res.output
+        scores.append({k: v for k, v in _last_json(res.output).items() if k in ("accuracy", "correct", "n_questions")})
+    assert scores[0] == scores[1] == scores[2] and scores[0]["n_questions"] == 4
+
     prefs = tmp_path / "p.jsonl"
     write_jsonl(prefs, [{"id": str(i), "prompt": f"Question: {i}?\nAnswer:", "chosen": f" {i}",
                          "rejected": f" {i + 1}"} for i in range(4)])

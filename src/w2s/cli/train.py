@@ -195,8 +195,10 @@ def merge_cmd(
 
 def eval_cmd(
     task: str = typer.Option(..., "--task", "-t", help="Task name (gsm8k, math, custom, toy)."),
-    model: str = typer.Option(..., "--model", "-m", help="Model directory."),
+    model: str = typer.Option(..., "--model", "-m", help="Model directory, hub name or LoRA adapter directory."),
     data: Path = typer.Option(..., "--data", "-d", help="Test questions file."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="PEFT/LoRA adapter on top of --model "
+                                          "(openai backend: the served adapter name)."),
     n: int = typer.Option(10, "--n", help="Samples per question for pass@k / maj@k (0 = greedy only)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature for the n samples."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
@@ -219,9 +221,10 @@ def eval_cmd(
                        names={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "n": "--n"})
         if n < 0:
             raise ValueError(f"--n: must be >= 0 (0 = greedy only), got {n}")
-        check_output(out, [data], models=[model])
+        check_output(out, [data, adapter], models=[model])
         metrics = evaluate(task_from_options(task, task_option), model, data, n=n, temperature=temperature,
-                           max_new_tokens=max_new_tokens, limit=limit, backend=backend, out_path=out, seed=seed)
+                           max_new_tokens=max_new_tokens, limit=limit, backend=backend, out_path=out, seed=seed,
+                           adapter=adapter)
     keys = ["accuracy"] + [k for k in metrics if k.startswith(("pass@", "maj@")) and k[-1].isdigit()]
     human = f"{metrics['n_questions']} questions: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
     emit(metrics, as_json, human + (f" -> {out}" if out else ""))
