@@ -71,6 +71,16 @@ def test_every_shipped_example_rehearses_on_cpu(example, tmp_path):
     cfg = config_from_dict(yaml.safe_load((out / "config.yaml").read_text()))
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"weak", "m_plus"} <= set(metrics["models"]) | set(metrics.get("aliases", {}))
+    strong_models = [out / "models" / name for name, s in manifest.items()
+                     if s.get("kind") == "train" and name != "weak_sft"]
+    if cfg.strong.lora is not None:  # adapters end to end: no merged copy of the strong model
+        assert strong_models and all((m / "adapter_model.safetensors").is_file() and
+                                     not (m / "model.safetensors").exists() for m in strong_models)
+    if cfg.generation.backend == "vllm":  # one engine per base across stages, until a stage trains
+        starts = (out / "log.txt").read_text().count("vllm engine start #")
+        phases = sum(1 for i, (name, s) in enumerate(manifest.items()) if s.get("kind") != "train"
+                     and (i == 0 or list(manifest.values())[i - 1].get("kind") == "train"))
+        assert 0 < starts <= 2 * phases, (starts, phases)
     record = {"example": example, "seconds": round(seconds, 1), "stages": len(manifest),
               "backend": cfg.generation.backend, "launcher": cfg.launcher, "lora": cfg.strong.lora is not None,
               "notes": notes}
