@@ -85,3 +85,12 @@ def test_every_shipped_example_rehearses_on_cpu(example, tmp_path):
               "backend": cfg.generation.backend, "launcher": cfg.launcher, "lora": cfg.strong.lora is not None,
               "notes": notes}
     print(json.dumps(record))
+
+
+def test_qlora_rehearses_as_lora_on_the_full_precision_base_and_says_so():
+    from w2s.pipeline.rehearse import shrink_training
+
+    raw, notes = {"strong": {"train": {"load_in_4bit": True, "bf16": True}}}, []
+    shrink_training(raw, notes)
+    assert "load_in_4bit" not in raw["strong"]["train"]
+    assert any(n.startswith("strong.train.load_in_4bit: LoRA on the full-precision base") for n in notes)

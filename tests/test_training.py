@@ -418,3 +418,16 @@ def test_orpo_fallback_when_trl_has_none(tiny_model, tmp_path, monkeypatch):
                            PreferenceSettings(method="orpo", beta=1.0, max_steps=8, **{**FAST, "learning_rate": 3e-3}))
     assert _margin(out, prefs) > before + 1.0
     assert read_lineage(out)["orpo_implementation"] == "w2s.training.orpo_fallback"
+
+
+def test_qlora_is_lora_over_a_4bit_base_and_says_what_it_needs(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="load_in_4bit .*set lora too"):
+        SFTSettings(load_in_4bit=True)
+    settings = SFTSettings(load_in_4bit=True, lora=LoraSettings(r=4), max_steps=1)
+    from w2s.training import trl_compat
+
+    trl_compat.sft_config(settings, str(tmp_path / "ckpt"))  # a w2s setting: never passed to TRL
+    # this machine has neither bitsandbytes nor CUDA: one line saying so, before any training
+    with pytest.raises(RuntimeError, match=r"load_in_4bit \(QLoRA\) needs (bitsandbytes|a CUDA GPU)"):
+        train_sft(tiny_model, _sft_records(4), tmp_path / "qlora", settings)
+    assert not any("qlora" in p.name for p in tmp_path.iterdir())  # nothing written, not even a staging dir

@@ -68,7 +68,7 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
 
 def load_causal_lm(path: str | os.PathLike, *, dtype=None, adapter: str | os.PathLike | None = None,
                    attn_implementation: str | None = None, trust_remote_code: bool = False,
-                   device_map: Any = None):
+                   device_map: Any = None, quantization_config: Any = None):
     """A causal LM from a model directory or hub name; `path` may itself be an adapter dir (loaded
     onto its base), and `adapter` adds one on top; adapters are merged into the weights."""
     from transformers import AutoModelForCausalLM
@@ -80,6 +80,8 @@ def load_causal_lm(path: str | os.PathLike, *, dtype=None, adapter: str | os.Pat
         kw["attn_implementation"] = attn_implementation
     if device_map is not None:
         kw["device_map"] = device_map
+    if quantization_config is not None:
+        kw["quantization_config"] = quantization_config
     adapters = [str(a) for a in (path if is_adapter_dir(path) else None, adapter) if a is not None]
     base = adapter_base(path) if is_adapter_dir(path) else str(path)
     check_model_config(base)

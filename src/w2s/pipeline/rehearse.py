@@ -144,6 +144,8 @@ def shrink_training(raw: dict, notes: list[str]) -> None:
         train = raw.setdefault(name, {}).setdefault("train", {})
         if train.get("bf16"):
             notes.append(f"{name}.train.bf16: float32 on CPU")
+        if train.pop("load_in_4bit", None):  # bitsandbytes 4-bit has no CPU kernels here
+            notes.append(f"{name}.train.load_in_4bit: LoRA on the full-precision base on CPU (QLoRA needs CUDA)")
         train.update(TRAIN_BUDGET)
         train.pop("epochs", None)
         if train.pop("use_vllm", None):  # TRL's vLLM colocate mode needs a GPU

@@ -136,7 +136,27 @@ def load_tokenizer(path: str | os.PathLike):
 def load_model(path: str | os.PathLike, settings=None, dtype=None):
     """A model to train (or the DPO reference), in the settings' dtype and attention."""
     dtype = dtype if dtype is not None else (torch_dtype(settings) if settings is not None else None)
-    return models.load_causal_lm(path, dtype=dtype, attn_implementation=getattr(settings, "attn_implementation", None))
+    quantized = four_bit(dtype) if getattr(settings, "load_in_4bit", False) else None
+    return models.load_causal_lm(path, dtype=dtype, attn_implementation=getattr(settings, "attn_implementation", None),
+                                 quantization_config=quantized)
+
+
+def four_bit(compute_dtype):
+    """QLoRA's base: NF4 weights with double quantization (Dettmers et al., 2023), computing in
+    the training dtype. bitsandbytes is imported only here, and needs CUDA."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError("load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes (CUDA GPUs)")
+    if not torch.cuda.is_available():
+        raise RuntimeError("load_in_4bit (QLoRA) needs a CUDA GPU (bitsandbytes 4-bit); on CPU, train LoRA "
+                           "on the full-precision base (load_in_4bit: false)")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
 
 
 def load_for_training(model: str, settings):
@@ -228,6 +248,8 @@ def run_training(*, kind: str, model: str, data, out_dir, settings, fields: Sequ
     out = Path(out_dir)
     model = str(model)
     records = load_training_records(data, fields)            # fails before the model loads
+    if settings.load_in_4bit:
+        four_bit(None)                                       # so does QLoRA without bitsandbytes / CUDA
     check_output(out, [data if isinstance(data, (str, os.PathLike)) else None,
                        getattr(settings, "reference", None)], is_dir=True, models=[model])
     data_fp = lin.data_fingerprint(data, records)

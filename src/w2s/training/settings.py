@@ -115,6 +115,9 @@ class TrainSettings(Settings):
     lora: LoraSettings | None = setting(None, "LoRA adapters (PEFT); none = full fine-tuning.")
     merge: bool = setting(False, "LoRA only: fold the adapter into the base weights in the output (a full "
                           "copy of the model); default: keep an adapter directory over the base.")
+    load_in_4bit: bool = setting(False, "QLoRA: load the base in 4-bit NF4 (bitsandbytes, CUDA only) under the "
+                                 "LoRA adapter; needs lora. The adapter is saved as usual and serves on the "
+                                 "full-precision base.")
     bf16: bool = setting(False, "bf16 mixed precision (and bf16 weights with dtype auto).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
         "auto", "Weights dtype when loading: auto = bfloat16 with bf16, else float32.")
@@ -132,6 +135,12 @@ class TrainSettings(Settings):
     keep_checkpoints: bool = setting(False, "Keep OUT/checkpoints once the model is complete.")
     extra: dict[str, Any] = setting({}, "Extra keyword arguments passed verbatim to TRL's config "
                                     "(escape hatch; version-specific).")
+
+    @model_validator(mode="after")
+    def _qlora_needs_lora(self):
+        if self.load_in_4bit and self.lora is None:
+            raise ValueError("load_in_4bit (QLoRA) trains a LoRA adapter over the 4-bit base: set lora too")
+        return self
 
     @field_validator("max_steps", mode="before")
     @classmethod

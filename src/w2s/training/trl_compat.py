@@ -98,7 +98,7 @@ def has_accelerator() -> bool:
 
 #: Settings that are w2s's own (TRL has no such field, or it means something else there); every
 #: other setting carries its TRL name and is passed to TRL's config as it is.
-W2S_ONLY = frozenset({"lora", "merge", "dtype", "attn_implementation", "quiet", "keep_checkpoints", "extra",
+W2S_ONLY = frozenset({"lora", "merge", "load_in_4bit", "dtype", "attn_implementation", "quiet", "keep_checkpoints", "extra",
                       "report_to", "logging_dir", "method", "sft_weight", "reference", "reward", "task", "strict_answers"})
 #: Settings one trainer does not use although TRL's config of another has them.
 _UNUSED = {"orpo": {"precompute_ref_log_probs"},  # ORPO has no reference model
