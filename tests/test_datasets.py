@@ -108,3 +108,30 @@ def test_a_scoring_split_from_the_hub_must_name_its_split(tmp_path):
     raw["data"]["test"] = "hf:openai/gsm8k@"
     with pytest.raises(ConfigError, match="expected hf:NAME"):
         config_from_dict(raw)
+
+
+def test_a_hub_dataset_as_a_mapping_with_its_columns_named(monkeypatch, tmp_path):
+    """`{hub, config, split, fields}`: MATH-500's `problem` column read as the task's question;
+    a misspelled key is named with the nearest valid one; the mapping is checked like `hf:`."""
+    import datasets as hf_datasets
+
+    from w2s.pipeline.config import ConfigError, config_from_dict
+
+    calls = []
+    monkeypatch.setattr(hf_datasets, "load_dataset", lambda name, config=None, split=None:
+                        calls.append((name, config, split)) or [{"problem": "1 + 1?", "answer": "2", "id": 7}])
+    (tmp_path / "g.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n')
+    raw = {"task": "gsm8k", "data": {"gold": str(tmp_path / "g.jsonl"), "unlabeled": str(tmp_path / "g.jsonl"),
+                                     "test": {"hub": "HuggingFaceH4/MATH-500", "split": "test",
+                                              "fields": {"question": "problem"}}},
+           "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
+    spec = config_from_dict(raw).data.test
+    assert spec == "hf:HuggingFaceH4/MATH-500@test?question=problem"
+    assert read_records(spec) == [{"question": "1 + 1?", "answer": "2", "id": "7"}]
+    assert calls == [("HuggingFaceH4/MATH-500", None, "test")]
+    raw["data"]["test"] = {"hub": "HuggingFaceH4/MATH-500", "splt": "test"}
+    with pytest.raises(ConfigError, match=r"data\.test: unknown key 'splt' .*did you mean 'split'\?"):
+        config_from_dict(raw)
+    raw["data"]["test"] = {"hub": "HuggingFaceH4/MATH-500"}
+    with pytest.raises(ConfigError, match=r"data\.test: .* names no split"):
+        config_from_dict(raw)

@@ -171,6 +171,8 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
     if src.startswith("hf:"):
         hub = parse_hub_spec(src)
         records = _read_hf_hub(hub, split or hub.split or "train")
+        for r in records:  # the config's `fields`: which column holds each field the task reads
+            r.update({field: r.pop(column) for field, column in hub.fields if column in r})
     else:
         p = Path(src)
         if not p.exists():

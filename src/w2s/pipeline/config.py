@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from w2s.hub_spec import hub_spec_from_mapping
 from w2s.pipeline.config_checks import check_semantics
 from w2s.pipeline.config_errors import ConfigError, translate
 from w2s.pipeline.safe_yaml import load_yaml
@@ -41,14 +42,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=False)
 
 
+def _hub_mapping(value: Any) -> Any:
+    return hub_spec_from_mapping(value) if isinstance(value, dict) else value
+
+
+#: a file, a `datasets` directory, `hf:NAME[:CONFIG][@SPLIT]`, or {hub, config, split, fields}
+DataSource = Annotated[str, BeforeValidator(_hub_mapping)]
+
+
 class DataSection(Section):
-    gold: str                      #: labeled set: trains the weak model (questions + gold solutions)
-    unlabeled: str                 #: questions the strong model learns from (answers never shown to it)
-    test: str                      #: scores everyone
+    gold: DataSource               #: labeled set: trains the weak model (questions + gold solutions)
+    unlabeled: DataSource          #: questions the strong model learns from (answers never shown to it)
+    test: DataSource               #: scores everyone
     #: gold for `unlabeled`: diagnostics and the gold-SFT ceiling only (default: its own answers)
-    hidden_gold: Optional[str] = None
+    hidden_gold: Optional[DataSource] = None
     #: labeled dev split for every choice of settings: each model is also scored on it (greedy)
-    dev: Optional[str] = None
+    dev: Optional[DataSource] = None
     limit_gold: Optional[int] = F(None, "leave it out for every row", ge=1)
     limit_unlabeled: Optional[int] = F(None, "leave it out for every row", ge=1)
     limit_test: Optional[int] = F(None, "leave it out for every row", ge=1)
