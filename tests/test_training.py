@@ -431,3 +431,34 @@ def test_qlora_is_lora_over_a_4bit_base_and_says_what_it_needs(tiny_model, tmp_p
     with pytest.raises(RuntimeError, match=r"load_in_4bit \(QLoRA\) needs (bitsandbytes|a CUDA GPU)"):
         train_sft(tiny_model, _sft_records(4), tmp_path / "qlora", settings)
     assert not any("qlora" in p.name for p in tmp_path.iterdir())  # nothing written, not even a staging dir
+
+
+def test_an_empty_training_set_with_adapters_writes_the_identity_adapter(tiny_model, tmp_path):
+    """A Stage I iteration that selected nothing, in a run that keeps adapters: the model is the
+    base, unchanged, written as LoRA's identity adapter (B = 0) at an adapter's size, not as a full
+    copy; its random A lets a later stage (DPO from it) train it."""
+    from w2s import steps
+    from w2s.models import load_causal_lm
+
+    (tmp_path / "empty.jsonl").write_text("")
+    settings = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "seed": 0}
+    info = steps.train("sft", str(tiny_model), tmp_path / "empty.jsonl", tmp_path / "sft_iter1_weak", settings)
+    out = tmp_path / "sft_iter1_weak"
+    assert info == {"n_train": 0, "untrained": True} and is_complete(out)
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    lin = read_lineage(out)
+    assert lin["untrained"] is True and lin["kind"] == "identity_adapter"
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(load_causal_lm(out, dtype=torch.float32).eval()(ids).logits,
+                                   _load(tiny_model)[0](ids).logits, atol=0, rtol=0)
+    prefs = _pref_records()
+    before = _margin(tiny_model, prefs)
+    dpo = train_preference(out, prefs, tmp_path / "dpo", PreferenceSettings(
+        method="dpo", max_steps=6, lora=LoraSettings(r=4, alpha=8, dropout=0.0), **{**FAST, "learning_rate": 1e-2}))
+    from w2s.training.merge import merge_adapter
+
+    assert _margin(merge_adapter(dpo, tmp_path / "dpo_merged"), prefs) > before + 0.5
+    # merge: true (or no LoRA) keeps the full copy
+    steps.train("sft", str(tiny_model), tmp_path / "empty.jsonl", tmp_path / "copy", {**settings, "merge": True})
+    assert (tmp_path / "copy" / "model.safetensors").is_file()

@@ -32,7 +32,9 @@ from w2s.method.registry import PAIRS, REWARDS, SELECTION, chosen
 from w2s.method.selection import full_weak_sft
 from w2s.tasks import make_task  # noqa: F401  (re-exported: one way to build a task)
 from w2s.tasks.base import Task, seeded_rng
-from w2s.training import launch, read_lineage, untrained_copy
+from w2s.models import is_adapter_dir
+from w2s.training import LoraSettings, launch, read_lineage, untrained_copy
+from w2s.training.identity import untrained_adapter
 
 log = logging.getLogger("w2s.steps")
 
@@ -289,11 +291,15 @@ def train(kind: str, model: str, data: str | os.PathLike, out: str | os.PathLike
           empty_reason: str | None = None) -> dict:
     """Train `kind` ("sft" | "preference" | "grpo") from `model` on the records in `data` into `out`,
     in-process or under `launcher` (multi-GPU). An empty training set is the identity: `out`
-    becomes an unchanged copy of `model`, marked untrained (`empty_reason` says why)."""
+    becomes an unchanged copy of `model`, marked untrained (`empty_reason` says why); when the
+    run keeps LoRA adapters over a full model, that copy is LoRA's identity adapter (B = 0)."""
     if not read_records(data):
         reason = empty_reason or f"{data} is empty"
         log.warning("%s: the model is %s, unchanged", reason, model)
-        untrained_copy(model, out, reason)
+        if settings.get("lora") is not None and not settings.get("merge") and not is_adapter_dir(model):
+            untrained_adapter(model, out, LoraSettings(**settings["lora"]), reason, seed=settings.get("seed", 0))
+        else:
+            untrained_copy(model, out, reason)
         return {"n_train": 0, "untrained": True}
     generation.unload()  # free the generation model's memory before training
     job = {"kind": kind, "model": str(model), "data": str(data), "out_dir": str(out), "settings": settings}
