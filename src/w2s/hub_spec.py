@@ -62,3 +62,14 @@ def hub_spec_from_mapping(value: dict) -> str:
     spec = str(HubSpec(value["hub"], value.get("config"), value.get("split"), tuple(fields.items())))
     parse_hub_spec(spec)
     return spec
+
+
+def load_rows(hub: HubSpec, split: str) -> list[dict]:
+    """A hub split's rows (network: the hub, or the datasets cache), each column named in
+    `fields` renamed to its field."""
+    import datasets
+
+    rows = [dict(r) for r in datasets.load_dataset(hub.name, hub.config, split=split)]
+    for r in rows:
+        r.update({field: r.pop(column) for field, column in hub.fields if column in r})
+    return rows

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from w2s.hub_spec import HubSpec, parse_hub_spec  # noqa: F401  (re-exported)
+from w2s.hub_spec import HubSpec, load_rows, parse_hub_spec  # noqa: F401  (re-exported)
 
 
 class DataError(ValueError):
@@ -171,8 +171,6 @@ def read_records(source: str | os.PathLike, required: Sequence[str] = (), *,
     if src.startswith("hf:"):
         hub = parse_hub_spec(src)
         records = _read_hf_hub(hub, split or hub.split or "train")
-        for r in records:  # the config's `fields`: which column holds each field the task reads
-            r.update({field: r.pop(column) for field, column in hub.fields if column in r})
     else:
         p = Path(src)
         if not p.exists():
@@ -243,14 +241,11 @@ def _read_hf_disk(p: Path, split: str | None) -> list[dict]:
 
 
 def _read_hf_hub(hub: HubSpec, split: str) -> list[dict]:
-    import datasets
-
     where = f"hf:{hub.name}" + (f":{hub.config}" if hub.config else "") + f"@{split}"
     try:
-        ds = datasets.load_dataset(hub.name, hub.config, split=split)
+        return load_rows(hub, split)
     except Exception as e:  # noqa: BLE001
         raise DataError(where, f"could not load from the hub ({e})") from None
-    return [dict(r) for r in ds]
 
 
 def _looks_like_path(name: str) -> bool:

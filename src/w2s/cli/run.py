@@ -19,12 +19,15 @@ def run(config: Path = typer.Argument(..., help="run config (YAML)"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. stage2.train.beta=0.2 (repeatable)"),
         quiet: bool = typer.Option(False, "--quiet", help="no per-stage lines"),
         rehearse: bool = typer.Option(False, "--rehearse", help="the whole stage graph on CPU with tiny random "
-                                      "models of the same families and a few dozen questions per split")):
+                                      "models of the same families and a few dozen questions per split"),
+        no_disk_check: bool = typer.Option(False, "--no-disk-check", help="start even when the plan's disk total "
+                                           "exceeds the free space of the run directory's filesystem")):
     """Run the whole method (Stages I-III as configured) with every baseline; resumes and reuses cached stages."""
     from w2s.pipeline import run_pipeline
     from w2s.pipeline.config import ConfigError, deep_merge, parse_override
     from w2s.pipeline.dag import StageFailed
     from w2s.pipeline.rehearse import rehearsal_config
+    from w2s.plan import NotEnoughDisk
 
     with user_errors():
         try:
@@ -37,15 +40,53 @@ def run(config: Path = typer.Argument(..., help="run config (YAML)"),
                 for line in notes:
                     typer.echo(f"rehearsal: {line}")
             run_pipeline(config, run_dir, only=only or None, until=until, force=force or None,
-                         overrides=None if rehearse else overrides, quiet=quiet)
+                         overrides=None if rehearse else overrides, quiet=quiet, disk_check=not no_disk_check)
         except ConfigError as e:
             typer.echo(f"config error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except NotEnoughDisk as e:
+            typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
         except StageFailed as e:
             typer.echo(f"error: {e}\n(traceback in {run_dir / 'log.txt'}; finished stages are kept, "
                        f"rerun the same command to resume)", err=True)
             raise typer.Exit(1) from None
     print_results(run_dir)
+
+def plan(config: Path = typer.Argument(..., help="run config (YAML)"),
+         out: Path = typer.Option(None, "--out", help="run directory (default runs/<config name>): its done "
+                                  "stages cost nothing, its filesystem's free space is compared"),
+         set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key (repeatable)"),
+         train_tflops: float = typer.Option(150.0, "--train-tflops", help="training TFLOP/s reached per device"),
+         gen_tflops: float = typer.Option(50.0, "--gen-tflops", help="generation TFLOP/s reached per device"),
+         as_json: bool = typer.Option(False, "--json")):
+    """Per stage: bytes written, peak memory per device (training, generation), tokens, time at a
+    stated rate; the run's disk total. Reads config.json files only: no model is loaded."""
+    import shutil
+    from dataclasses import asdict
+
+    from w2s.pipeline import prepare, run_plan
+    from w2s.pipeline.config import ConfigError, deep_merge, parse_override
+    from w2s.plan import human_bytes, plan_table
+
+    with user_errors():
+        try:
+            overrides: dict = {}
+            for s in set_ or []:
+                overrides = deep_merge(overrides, parse_override(s))
+            cfg, run_dir, stages, _ = prepare(config, out or Path("runs") / config.stem, overrides)
+        except ConfigError as e:
+            typer.echo(f"config error: {e}", err=True)
+            raise typer.Exit(2) from None
+        result = run_plan(cfg, run_dir, stages, config, train_tflops=train_tflops, gen_tflops=gen_tflops)
+    if as_json:
+        typer.echo(json.dumps({**asdict(result), "disk": result.disk, "seconds": result.seconds}))
+        return
+    for line in plan_table(result):
+        typer.echo(line)
+    where = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    typer.echo(f"plan: {human_bytes(shutil.disk_usage(where).free)} free where the run directory goes ({where})")
+
 
 def status(run_dir: Path = typer.Argument(..., help="a run directory"),
            as_json: bool = typer.Option(False, "--json")):
@@ -80,6 +121,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
+    app.command("plan")(plan)
     app.command("status")(status)
     app.command("report")(report)
 

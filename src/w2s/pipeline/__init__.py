@@ -21,6 +21,7 @@ from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # 
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
 from w2s.pipeline.parts import build
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
+from w2s.plan import Plan, check_disk, plan_run, plan_summary
 from w2s.threads import default_threads
 
 log = logging.getLogger("w2s.pipeline")
@@ -97,8 +98,11 @@ def prepare(config: str | Path | RunConfig, run_dir: str | Path, overrides: dict
 
 def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: list[str] | None = None,
                  until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
-                 quiet: bool = False) -> Manifest:
+                 quiet: bool = False, disk_check: bool = True) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
+    plan = run_plan(cfg, run_dir, stages, config)
+    if disk_check:
+        check_disk(plan, run_dir)  # before anything is written: a run that cannot fit never starts
     with run_lock(run_dir):  # before the first write: one writer per run directory
         _quiet_libraries()
         if cfg.threads is not None:
@@ -111,6 +115,10 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         progress, tracked = ProgressPrinter(stages, quiet), tracking.stage_hook(tracker, run_dir)
         try:
             log.info("run %s: %d stages", run_dir, len(stages))
+            for line in plan_summary(plan):
+                log.info(line)
+                if not quiet:
+                    print(line, flush=True)
             with keep_engines():  # vllm: one engine per base model across stages, until one trains
                 return run_stages(stages, run_dir, only=only, until=until, force=force,
                                   on_event=lambda *event: (progress(*event), tracked(*event)))
@@ -118,6 +126,15 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
             tracker.close()
             logging.getLogger("w2s").removeHandler(handler)
             handler.close()
+
+
+def run_plan(cfg: RunConfig, run_dir: Path, stages: list[Stage], config=None, **rates) -> Plan:
+    """The plan of what is left to do in `run_dir` (stages the manifest has done cost nothing)."""
+    manifest = run_dir / "manifest.json"
+    done = ({name for name, e in Manifest(run_dir).data["stages"].items() if e.get("status") == "done"}
+            if manifest.exists() else set())
+    base_dir = Path(config).parent if isinstance(config, (str, Path)) else Path(".")
+    return plan_run(cfg, stages, base_dir=base_dir, done=done, **rates)
 
 
 def stage_status(run_dir: str | Path) -> list[dict]:

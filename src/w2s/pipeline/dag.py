@@ -39,6 +39,23 @@ class ManifestError(ValueError):
     """RUN/manifest.json cannot be read; the message names the file and what to do."""
 
 
+@dataclass(frozen=True)
+class Work:
+    """What a stage computes, declared beside it (`w2s plan` and the progress ETA read it):
+    whose model (`role`: weak | strong), over which questions (`split`: gold | unlabeled | test
+    | dev, at most `limit` of them), `per_question` generations (generate / eval: greedy plus
+    samples) or training records (train: an upper bound, e.g. 2 for hybrid), `shots`
+    demonstrations per prompt, and a train stage's job kind and settings (`job`, `train`)."""
+
+    role: str
+    split: str
+    per_question: float = 1
+    shots: int = 0
+    job: str | None = None
+    train: dict | None = None
+    limit: int | None = None
+
+
 @dataclass
 class Stage:
     name: str
@@ -48,6 +65,7 @@ class Stage:
     outputs: list[str] = field(default_factory=list)   # paths relative to the run directory
     kind: str = "data"                                  # data | generate | train | eval | report
     always: bool = False                                # rerun every time (the report)
+    work: Work | None = None                            # what it computes (None: nothing to speak of)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from w2s import steps, tracking
 from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig
 from w2s.io import read_records
 from w2s.pipeline import layout
-from w2s.pipeline.dag import Stage, StageContext
+from w2s.pipeline.dag import Stage, StageContext, Work  # noqa: F401  (Work: what parts declare)
 from w2s.registry import Registry
 from w2s.report import ModelRef
 
@@ -32,9 +32,9 @@ class Graph:
         self.report_inputs: list[str] = []      # stages whose summaries the report reads
         self.m_plus: str | None = None          # M_plus's stage, set by Stage I
 
-    def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False) -> None:
+    def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False, work=None) -> None:
         self.stages.append(Stage(name, fn, list(deps), {"task": self.cfg.task, **(params or {})},
-                                 list(outputs), kind, always))
+                                 list(outputs), kind, always, work))
 
     def add_model(self, report_name: str, spec) -> None:
         """A model the report scores; `spec` (parts.evals.EvalSpec) says what its eval generates with."""

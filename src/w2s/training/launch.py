@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from w2s.registry import Registry
 from w2s.training.grpo import train_grpo
 from w2s.training.lineage import is_complete
@@ -103,3 +105,17 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m w2s.training.launch JOB.json")
     run_job(json.loads(Path(sys.argv[1]).read_text()))
+
+
+def accelerate_config(launcher: str | None, base_dir: Path) -> dict | None:
+    """The accelerate config a launcher names (`--config_file`, beside the run config or from
+    the current directory), with a `--num_processes` given on the command line over the file's."""
+    words = (launcher or "").split()
+    config: dict | None = None
+    if "--config_file" in words and words.index("--config_file") + 1 < len(words):
+        name = Path(words[words.index("--config_file") + 1])
+        path = next((p for p in (name if name.is_absolute() else base_dir / name, name) if p.is_file()), None)
+        config = (yaml.safe_load(path.read_text()) or {}) if path else None
+    if "--num_processes" in words and words.index("--num_processes") + 1 < len(words):
+        config = {**(config or {}), "num_processes": int(words[words.index("--num_processes") + 1])}
+    return config

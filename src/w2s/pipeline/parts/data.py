@@ -12,7 +12,7 @@ from w2s.method.registry import PAIRS, SELECTION
 from w2s.pipeline.layout import D_ICL, D_ICL_SAMPLES, D_WEAK, Q_DEV, Q_GOLD, Q_UNLABELED, SPLIT_FILES
 from w2s.pipeline.parts.evals import EvalSpec
 from w2s.tiny_models import build_from_spec
-from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph, Work
 
 
 def add(g: Graph) -> None:
@@ -28,17 +28,18 @@ def add(g: Graph) -> None:
     if cfg.weak.finetune:  # the weak model: fine-tuned on the labeled set (or used as is)
         g.add("weak_sft", lambda ctx: weak_sft(g, ctx), deps=["load_data"] + g.base_deps("weak"),
               params={"weak": cfg.weak.model, "train": cfg.weak.train, "seed": cfg.seed},
-              outputs=["models/weak_sft"], kind="train")
+              outputs=["models/weak_sft"], kind="train", work=Work("weak", "gold", job="sft", train={"seed": cfg.seed, **cfg.weak.train}))
     if "weak" in cfg.baselines:
         g.add_model("weak", EvalSpec(model_stage="weak_sft") if cfg.weak.finetune else EvalSpec(base="weak"))
     weak_model = g.model_dir("weak_sft") if cfg.weak.finetune else g.base("weak")
     g.add("weak_answers", lambda ctx: g.generate(ctx, weak_model, unlabeled_prompts(g), g.sampling(), D_WEAK,
                                                  role="weak"),
           deps=["weak_sft"] if cfg.weak.finetune else ["load_data"] + g.base_deps("weak"),
-          params=g.gen_params("weak"), outputs=[D_WEAK], kind="generate")
+          params=g.gen_params("weak"), outputs=[D_WEAK], kind="generate", work=Work("weak", "unlabeled"))
     g.add("icl_answers", lambda ctx: g.generate(ctx, g.base("strong"), icl_prompts(g), g.sampling(), D_ICL),
           deps=["weak_answers"] + g.base_deps("strong"),
-          params=g.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots), outputs=[D_ICL], kind="generate")
+          params=g.gen_params(strong=cfg.strong.model, shots=cfg.stage1.shots), outputs=[D_ICL], kind="generate",
+          work=Work("strong", "unlabeled", shots=cfg.stage1.shots))
     if "icl_samples" in needed_inputs(g):
         add_icl_samples(g)
 
@@ -57,7 +58,8 @@ def add_icl_samples(g: Graph) -> None:
           deps=["weak_answers"] + g.base_deps("strong"),
           params=g.gen_params(strong=g.cfg.strong.model, shots=s1.shots, k=s1.confidence_samples,
                               temperature=s1.confidence_temperature),
-          outputs=[D_ICL_SAMPLES], kind="generate")
+          outputs=[D_ICL_SAMPLES], kind="generate",
+          work=Work("strong", "unlabeled", s1.confidence_samples, shots=s1.shots))
 
 
 def unlabeled_prompts(g: Graph) -> list[dict]:

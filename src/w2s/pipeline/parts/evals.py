@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from w2s import steps
 from w2s.pipeline.layout import Q_DEV, Q_TEST, eval_rel, label
 from w2s.report import collect_metrics, write_report
-from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph, Work
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str) -> str:
                               shots=cfg.stage1.shots if spec.fewshot else 0,
                               base=getattr(cfg, spec.base).model if spec.base == "weak" else None,
                               **({"split": "dev"} if split == "dev" else {})),
-          outputs=[eval_rel(report_name, split)], kind="eval")
+          outputs=[eval_rel(report_name, split)], kind="eval",
+          work=Work(spec.role, split, 1 + n, shots=cfg.stage1.shots if spec.fewshot else 0))
     return stage
 
 

@@ -11,7 +11,7 @@ from w2s.pipeline.layout import D_ICL, D_WEAK, INPUT_FILES, Q_HIDDEN, Q_UNLABELE
 from w2s.pipeline.parts.data import unlabeled_prompts
 from w2s.pipeline.parts.evals import EvalSpec
 from w2s.report import ModelRef
-from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph, Work
 
 VARIANTS = ("weak", "icl", "hybrid")
 
@@ -31,7 +31,7 @@ def add(g: Graph) -> None:
         for v in VARIANTS:
             if v in variants:
                 add_strong_sft(g, f"sft_iter{i}_{v}", f"select_iter{i}", f"{iteration_dir(i)}/{v}.jsonl",
-                               f"stage1_iter{i}_{v}")
+                               f"stage1_iter{i}_{v}", per_question=2 if v == "hybrid" else 1)
     g.m_plus = f"sft_iter{iters}_{cfg.stage1.m_plus}"
     g.models["m_plus"] = ModelRef(g.m_plus, f"stage1_iter{iters}_{cfg.stage1.m_plus}")  # same model: its eval
 
@@ -40,7 +40,8 @@ def add_regeneration(g: Graph, i: int, col: str) -> tuple[str, str]:
     """Iteration i's `col` column: the previous iteration's `col`-variant model, zero-shot."""
     model, out = g.model_dir(f"sft_iter{i - 1}_{col}"), f"{iteration_dir(i)}/gen_{col}.jsonl"
     g.add(f"regen_iter{i}_{col}", lambda ctx: g.generate(ctx, model, unlabeled_prompts(g), g.sampling(), out),
-          deps=[f"sft_iter{i - 1}_{col}"], params=g.gen_params(), outputs=[out], kind="generate")
+          deps=[f"sft_iter{i - 1}_{col}"], params=g.gen_params(), outputs=[out], kind="generate",
+          work=Work("strong", "unlabeled"))
     return f"regen_iter{i}_{col}", out
 
 
@@ -68,7 +69,8 @@ def add_selection(g: Graph, i: int, gen_stage: dict, gen_file: dict) -> None:
     g.report_inputs.append(f"select_iter{i}")
 
 
-def add_strong_sft(g: Graph, name: str, data_stage: str, data_rel: str, report_name: str | None) -> None:
+def add_strong_sft(g: Graph, name: str, data_stage: str, data_rel: str, report_name: str | None,
+                   per_question: float = 1) -> None:
     """The ORIGINAL strong model fine-tuned on `data_rel` (Stage I variants and SFT baselines)."""
     cfg = g.cfg
     g.add(name, lambda ctx: g.train(ctx, "sft", g.base("strong"), ctx.path(data_rel), name,
@@ -76,6 +78,7 @@ def add_strong_sft(g: Graph, name: str, data_stage: str, data_rel: str, report_n
                                     empty_reason=f"{name}: {data_rel} is empty (nothing selected)"),
           deps=[data_stage] + g.base_deps("strong"),
           params={"strong": cfg.strong.model, "train": cfg.strong.train, "lora": cfg.strong.lora, "seed": cfg.seed},
-          outputs=[f"models/{name}"], kind="train")
+          outputs=[f"models/{name}"], kind="train",
+          work=Work("strong", "unlabeled", per_question, job="sft", train=g.strong_settings(cfg.strong.train)))
     if report_name:
         g.add_model(report_name, EvalSpec(model_stage=name))

@@ -10,7 +10,7 @@ from w2s.method.registry import PAIRS as PAIR_RULES
 from w2s.pipeline.layout import D_WEAK, INPUT_FILES, PAIRS, PAIRS_SUMMARY, Q_HIDDEN, Q_UNLABELED, SAMPLES
 from w2s.pipeline.parts.data import unlabeled_prompts
 from w2s.pipeline.parts.evals import EvalSpec
-from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph, Work
 
 
 def add(g: Graph) -> None:
@@ -21,7 +21,7 @@ def add(g: Graph) -> None:
     sampling = g.sampling(n=s2.samples, temperature=s2.temperature, top_p=s2.top_p)
     g.add("samples", lambda ctx: g.generate(ctx, g.model_dir(m_plus), unlabeled_prompts(g), sampling, SAMPLES),
           deps=[m_plus], params=g.gen_params(k=s2.samples, temperature=s2.temperature, top_p=s2.top_p),
-          outputs=[SAMPLES], kind="generate")
+          outputs=[SAMPLES], kind="generate", work=Work("strong", "unlabeled", s2.samples))
     add_pairs(g)
     for method in (["dpo", "orpo"] if s2.method == "both" else [s2.method]):
         add_preference(g, method, m_plus)
@@ -61,5 +61,7 @@ def add_preference(g: Graph, method: str, m_plus: str) -> None:
                                     g.strong_settings(g.cfg.stage2.train, method=method), empty_reason=reason),
           deps=["pairs", m_plus],
           params={"method": method, "train": g.cfg.stage2.train, "seed": g.cfg.seed, "lora": g.cfg.strong.lora},
-          outputs=[f"models/{name}"], kind="train")
+          outputs=[f"models/{name}"], kind="train",
+          work=Work("strong", "unlabeled", g.cfg.stage2.max_pairs, job="preference",
+                    train=g.strong_settings(g.cfg.stage2.train, method=method)))
     g.add_model(name, EvalSpec(model_stage=name))

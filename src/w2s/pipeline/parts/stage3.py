@@ -10,7 +10,7 @@ from w2s.io import read_json, write_json, write_jsonl
 from w2s.method.registry import LABEL_RULES, REWARDS
 from w2s.pipeline.layout import D_ICL, D_WEAK, Q_HIDDEN, Q_UNLABELED, STAGE3_SUMMARY, stage3_dir
 from w2s.pipeline.parts.evals import EvalSpec, add_eval
-from w2s.pipeline.graph import Graph
+from w2s.pipeline.graph import Graph, Work
 
 
 def start_name(g: Graph) -> str:
@@ -58,7 +58,7 @@ def add_samples(g: Graph, r: int, policy: str) -> None:
 
     g.add(f"stage3_samples_r{r}", samples, deps=[policy, "load_data"],
           params=g.gen_params(k=s3.samples, temperature=s3.temperature, round=r, max_questions=s3.max_questions),
-          outputs=[out], kind="generate")
+          outputs=[out], kind="generate", work=Work("strong", "unlabeled", s3.samples, limit=s3.max_questions))
 
 
 def add_labels(g: Graph, r: int) -> None:
@@ -97,7 +97,8 @@ def add_grpo(g: Graph, r: int, policy: str) -> str:
           deps=[f"stage3_labels_r{r}", policy],
           params={"reward": cfg.stage3.reward, "train": cfg.stage3.train, "seed": cfg.seed, "lora": cfg.strong.lora,
                   "max_completion_length": cfg.generation.max_new_tokens},
-          outputs=[f"models/{name}"], kind="train")
+          outputs=[f"models/{name}"], kind="train",
+          work=Work("strong", "unlabeled", job="grpo", train=settings, limit=cfg.stage3.max_questions))
     if cfg.data.dev:
         add_eval(g, name, EvalSpec(model_stage=name), split="dev")
     return name
