@@ -102,3 +102,20 @@ def test_plan_of_the_70b_example_adapters_against_merged_copies(cli, shared_data
     assert stages["samples"]["generated_tokens"] == 7000 * 10 * 512
     table = cli("plan", ROOT / "examples" / "gsm8k_llama3.yaml", *data)
     assert table.exit_code == 0 and "plan: 130." in table.output and "free where the run directory goes" in table.output
+
+
+def test_the_eta_counts_the_work_left_not_the_stages_left():
+    """After a 1 s training stage of 1 GFLOP, a 10 GFLOP training stage ahead is ~10 s (the
+    measured rate), not 'the average stage'; a kind not yet measured gets the mean stage time."""
+    from w2s.pipeline import ProgressPrinter
+    from w2s.pipeline.dag import Stage
+    from w2s.plan import Devices, Plan, StagePlan
+
+    stages = [Stage("a", None, kind="train"), Stage("b", None, kind="train"), Stage("c", None, kind="eval")]
+    plan = Plan([StagePlan("a", "train", flops=1e9), StagePlan("b", "train", flops=1e10),
+                 StagePlan("c", "eval", flops=1e9)], Devices(), {}, {}, [])
+    progress = ProgressPrinter(stages, quiet=True, plan=plan)
+    progress("done", stages[0], {"index": 0, "seconds": 1.0})
+    assert progress.eta() == pytest.approx(10.0 + 1.0)
+    progress("done", stages[1], {"index": 1, "seconds": 12.0})
+    assert progress.eta() == pytest.approx(13.0 / 2)   # eval: not measured yet, the mean stage

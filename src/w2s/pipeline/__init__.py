@@ -53,14 +53,33 @@ def _quiet_libraries() -> None:
 
 
 class ProgressPrinter:
-    """One line per stage with elapsed time and an overall ETA from the stages run so far."""
+    """One line per stage with elapsed time and an ETA from the work left: each remaining stage's
+    planned arithmetic (`w2s.plan`) at the rate this run has measured for its kind (training or
+    generation), so a long stage ahead is not estimated as the average of short ones."""
 
-    def __init__(self, stages: list[Stage], quiet: bool = False):
+    def __init__(self, stages: list[Stage], quiet: bool = False, plan: Plan | None = None):
         self.quiet = quiet
         self.total = len(stages)
         self.t0 = time.time()
-        self.ran_seconds: list[float] = []
+        self.kinds = {s.name: s.kind for s in stages}
+        self.flops = {s.stage: s.flops for s in plan.stages} if plan else {}
+        self.ran: dict[str, list[tuple[float, float]]] = {}   # kind -> [(flops, seconds)]
         self.remaining = {s.name for s in stages}
+
+    def eta(self) -> float:
+        """Seconds left: the remaining stages' arithmetic at the rate measured for their kind,
+        else the mean time of the stages of their kind run so far, else of all."""
+        done = [x for runs in self.ran.values() for x in runs]
+        overall = sum(s for _, s in done) / len(done) if done else 0.0
+        left = 0.0
+        for name in self.remaining:
+            runs, flops = self.ran.get(self.kinds[name], []), self.flops.get(name, 0.0)
+            done_flops, secs = sum(f for f, _ in runs), sum(s for _, s in runs)
+            if flops and done_flops:
+                left += flops / (done_flops / max(secs, 1e-9))
+            else:
+                left += secs / len(runs) if runs else overall
+        return left
 
     def __call__(self, event: str, stage: Stage, info: dict) -> None:
         n = info.get("index", 0) + 1
@@ -72,11 +91,9 @@ class ProgressPrinter:
             msg = f"{prefix} running{' (resuming partial work)' if info.get('resumed') else ''}..."
         elif event == "done":
             self.remaining.discard(stage.name)
-            self.ran_seconds.append(info["seconds"])
-            avg = sum(self.ran_seconds) / len(self.ran_seconds)
-            eta = avg * len(self.remaining)
+            self.ran.setdefault(stage.kind, []).append((self.flops.get(stage.name, 0.0), info["seconds"]))
             msg = (f"{prefix} done in {info['seconds']:.1f}s  (elapsed {time.time() - self.t0:.0f}s, "
-                   f"ETA ~{eta:.0f}s)")
+                   f"ETA ~{self.eta():.0f}s)")
         elif event == "interrupted":
             msg = f"{prefix} interrupted (rerun the same command to resume)"
         else:
@@ -112,7 +129,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         handler = _attach_log_file(run_dir)
         tracker = tracking.open_tracker(cfg.tracking, run_dir, cfg.name)
-        progress, tracked = ProgressPrinter(stages, quiet), tracking.stage_hook(tracker, run_dir)
+        progress, tracked = ProgressPrinter(stages, quiet, plan), tracking.stage_hook(tracker, run_dir)
         try:
             log.info("run %s: %d stages", run_dir, len(stages))
             for line in plan_summary(plan):
