@@ -78,6 +78,15 @@ def test_the_plan_matches_what_a_tiny_lora_run_writes(tmp_path, shared_data):
             produced = [json.loads(line) for f in files if f.exists() for line in f.open()]
             assert produced and sum(r["n_tokens"] for r in produced) <= s.generated_tokens, s.stage
     assert plan.disk >= sum(t.model_bytes for t in trained.values())
+    # the report's timings: each computing stage's arithmetic at the machine's rate measured at the start
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["machine"]["flops_per_s"] > 1e8 and metrics["machine"]["dtype"] == "float32"
+    row = metrics["arithmetic"]["weak_sft"]
+    assert row["flops"] == next(s.flops for s in plan.stages if s.stage == "weak_sft") > 0
+    assert row["share_of_machine_rate"] == pytest.approx(row["arithmetic_seconds"] / metrics["timings"]["weak_sft"],
+                                                         rel=1e-2, abs=1e-4)
+    assert "| Stage | Seconds | Arithmetic (s) | Share of machine rate |" in (run / "report.md").read_text()
+    assert 'alt="timing chart"' in (run / "report.html").read_text()
     # a resumed run plans only what is left
     assert run_plan(cfg, run_dir, stages, config).disk == 0
 

@@ -155,9 +155,10 @@ class StagePlan:
 class Plan:
     stages: list[StagePlan]
     devices: Devices
-    rates: dict                   # FLOP/s per device: {"train": ..., "generate": ...}, stated
+    rates: dict                   # FLOP/s in all: {"train": ..., "generate": ...}
     downloads: dict               # hub model -> bytes it downloads into the HF cache
     unknown: list[str]            # models or splits the plan could not size
+    measured: bool = False        # the rates are this machine's, measured (CPU), not stated
 
     @property
     def disk(self) -> int:
@@ -171,7 +172,7 @@ class Plan:
 
 
 def plan_run(cfg, stages, *, train_tflops: float = 150.0, gen_tflops: float = 50.0, base_dir: Path = Path("."),
-             done: set[str] = frozenset()) -> Plan:
+             done: set[str] = frozenset(), measured: bool = False) -> Plan:
     """The plan of `stages` (parts.build's) under `cfg`; stages in `done` cost nothing.
     `train_tflops` / `gen_tflops`: the stated rate per device (TFLOP/s actually reached)."""
     devices = devices_of(cfg, base_dir)
@@ -197,7 +198,7 @@ def plan_run(cfg, stages, *, train_tflops: float = 150.0, gen_tflops: float = 50
     downloads = {getattr(cfg, r).model: shapes[r].params * 2 for r in ("weak", "strong")
                  if shapes[r] is not None and not Path(getattr(cfg, r).model).exists()
                  and not getattr(cfg, r).model.startswith("tiny:")}
-    return Plan(rows, devices, rates, downloads, unknown)
+    return Plan(rows, devices, rates, downloads, unknown, measured)
 
 
 def plan_training(row: StagePlan, work, shape: Shape, n: float, data: dict, devices: Devices, cfg) -> None:
@@ -308,10 +309,11 @@ def plan_summary(plan: Plan) -> list[str]:
     """The totals and what they assume, in a few lines (the first lines of `w2s run`)."""
     d, r = plan.devices, plan.rates
     lines = [f"plan: {human_bytes(plan.disk)} of disk in the run directory (largest checkpoint included), "
-             f"~{human_seconds(plan.seconds)} of arithmetic at {r['train'] / 1e12:.0f} TFLOP/s training "
+             f"~{human_seconds(plan.seconds)} of arithmetic at {r['train'] / 1e12:.3g} TFLOP/s training "
              f"({d.train_processes} process{'es' * (d.train_processes > 1)}, {d.sharding}) and "
-             f"{r['generate'] / 1e12:.0f} TFLOP/s generating (tensor parallel {d.tensor_parallel}) "
-             "(stated rates, not measured; `w2s plan` has the table)"]
+             f"{r['generate'] / 1e12:.3g} TFLOP/s generating (tensor parallel {d.tensor_parallel}) "
+             + ("(this machine's matrix-product rate, measured now" if plan.measured else "(stated rates, not measured")
+             + "; `w2s plan` has the table)"]
     peak_train = max((s.train_peak for s in plan.stages), default=0)
     peak_gen = max((s.gen_peak for s in plan.stages), default=0)
     lines.append(f"plan: peak memory per device ~{human_bytes(peak_train)} training, ~{human_bytes(peak_gen)} "
@@ -340,3 +342,36 @@ def check_disk(plan: Plan, run_dir: Path) -> None:
         raise NotEnoughDisk(f"the plan needs {human_bytes(plan.disk)} in {run_dir} but {where} has "
                             f"{human_bytes(free)} free: free space, choose another --out, keep adapters "
                             "(merge: false) or pass --no-disk-check if the filesystem misreports its space")
+
+
+# ---- the machine, measured -----------------------------------------------------------------------
+def measure_flops(seconds: float = 1.0) -> dict:
+    """The matrix-product rate this process reaches now ({"flops_per_s", "device", "dtype"}):
+    fp32 2048x512 @ 512x2048 on CPU (the toy models' shapes run at the same rate), bf16 4096^3 on
+    a GPU; repeated for about `seconds`. What the report's timing chart divides arithmetic by."""
+    import time
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    dtype, (m, k, n) = (torch.bfloat16, (4096, 4096, 4096)) if cuda else (torch.float32, (2048, 512, 2048))
+    a = torch.randn(m, k, dtype=dtype, device="cuda" if cuda else "cpu")
+    b = torch.randn(k, n, dtype=dtype, device=a.device)
+    a @ b  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or reps < 3:
+        a @ b
+        reps += 1
+        if cuda:
+            torch.cuda.synchronize()
+    rate = 2 * m * k * n * reps / (time.perf_counter() - t0)
+    return {"flops_per_s": rate, "device": "cuda" if cuda else f"cpu ({torch.get_num_threads()} threads)",
+            "dtype": str(dtype).replace("torch.", "")}
+
+
+def plan_record(plan: Plan, machine: dict) -> dict:
+    """plan.json: each stage's planned work and the measured machine rate (the report's chart)."""
+    return {"machine": machine,
+            "stages": {s.stage: {"flops": s.flops, "generated_tokens": s.generated_tokens,
+                                 "trained_tokens": s.trained_tokens, "model_bytes": s.model_bytes}
+                       for s in plan.stages if s.flops or s.model_bytes}}

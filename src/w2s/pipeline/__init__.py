@@ -16,12 +16,12 @@ import yaml
 
 from w2s import tracking
 from w2s.generation import keep_engines
-from w2s.io import write_text
+from w2s.io import write_json, write_text
 from w2s.pipeline.config import ConfigError, RunConfig, load_config, to_dict  # noqa: F401
 from w2s.pipeline.dag import Manifest, Stage, run_stages, stage_key
 from w2s.pipeline.parts import build
 from w2s.pipeline.lock import RunLocked, run_lock  # noqa: F401
-from w2s.plan import Plan, check_disk, plan_run, plan_summary
+from w2s.plan import Plan, check_disk, measure_flops, plan_record, plan_run, plan_summary
 from w2s.threads import default_threads
 
 log = logging.getLogger("w2s.pipeline")
@@ -117,16 +117,22 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                  until: str | None = None, force: list[str] | None = None, overrides: dict | None = None,
                  quiet: bool = False, disk_check: bool = True) -> Manifest:
     cfg, run_dir, stages, _ = prepare(config, run_dir, overrides)
-    plan = run_plan(cfg, run_dir, stages, config)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads or default_threads())
+    machine = measure_flops(0.5)  # on CPU, the plan's rate is this machine's, measured now
+    rates = {} if machine["device"] == "cuda" else {"train_tflops": machine["flops_per_s"] / 1e12,
+                                                    "gen_tflops": machine["flops_per_s"] / 1e12, "measured": True}
+    plan = run_plan(cfg, run_dir, stages, config, **rates)
     if disk_check:
         check_disk(plan, run_dir)  # before anything is written: a run that cannot fit never starts
     with run_lock(run_dir):  # before the first write: one writer per run directory
         _quiet_libraries()
-        if cfg.threads is not None:
-            import torch
-
-            torch.set_num_threads(cfg.threads or default_threads())
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        # the whole run's work (done stages too) and this machine's rate now: the report's timing chart
+        write_json(run_dir / "plan.json", plan_record(plan_run(cfg, stages, base_dir=_base_dir(config), **rates),
+                                                      machine))
         handler = _attach_log_file(run_dir)
         tracker = tracking.open_tracker(cfg.tracking, run_dir, cfg.name)
         progress, tracked = ProgressPrinter(stages, quiet, plan), tracking.stage_hook(tracker, run_dir)
@@ -150,8 +156,12 @@ def run_plan(cfg: RunConfig, run_dir: Path, stages: list[Stage], config=None, **
     manifest = run_dir / "manifest.json"
     done = ({name for name, e in Manifest(run_dir).data["stages"].items() if e.get("status") == "done"}
             if manifest.exists() else set())
-    base_dir = Path(config).parent if isinstance(config, (str, Path)) else Path(".")
-    return plan_run(cfg, stages, base_dir=base_dir, done=done, **rates)
+    return plan_run(cfg, stages, base_dir=_base_dir(config), done=done, **rates)
+
+
+def _base_dir(config) -> Path:
+    """Where a config's relative launcher files are looked for first: beside the config file."""
+    return Path(config).parent if isinstance(config, (str, Path)) else Path(".")
 
 
 def stage_status(run_dir: str | Path) -> list[dict]:

@@ -58,7 +58,7 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
             "aliases": aliases, "comparisons": comparisons(verdicts),
             **({"comparisons_lenient": comparisons(lenient)} if lenient else {}),
             "selection": selection_summaries(run_dir), **({"stage3": stage3} if stage3 else {}),
-            "timings": stage_timings(run_dir)}
+            "timings": stage_timings(run_dir), **arithmetic_timings(run_dir)}
 
 
 def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, name: str) -> dict | None:
@@ -109,6 +109,26 @@ def stage_timings(run_dir: Path) -> dict[str, float]:
         return {}
     return {name: e["seconds"] for name, e in _read_json(manifest).get("stages", {}).items()
             if e.get("seconds") is not None}
+
+
+def arithmetic_timings(run_dir: Path) -> dict:
+    """From plan.json: the machine's measured matrix-product rate, and per stage that ran, its
+    planned arithmetic in seconds at that rate and the share of the rate the stage reached
+    (arithmetic seconds / measured seconds; 1 = the machine's limit)."""
+    plan_file = run_dir / "plan.json"
+    if not plan_file.exists():
+        return {}
+    plan, seconds = _read_json(plan_file), stage_timings(run_dir)
+    rate = (plan.get("machine") or {}).get("flops_per_s")
+    if not rate:
+        return {}
+    rows = {}
+    for name, work in plan.get("stages", {}).items():
+        if work.get("flops") and seconds.get(name):
+            at_rate = work["flops"] / rate
+            rows[name] = {"flops": work["flops"], "arithmetic_seconds": round(at_rate, 3),
+                          "share_of_machine_rate": round(at_rate / seconds[name], 4)}
+    return {"machine": plan["machine"], "arithmetic": rows}
 
 
 def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:

@@ -19,7 +19,7 @@ def charts(metrics: dict) -> dict[str, str]:
 
     out = {}
     for key, draw in (("accuracy", accuracy_chart), ("selection", selection_chart),
-                      ("vote_shares", vote_share_chart), ("stage3", stage3_chart)):
+                      ("vote_shares", vote_share_chart), ("stage3", stage3_chart), ("timings", timing_chart)):
         fig = draw(metrics, plt)
         if fig is not None:
             fig.tight_layout()
@@ -129,6 +129,28 @@ def _stage3_rewards(ax, rounds: list[dict]) -> None:
     ax.set_ylabel("mean reward % (running mean, 25 steps)")
     ax.set_ylim(0, 105)
     ax.set_title("Stage III reward during training")
+
+
+def timing_chart(metrics: dict, plt):
+    """Per stage that computes: its measured seconds, and the seconds its arithmetic takes at the
+    machine's measured rate (the limit); the label is the share of the rate the stage reached."""
+    rows = metrics.get("arithmetic") or {}
+    names = [n for n in metrics.get("timings", {}) if n in rows]
+    if not names:
+        return None
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(names) + 1)))
+    ys = range(len(names))
+    ax.barh(ys, [metrics["timings"][n] for n in names], color="#c9d7ee", label="measured")
+    ax.barh(ys, [rows[n]["arithmetic_seconds"] for n in names], height=0.45, color="#3b7dd8",
+            label="arithmetic at the machine's rate")
+    for y, n in zip(ys, names):
+        ax.text(metrics["timings"][n], y, f" {100 * rows[n]['share_of_machine_rate']:.0f}%", va="center", fontsize=7)
+    ax.set_yticks(list(ys), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Where the time goes (label: share of the machine's rate reached)")
+    return fig
 
 
 def _png(fig, plt) -> str:

@@ -43,7 +43,9 @@ def sections(metrics: dict) -> list[Section]:
         out.append(Section("Stage III (label-free GRPO)", bullets=[t.stage3_line(metrics)],
                            tables=[t.stage3_rows(metrics)], chart="stage3"))
     if metrics.get("timings"):
-        out.append(Section("Timings (seconds per stage, last run of each)", tables=[t.timing_rows(metrics)]))
+        out.append(Section("Timings (seconds per stage, last run of each)",
+                           bullets=[t.machine_line(metrics)] if metrics.get("machine") else [],
+                           tables=[t.timing_rows(metrics)], chart="timings"))
     return out
 
 
@@ -74,7 +76,7 @@ def render_markdown(metrics: dict) -> str:
 
 # ---- HTML ---------------------------------------------------------------------------
 ALT = {"accuracy": "accuracy chart", "selection": "selection chart", "vote_shares": "confidence histogram",
-       "stage3": "stage III chart"}
+       "stage3": "stage III chart", "timings": "timing chart"}
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;"
          "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}")

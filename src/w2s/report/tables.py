@@ -169,4 +169,19 @@ def pair_lines(metrics: dict) -> list[str]:
 
 
 def timing_rows(metrics: dict) -> list[list[str]]:
-    return [["Stage", "Seconds"]] + [[k, f"{v:.1f}"] for k, v in metrics["timings"].items()]
+    """Seconds per stage; with plan.json, the stage's arithmetic at the machine's measured rate
+    and the share of that rate it reached."""
+    arithmetic = metrics.get("arithmetic") or {}
+    rows = [["Stage", "Seconds", "Arithmetic (s)", "Share of machine rate"]]
+    for k, v in metrics["timings"].items():
+        a = arithmetic.get(k)
+        rows.append([k, f"{v:.1f}", f"{a['arithmetic_seconds']:.1f}" if a else "-",
+                     f"{100 * a['share_of_machine_rate']:.0f}%" if a else "-"])
+    return rows
+
+
+def machine_line(metrics: dict) -> str:
+    m = metrics["machine"]
+    return (f"machine: {m['flops_per_s'] / 1e9:.0f} GFLOP/s ({m['dtype']} matrix products on {m['device']}, "
+            "measured at the start of the run); arithmetic: 2 FLOPs per parameter per generated or prefilled "
+            "token, 6 per trained token (4 with LoRA), from `w2s plan`")
