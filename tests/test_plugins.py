@@ -86,3 +86,26 @@ def test_stage3_from_m_plus_with_a_dev_split_scores_the_start_policy(toy_data, t
     assert f"dev_{models['m_plus'].eval_name}" in m_rl.deps
     assert models["m_plus"].eval_name == "stage1_iter2_icl"  # the demo's M_plus: 2 iterations, icl
     assert next(s for s in stages if s.name == "stage3_samples_r1").deps[0] == "sft_iter2_icl"
+
+
+def test_the_oracle_controls_run_in_the_pipeline_and_are_titled_controls(toy_data, tmp_path):
+    """stage2.pairs: gold and stage3.reward: gold read the hidden gold through their declared
+    `hidden_gold` input (a dependency on load_data); the report calls them CONTROLS."""
+    raw = deep_merge(plugin_config(toy_data), {
+        "stage1": {"selection": "consistency"}, "stage2": {"pairs": "gold"},
+        "stage3": {"enabled": True, "reward": "gold", "rounds": 1, "samples": 4, "min_support": 2,
+                   "max_questions": 8, "train": {"max_steps": 2, "num_generations": 4, "batch_size": 4,
+                                                 "max_completion_length": 32}}})
+    run = tmp_path / "run"
+    run_pipeline(config_from_dict(raw), run, quiet=True)
+    hidden = {r["id"]: r["answer"] for r in read(run / "data/questions/hidden_gold.jsonl")}
+    task = make_task("toy")
+    pairs = read(run / "data/pairs.jsonl")
+    assert pairs and all(task.equivalent(p["chosen_answer"], hidden[p["id"]]) for p in pairs)
+    labels = read(run / "data/stage3/round1/train.jsonl")
+    assert labels and all(r["pseudo_label"] == hidden[r["id"]] for r in labels)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selection"]["pairs"]["control"] == "gold" and metrics["stage3"]["control"] == "gold"
+    report = (run / "report.md").read_text()
+    assert "## Stage III CONTROL (gold reward; not label-free)" in report
+    assert "Stage II preference pairs (CONTROL: gold labels, not label-free)" in report

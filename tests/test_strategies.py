@@ -38,7 +38,7 @@ def pairs(world, strategy, **settings):
 
 def test_builtins_are_registered_and_documented():
     assert set(SELECTION.names()) >= {"consistency", "confidence", "random"}
-    assert set(PAIRS.names()) >= {"paper", "weak_rejected_only", "self"}
+    assert set(PAIRS.names()) >= {"paper", "weak_rejected_only", "self", "agreement", "scpo", "gold"}
     for doc in (*describe(SELECTION).values(), *describe(PAIRS).values()):
         assert len(doc) > 80 and "\n\n" not in doc  # one paragraph: what it is, where it comes from
 
@@ -150,6 +150,59 @@ def test_agreement_pairs_follow_the_supported_weak_or_icl_answer(world):
         assert TOY.equivalent(p["chosen_answer"], usable_answer(TOY, weak[p["id"]]))
 
 
+def test_scpo_pairs_most_against_least_voted_weighted_by_margin(world):
+    built = pairs(world, "scpo", max_pairs=2, min_margin=0.0)
+    votes = majority_vote(TOY, world["samples"])
+    assert built and len({p["id"] for p in built}) >= 5
+    for p in built:
+        v = votes[p["id"]]
+        assert p["weak_side"] == "none" and len(v.groups) >= 2
+        assert TOY.equivalent(p["chosen_answer"], v.groups[0][0])
+        assert TOY.equivalent(p["rejected_answer"], v.groups[-1][0])
+        assert p["weight"] == round((v.groups[0][1] - v.groups[-1][1]) / v.n, 4) > 0
+    margin = sorted({p["weight"] for p in built})[len({p["weight"] for p in built}) // 2]
+    kept = pairs(world, "scpo", max_pairs=2, min_margin=margin)
+    assert kept and all(p["weight"] >= margin for p in kept) and len(kept) < len(built)
+    assert kept == [p for p in built if p["weight"] >= margin]
+
+
+def test_gold_pairs_are_a_control_that_reads_the_hidden_gold(world):
+    """The oracle pair rule: chosen right and rejected wrong by the hidden gold, on M_plus's own
+    samples; its entry declares `hidden_gold`, the summary marks it a control."""
+    from w2s.method.metrics import golds_of
+    from w2s.method.registry import PAIRS
+
+    assert PAIRS.get("gold").needs == ("hidden_gold",)
+    built = pairs(world, "gold", max_pairs=1, hidden_gold=world["hidden_gold"])
+    golds = golds_of(world["hidden_gold"])
+    assert built
+    for p in built:
+        assert TOY.equivalent(p["chosen_answer"], golds[p["id"]])
+        assert not (p["rejected_answer"] and TOY.equivalent(p["rejected_answer"], golds[p["id"]]))
+    built2, summary = steps.preference_pairs(TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0,
+                                             gold=world["hidden_gold"], strategy="gold",
+                                             hidden_gold=world["hidden_gold"])
+    assert summary["control"] == "gold" and summary["chosen_accuracy"] == 1.0 and summary["rejected_accuracy"] == 0.0
+    _, label_free = steps.preference_pairs(TOY, world["unlabeled"], world["d_weak"], world["samples"], seed=0,
+                                           strategy="self")
+    assert "control" not in label_free
+
+
+def test_the_gold_and_random_rewards_are_controls():
+    from w2s.method import rewards
+    from w2s.method.pseudo_labels import pseudo_labels
+
+    qs = [{"id": "a", "question": "q"}, {"id": "b", "question": "r"}]
+    labels = pseudo_labels("gold", TOY, qs, [], [], [], hidden_gold=[{"id": "a", "answer": "7"}])
+    assert labels == {"a": "7"}
+    coin = rewards.bind("random", TOY, eos_token_ids=[2])
+    texts = [f" step {i}\n#### {i}" for i in range(200)]
+    r = coin(prompts=["p"] * 200, completions=texts, pseudo_label=["0"] * 200, completion_ids=[[5, 2]] * 200)
+    assert set(r) == {0.0, 1.0} and 70 < sum(r) < 130          # a fair coin, not the answer's correctness
+    assert r == coin(prompts=["p"] * 200, completions=texts, pseudo_label=["1"] * 200, completion_ids=[[5, 2]] * 200)
+    assert coin(prompts=["p"], completions=[texts[1]], pseudo_label=["1"], completion_ids=[[5, 5]]) == [0.0]
+
+
 def test_strategies_score_against_gold(world):
     """Not a target, a sanity check that the table's numbers come out of the summaries."""
     sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"], gold=world["hidden_gold"],
@@ -167,7 +220,7 @@ def test_registering_a_taken_name_fails():
     with pytest.raises(ValueError, match="'consistency' is already registered"):
         register(SELECTION, "consistency")(lambda *a, **k: None)
     assert SELECTION.get("consistency") is before
-    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown pair rule 'nope' \(known: agreement, paper, self, weak_rejected_only"):
+    with pytest.raises(ValueError, match=r"stage2\.pairs: unknown pair rule 'nope' \(known: agreement, gold, paper, scpo, self, weak_rejected_only"):
         PAIRS.get("nope")
 
 
@@ -196,7 +249,7 @@ def config_files(tmp_path):
 
 
 @pytest.mark.parametrize("section, key, known", [("stage1", "selection", "selection rule 'nope' \\(known: confidence, consistency, random"),
-                                                 ("stage2", "pairs", "pair rule 'nope' \\(known: agreement, paper, self, weak_rejected_only")])
+                                                 ("stage2", "pairs", "pair rule 'nope' \\(known: agreement, gold, paper, scpo, self, weak_rejected_only")])
 def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, key, known):
     from w2s.pipeline.config import ConfigError, config_from_dict
 
@@ -251,7 +304,7 @@ def test_cli_options_call_the_same_strategies(world, tmp_path):
     assert read_jsonl(tmp_path / "p.jsonl") == pairs(world, "weak_rejected_only")
     bad = run("pairs", "--task", "toy", "--weak", files["d_weak"], "--samples", files["samples"],
               "--strategy", "nope", "--out", tmp_path / "q.jsonl", code=2)
-    assert "--strategy: unknown pair rule 'nope' (known: agreement, paper, self, weak_rejected_only" in bad.output
+    assert "--strategy: unknown pair rule 'nope' (known: agreement, gold, paper, scpo, self, weak_rejected_only" in bad.output
     assert not (tmp_path / "q.jsonl").exists()
     bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
               "confidence", "--out", tmp_path / "sel2", code=2)

@@ -175,7 +175,7 @@ def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[
     built = entry(task, questions, weak_gens, samples, min_confidence=min_confidence,
                   flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes,
                   **chosen(entry, available))
-    summary = {"n_questions": len(questions), "n_pairs": len(built),
+    summary = {**control_of(entry.obj), "n_questions": len(questions), "n_pairs": len(built),
                "n_questions_with_pairs": len({p["id"] for p in built}),
                "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),
                "weak_rejected": sum(p["weak_side"] == "rejected" for p in built),
@@ -208,7 +208,7 @@ def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict]
     labels = pseudo_labels.pseudo_labels(rule, task, questions, samples, weak_gens, icl_gens, **rule_settings)
     records = [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "pseudo_label": labels[str(q["id"])]}
                for q in questions if str(q["id"]) in labels]
-    summary = {"reward": reward, "rule": rule,
+    summary = {"reward": reward, "rule": rule, **control_of(REWARDS.get(reward).obj),
                **pseudo_labels.diagnostics(task, questions, samples, labels, gold=gold)}
     if stage1_ids is not None:  # labels that only repeat what Stage I learnt teach little new
         summary["stage1_overlap"] = stage1_overlap([r["id"] for r in records], stage1_ids)
@@ -231,13 +231,21 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
             "stage1_overlap": (labels_summary.get("stage1_overlap") or {}).get("share_in_stage1")}
 
 
+def control_of(entry_obj) -> dict:
+    """{"control": "gold" | "random"} for a control entry (w2s.method.controls), else {}."""
+    kind = getattr(entry_obj, "control", None)
+    return {"control": kind} if kind else {}
+
+
 def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_accuracy: float | None) -> dict:
-    """Stage III's summary: the per-round monitor, the round m_rl is (by dev accuracy, else the
-    last) and its numbers at the top level."""
-    pick = choose_round(rounds)
-    return {"reward": reward, "start": start, "start_dev_accuracy": start_dev_accuracy, "chosen_round": pick,
+    """Stage III's summary: the per-round monitor, the round m_rl is (by dev accuracy, round 0
+    being the start policy kept; else the last round) and its numbers at the top level."""
+    pick = choose_round(rounds, start_dev_accuracy)
+    chosen = rounds[pick - 1] if pick else {"dev_accuracy": start_dev_accuracy}
+    return {"reward": reward, **control_of(REWARDS.get(reward).obj), "start": start,
+            "start_dev_accuracy": start_dev_accuracy, "chosen_round": pick,
             "chosen_by": "dev accuracy" if all(r.get("dev_accuracy") is not None for r in rounds) else "last round",
-            **{k: v for k, v in rounds[pick - 1].items() if k not in ("round", "reward_curve")},
+            **{k: v for k, v in chosen.items() if k not in ("round", "reward_curve")},
             "rounds": list(rounds)}
 
 
@@ -260,13 +268,17 @@ def link_model(link: str | os.PathLike, target_name: str) -> None:
     os.replace(tmp, link)
 
 
-def choose_round(rounds: Sequence[dict]) -> int:
+def choose_round(rounds: Sequence[dict], start_dev_accuracy: float | None = None) -> int:
     """The round (1-based) whose policy has the best dev accuracy, the earliest on a tie (early
-    stopping); the last round when there is no dev split. Never test."""
+    stopping), where round 0 is the start policy kept (when its dev accuracy is known): no round
+    that does not beat it is chosen. The last round when there is no dev split. Never test."""
     devs = [r.get("dev_accuracy") for r in rounds]
     if not rounds or any(d is None for d in devs):
         return len(rounds)
-    return max(range(len(rounds)), key=lambda i: (devs[i], -i)) + 1
+    if start_dev_accuracy is not None:
+        devs = [start_dev_accuracy] + devs
+        return max(range(len(devs)), key=lambda i: (devs[i], -i))
+    return max(range(len(devs)), key=lambda i: (devs[i], -i)) + 1
 
 
 # ---- training ------------------------------------------------------------------

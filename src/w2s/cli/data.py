@@ -138,8 +138,12 @@ def pairs(
     seed: int = typer.Option(42, help="Seed for choosing among candidate samples."),
     strategy: str = typer.Option("paper", help="Pair strategy (stage2.pairs): paper, weak_rejected_only "
                                                "(only pairs rejecting the weak response), self (no weak side), "
-                                               "agreement (labels from weak/in-context answers the samples support)."),
+                                               "agreement (labels from weak/in-context answers the samples support), "
+                                               "scpo (most- against least-voted answer), gold (a control)."),
     icl: Optional[str] = typer.Option(None, help="agreement only: the in-context strong model's generations."),
+    hidden_gold: Optional[str] = typer.Option(None, "--hidden-gold", help="gold only (a CONTROL, not label-free): "
+                                              "the questions file holding the gold answers."),
+    min_margin: float = typer.Option(0.0, help="scpo only: the least vote margin a pair needs."),
     stage1: Optional[str] = typer.Option(None, help="Stage I's selected records (e.g. iter2/hybrid.jsonl): the summary "
                                                     "says how many pairs fall on questions Stage I already learnt."),
     min_support: int = typer.Option(3, help="agreement only: samples that must reach a weak/in-context answer."),
@@ -153,15 +157,16 @@ def pairs(
     """
     with user_errors():
         entry = PAIRS.get(strategy, "--strategy")
-        check_output(out, [weak, samples, questions, icl, stage1])
-        files = _needed_files(entry, strategy, {"icl_gens": icl})
+        check_output(out, [weak, samples, questions, icl, stage1, hidden_gold])
         t = task_from_options(task, task_option)
+        files = _needed_files(entry, strategy, {"icl_gens": icl, "hidden_gold": hidden_gold}, t)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         sample_gens = nonempty(steps.read_generations(samples), samples)
         qs = _questions(t, questions, weak_gens)
         prefs, summary = steps.preference_pairs(t, qs, weak_gens, sample_gens, min_confidence=min_confidence,
                                                 flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed,
                                                 strategy=strategy, min_support=min_support, prefer=prefer,
+                                                min_margin=min_margin,
                                                 stage1_ids=[r["id"] for r in read_records(stage1)] if stage1 else None,
                                                 **files)
         write_jsonl(out, prefs)
@@ -176,11 +181,13 @@ def pairs(
 
 #: the option that gives each named input a strategy may need (its entry's `needs`)
 INPUT_OPTIONS = {"icl_samples": ("--icl-samples", "the strong model's in-context samples"),
-                 "icl_gens": ("--icl", "the in-context strong model's generations")}
+                 "icl_gens": ("--icl", "the in-context strong model's generations"),
+                 "hidden_gold": ("--hidden-gold", "the questions file with the gold answers (a control)")}
 
 
-def _needed_files(entry, strategy: str, given: dict[str, str | None]) -> dict[str, list[dict]]:
-    """The generation files a strategy declares it needs, read; a missing one names its option."""
+def _needed_files(entry, strategy: str, given: dict[str, str | None], task=None) -> dict[str, list[dict]]:
+    """The files a strategy declares it needs, read (generations; the gold control's questions
+    by the task's own reader); a missing one names its option."""
     out = {}
     for need in entry.needs:
         if need not in INPUT_OPTIONS:
@@ -189,7 +196,8 @@ def _needed_files(entry, strategy: str, given: dict[str, str | None]) -> dict[st
         path = given.get(need)
         if not path:
             raise ValueError(f"--strategy {strategy} needs {option} ({what})")
-        out[need] = nonempty(steps.read_generations(path), path)
+        rows = steps.load_questions(task, path) if need == "hidden_gold" else steps.read_generations(path)
+        out[need] = nonempty(rows, path)
     return out
 
 

@@ -1,6 +1,8 @@
 """Stage II preference pairs (`stage2.pairs`): `paper` (the weak model's agreements and
-mistakes, below), `weak_rejected_only` (its mistakes only), `self` (no weak side) and
-`agreement` (labels from weak/in-context answers that M_plus's samples support). Each is
+mistakes, below), `weak_rejected_only` (its mistakes only), `self` (no weak side),
+`agreement` (labels from weak/in-context answers that M_plus's samples support) and `scpo`
+(most- against least-voted answer, weighted by the margin); `gold` is a control
+(w2s.method.controls). Each is
 one function registered in `registry.PAIRS`, called as
 `fn(task, questions, weak_gens, samples, *, min_confidence, flip_confidence, max_pairs, seed,
 votes, **context)` (context: `icl_gens`, `min_support`, `prefer` for `agreement`) and returning preference records {id, prompt, chosen, rejected, weak_side, confidence,
@@ -208,4 +210,40 @@ def agreement_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[d
         out.extend({"id": qid, "prompt": prompt, "chosen": c[0], "rejected": r[0], "weak_side": r[2],
                     "confidence": share, "majority_answer": vote.answer, "chosen_answer": c[1],
                     "rejected_answer": r[1]} for c, r in picked)
+    return out
+
+
+@PAIRS.register("scpo", params=("min_margin",))
+def scpo_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], samples: Iterable[dict],
+               min_confidence: float = 0.6, flip_confidence: float = 0.8, max_pairs: int = 1, seed: int = 42,
+               votes: dict[str, Vote] | None = None, *, min_margin: float = 0.0) -> list[dict]:
+    """Self-Consistency Preference Optimization (Prasad et al., 2024, ScPO): chosen = a sample
+    with the most-voted answer, rejected = a sample with the LEAST-voted answer (answerless
+    samples are not an answer), weighted by the vote margin, `weight` = (votes of chosen - votes
+    of rejected) / k. Pairs whose weight is below `stage2.min_margin` are left out. No weak side.
+
+    ScPO weights each pair's loss by its margin; TRL's DPO has no per-pair weight, so here the
+    weight is recorded in each pair (and the report's pair table) and `min_margin` filters by it."""
+    _check(min_confidence, flip_confidence, max_pairs)
+    if not 0 <= min_margin <= 1:
+        raise ValueError(f"min_margin must be in [0, 1], got {min_margin}")
+    sample_groups, votes = _grouped(task, samples, votes)
+    out = []
+    for q in questions:
+        qid = str(q["id"])
+        vote = votes.get(qid)
+        if vote is None or len(vote.groups) < 2:
+            continue
+        least = len(vote.groups) - 1
+        weight = (vote.groups[0][1] - vote.groups[least][1]) / vote.n
+        if weight <= 0 or weight < min_margin:
+            continue
+        usable = _distinct(task, sample_groups[qid], vote.answers, set())
+        most = [(c, a) for c, a, i in usable if vote.group_of[i] == 0]
+        fewest = [(c, a) for c, a, i in usable if vote.group_of[i] == least]
+        candidates = [(c, r) for c in most for r in fewest]
+        picked = seeded_rng(seed, "scpo_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
+        out.extend({"id": qid, "prompt": task.prompt(q["question"]), "chosen": c[0], "rejected": r[0],
+                    "weak_side": "none", "confidence": vote.confidence, "majority_answer": vote.answer,
+                    "chosen_answer": c[1], "rejected_answer": r[1], "weight": round(weight, 4)} for c, r in picked)
     return out

@@ -94,7 +94,8 @@ def pseudo_labels(rule: str, task: Task, questions: Sequence[dict], samples: Seq
     """Labels under the registered `rule` (`LABEL_RULES`); of `settings`, each rule reads the ones
     its entry declares (one config section for all rules; a missing one takes the rule's default)."""
     entry = LABEL_RULES.get(rule)
-    return entry(task, questions, samples, weak_gens, icl_gens, **{k: settings[k] for k in entry.params if k in settings})
+    return entry(task, questions, samples, weak_gens, icl_gens,
+                 **{k: settings[k] for k in (*entry.params, *entry.needs) if k in settings})
 
 
 

@@ -26,7 +26,9 @@ LABEL_RULES = Registry("pseudo-label rule")                      # Stage III: a 
 
 #: the inputs an entry may name in `needs`, and what each is
 INPUTS = {"seed": "the run's seed", "icl_gens": "the strong model's in-context answers (D_icl)",
-          "icl_samples": "the strong model's k in-context samples per question (stage1.confidence_samples)"}
+          "icl_samples": "the strong model's k in-context samples per question (stage1.confidence_samples)",
+          "hidden_gold": "the gold answers of the unlabeled questions: CONTROLS only (w2s.method.controls); "
+                         "a run with an entry that needs them is not label-free and its report says so"}
 
 
 def register(registry: Registry, name: str, **meta):

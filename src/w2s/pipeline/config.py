@@ -126,6 +126,8 @@ class Stage2Section(Section):
     #: `agreement`: samples that must reach a weak / in-context answer, and which wins when both do
     min_support: int = F(3, ge=1)
     prefer: Literal["weak", "icl", "most_votes"] = "icl"
+    #: `scpo`: the least vote margin (most-voted minus least-voted share) a pair needs
+    min_margin: Number = F(0.0, ge=0, le=1)
     method: Literal["dpo", "orpo", "both"] = "dpo"
     train: dict = _train_dict("preference")
 

@@ -32,7 +32,8 @@ PAIRS_SUMMARY = "data/pairs_summary.json"
 STAGE3_SUMMARY = "data/stage3/summary.json"
 
 #: named inputs a registered strategy may need (`needs`): the stage that makes each, its file
-INPUT_FILES = {"icl_gens": ("icl_answers", D_ICL), "icl_samples": ("icl_samples", D_ICL_SAMPLES)}
+INPUT_FILES = {"icl_gens": ("icl_answers", D_ICL), "icl_samples": ("icl_samples", D_ICL_SAMPLES),
+               "hidden_gold": ("load_data", Q_HIDDEN)}   # controls only (w2s.method.controls)
 
 
 def iteration_dir(i: int) -> str:

@@ -40,7 +40,9 @@ def sections(metrics: dict) -> list[Section]:
                            tables=[t.pair_rows(metrics)] if p.get("chosen_accuracy") is not None else [],
                            chart="vote_shares"))
     if metrics.get("stage3"):
-        out.append(Section("Stage III (label-free GRPO)", bullets=[t.stage3_line(metrics)],
+        control = metrics["stage3"].get("control")
+        title = f"Stage III CONTROL ({control} reward; not label-free)" if control else "Stage III (label-free GRPO)"
+        out.append(Section(title, bullets=[t.stage3_line(metrics)],
                            tables=[t.stage3_rows(metrics)], chart="stage3"))
     if metrics.get("timings"):
         out.append(Section("Timings (seconds per stage, last run of each)",

@@ -108,7 +108,9 @@ def stage3_line(metrics: dict) -> str:
     start = s.get("start_dev_accuracy")
     return (f"reward {s.get('reward')} from {s.get('start')}"
             + (f" (dev {_fmt(start)})" if start is not None else "")
-            + f", {len(s.get('rounds', []))} rounds; m_rl = round {s.get('chosen_round')} (chosen by {s.get('chosen_by')})")
+            + f", {len(s.get('rounds', []))} rounds; m_rl = "
+            + (f"round {s.get('chosen_round')}" if s.get("chosen_round") else "round 0 (the start policy: no round beat it on dev)")
+            + f" (chosen by {s.get('chosen_by')})")
 
 
 def run_lines(metrics: dict) -> list[str]:
@@ -152,6 +154,9 @@ def significance_lines(metrics: dict) -> list[str]:
 def strategy_words(metrics: dict, key: str) -> str:
     """The run's strategy for a stage (`stage1.selection` / `stage2.pairs`), in words."""
     name = (metrics.get("run") or {}).get(key) or {"stage1_selection": "consistency", "stage2_pairs": "paper"}[key]
+    control = ((metrics.get("selection") or {}).get("pairs") or {}).get("control") if key == "stage2_pairs" else None
+    if control:
+        return f"CONTROL: {control} labels, not label-free"
     return {"consistency": "final answer consistency", "paper": "the paper's rule"}.get(name, f"strategy {name}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from w2s import steps
 from w2s.io import read_json, write_json, write_jsonl
 from w2s.method.registry import LABEL_RULES, REWARDS
-from w2s.pipeline.layout import D_ICL, D_WEAK, Q_HIDDEN, Q_UNLABELED, STAGE3_SUMMARY, stage3_dir
+from w2s.pipeline.layout import D_ICL, D_WEAK, INPUT_FILES, Q_HIDDEN, Q_UNLABELED, STAGE3_SUMMARY, stage3_dir
 from w2s.pipeline.parts.evals import EvalSpec, add_eval
 from w2s.pipeline.graph import Graph, Work
 
@@ -65,15 +65,17 @@ def add_labels(g: Graph, r: int) -> None:
     s3, d = g.cfg.stage3, stage3_dir(r)
     rule = LABEL_RULES.get(REWARDS.get(s3.reward).obj.pseudo_label_rule)
     declared = {p: getattr(s3, p) for p in rule.params}
+    files = {n: INPUT_FILES[n] for n in rule.needs if n in INPUT_FILES}   # hidden_gold: the gold control
 
     def labels(ctx):
         samples = g.records(ctx, f"{d}/samples.jsonl")
+        inputs = {n: g.records(ctx, rel) for n, (_, rel) in files.items()}
         ids = {str(s["id"]) for s in samples}
         questions = [q for q in g.questions(Q_UNLABELED) if q["id"] in ids]
         records, summary = steps.stage3_labels(g.task, questions, samples, g.records(ctx, D_WEAK),
                                                g.records(ctx, D_ICL), reward=s3.reward,
                                                gold=g.questions(Q_HIDDEN), stage1_ids=g.stage1_selected(ctx),
-                                               **declared)
+                                               **declared, **inputs)
         write_jsonl(ctx.path(f"{d}/train.jsonl"), records)
         write_json(ctx.path(f"{d}/labels_summary.json"), {"round": r, **summary})
         return summary
@@ -113,6 +115,7 @@ def m_rl(g: Graph, ctx, start: str, start_eval: str) -> dict:
     start_dev = ctx.path(f"eval_dev/{start_eval}.json")
     summary = steps.stage3_summary(rounds, g.cfg.stage3.reward, start,
                                    read_json(start_dev).get("accuracy") if start_dev.exists() else None)
-    steps.link_model(ctx.path("models/m_rl"), f"stage3_round{summary['chosen_round']}")
+    pick = summary["chosen_round"]  # 0: no round beat the start policy on dev, m_rl is the start policy
+    steps.link_model(ctx.path("models/m_rl"), f"stage3_round{pick}" if pick else (g.m_plus if start == "m_plus" else start))
     write_json(ctx.path(STAGE3_SUMMARY), summary)
     return {"chosen_round": summary["chosen_round"]}
