@@ -256,6 +256,7 @@ def test_grpo_from_an_adapter_keeps_it_and_its_kl_is_to_that_adapter(toy_policy,
                                   max_completion_length=32, save_steps=1000, seed=0, lora=lora))
     log = read_lineage(out)["grpo_log"]
     assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6), log
+    assert all(0.0 <= e["zero_std"] <= 1.0 for e in log)   # TRL's frac_reward_zero_std, kept
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(Path(base).resolve())
     assert not (out / "ref").exists() and not (out / "model.safetensors").exists()
 
@@ -268,6 +269,10 @@ def test_m_rl_is_the_start_policy_when_no_round_beats_it_on_dev():
     assert choose_round(rounds, start_dev_accuracy=0.55) == 0          # a tie keeps the start policy
     assert choose_round(rounds, start_dev_accuracy=0.52) == 2
     assert choose_round(rounds) == 2 and choose_round([{"round": 1, "dev_accuracy": None}], 0.9) == 1
+    from w2s.steps import stage3_round_summary
+
+    row = stage3_round_summary({}, [{"reward": 0.5, "zero_std": 0.25}, {"reward": 0.7, "zero_std": 0.75}], None)
+    assert row["zero_std_share"] == 0.5 and row["mean_reward"] == pytest.approx(0.6)
     s = stage3_summary(rounds, "majority", "m_pro_dpo", 0.60)
     assert s["chosen_round"] == 0 and s["dev_accuracy"] == 0.60 and "control" not in s
     assert stage3_summary(rounds, "gold", "m_pro_dpo", 0.5)["control"] == "gold"

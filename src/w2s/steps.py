@@ -220,6 +220,7 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
     majority share and answer entropy, GRPO's mean reward (over its steps, and first/last step)
     and the greedy dev accuracy of the round's policy."""
     rewards = [e["reward"] for e in grpo_log if e.get("reward") is not None]
+    zero_std = [e["zero_std"] for e in grpo_log if e.get("zero_std") is not None]
     return {"coverage": labels_summary.get("coverage"), "pseudo_label_precision": labels_summary.get("precision"),
             "n_labelled": labels_summary.get("n_labelled"), "n_questions": labels_summary.get("n_questions"),
             "majority_share": labels_summary.get("majority_share"),
@@ -228,6 +229,8 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
             "mean_reward": sum(rewards) / len(rewards) if rewards else None,
             "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
             "steps": len(rewards), "reward_curve": [round(r, 4) for r in rewards], "dev_accuracy": dev_accuracy,
+            # the share of GRPO groups with one reward for all completions (no gradient from them)
+            "zero_std_share": sum(zero_std) / len(zero_std) if zero_std else None,
             "stage1_overlap": (labels_summary.get("stage1_overlap") or {}).get("share_in_stage1")}
 
 

@@ -92,14 +92,15 @@ def stage3_rows(metrics: dict) -> list[list[str]]:
     """Stage III per round: the pseudo-labels (precision from hidden gold, diagnostics only), the
     policy's samples, GRPO's reward, dev accuracy."""
     rows = [["Round", "Labelled", "Coverage %", "Precision %", "Majority share %", "Answer entropy",
-             "Mean reward %", "Reward first→last %", "Dev %"]]
+             "Mean reward %", "Reward first→last %", "Zero-variance groups %", "Dev %"]]
     chosen = (metrics.get("stage3") or {}).get("chosen_round")
     for r in (metrics.get("stage3") or {}).get("rounds", []):
         rows.append([f"{r['round']}{' (m_rl)' if r['round'] == chosen else ''}",
                      f"{r.get('n_labelled')}/{r.get('n_questions')}", _fmt(r.get("coverage")),
                      _fmt(r.get("pseudo_label_precision")), _fmt(r.get("majority_share")),
                      _fmt(r.get("answer_entropy"), pct=False), _fmt(r.get("mean_reward")),
-                     f"{_fmt(r.get('reward_first'))}→{_fmt(r.get('reward_last'))}", _fmt(r.get("dev_accuracy"))])
+                     f"{_fmt(r.get('reward_first'))}→{_fmt(r.get('reward_last'))}", _fmt(r.get("zero_std_share")),
+                     _fmt(r.get("dev_accuracy"))])
     return rows
 
 

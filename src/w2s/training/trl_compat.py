@@ -316,7 +316,8 @@ def grpo_trainer(model, tokenizer, dataset, reward_funcs, settings, output_dir: 
 def grpo_log(trainer) -> list[dict]:
     """Per logged step: mean reward and its spread, completion length, clipped share (and KL)."""
     keys = {"reward": "reward", "reward_std": "reward_std", "completions/mean_length": "mean_length",
-            "completions/clipped_ratio": "clipped_ratio", "kl": "kl", "entropy": "entropy"}
+            "completions/clipped_ratio": "clipped_ratio", "kl": "kl", "entropy": "entropy",
+            "frac_reward_zero_std": "zero_std"}   # groups whose rewards are all equal: no signal
     out = []
     for entry in trainer.state.log_history:
         if "reward" in entry and "step" in entry:
