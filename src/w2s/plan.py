@@ -11,7 +11,10 @@ Everything is arithmetic on the config and the models' `config.json` (no weight 
   the trainable parameters (12 bytes each, +4 for an fp32 master copy under bf16 mixed precision
   of a full model; sharded by FSDP / ZeRO), and activations: ~34·s·b·h bytes per layer in 16-bit
   without recomputation, ~2·s·b·h with gradient checkpointing (Korthikanti et al., 2022,
-  "Reducing Activation Recomputation in Large Transformer Models"), plus fp32 logits b·s·V·4;
+  "Reducing Activation Recomputation in Large Transformer Models"; twice that in fp32), plus fp32
+  logits b·s·V·4. Measured on CPU (bench/plan_memory.py, fp32, no sharding) the peak is 1.3x
+  (full) to 2.1x (LoRA) this estimate: allocator overhead and what the trainer keeps besides;
+  read it as a lower bound until a GPU measurement replaces these numbers;
 - generation memory per device: the weights over tensor parallelism plus the KV cache of the
   sequences in flight (2 · layers · kv_dim · bytes per token; vLLM schedules up to 256);
 - tokens: prompts from the data's mean question and solution length (4 characters a token);
@@ -225,8 +228,10 @@ def plan_training(row: StagePlan, work, shape: Shape, n: float, data: dict, devi
     state = trainable * (12 + master)
     row.checkpoint_bytes = row.model_bytes + trainable * 8    # the model and AdamW's two moments
     micro = s.per_device_train_batch_size
-    act_per_layer = (2 if s.gradient_checkpointing else 34) * seq * micro * shape.hidden
-    activations = act_per_layer * shape.layers + (34 * seq * micro * shape.hidden if s.gradient_checkpointing else 0)
+    act_scale = wbytes / 2   # the constants below are for 16-bit activations
+    act_per_layer = (2 if s.gradient_checkpointing else 34) * seq * micro * shape.hidden * act_scale
+    activations = act_per_layer * shape.layers + (34 * seq * micro * shape.hidden * act_scale
+                                                  if s.gradient_checkpointing else 0)
     weights = shape.params * (0.5 if s.load_in_4bit else wbytes)
     row.train_peak = int(weights / devices.weight_shards + state / devices.state_shards + activations
                          + micro * seq * shape.vocab * 4)
@@ -317,7 +322,8 @@ def plan_summary(plan: Plan) -> list[str]:
     peak_train = max((s.train_peak for s in plan.stages), default=0)
     peak_gen = max((s.gen_peak for s in plan.stages), default=0)
     lines.append(f"plan: peak memory per device ~{human_bytes(peak_train)} training, ~{human_bytes(peak_gen)} "
-                 "generating (estimates from the architecture; see w2s/plan.py)")
+                 "generating (estimates from the architecture, best read as lower bounds: measured training "
+                 "peaks on CPU were 1.3-2.1x them, bench/plan_memory.py)")
     if plan.downloads:
         lines.append("plan: hub downloads into the HF cache (HF_HOME): " +
                      ", ".join(f"{m} ~{human_bytes(b)}" for m, b in plan.downloads.items()))
