@@ -314,9 +314,9 @@ def plan_summary(plan: Plan) -> list[str]:
     """The totals and what they assume, in a few lines (the first lines of `w2s run`)."""
     d, r = plan.devices, plan.rates
     lines = [f"plan: {human_bytes(plan.disk)} of disk in the run directory (largest checkpoint included), "
-             f"~{human_seconds(plan.seconds)} of arithmetic at {r['train'] / 1e12:.3g} TFLOP/s training "
+             f"~{human_seconds(plan.seconds)} of arithmetic at {_tflops(r['train'])} training "
              f"({d.train_processes} process{'es' * (d.train_processes > 1)}, {d.sharding}) and "
-             f"{r['generate'] / 1e12:.3g} TFLOP/s generating (tensor parallel {d.tensor_parallel}) "
+             f"{_tflops(r['generate'])} generating (tensor parallel {d.tensor_parallel}) "
              + ("(this machine's matrix-product rate, measured now" if plan.measured else "(stated rates, not measured")
              + "; `w2s plan` has the table)"]
     peak_train = max((s.train_peak for s in plan.stages), default=0)
@@ -330,6 +330,10 @@ def plan_summary(plan: Plan) -> list[str]:
     if plan.unknown:
         lines.append(f"plan: not sized: {', '.join(plan.unknown)}")
     return lines
+
+
+def _tflops(flops_per_s: float) -> str:
+    return f"{flops_per_s / 1e12:,.0f} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:,.0f} GFLOP/s"
 
 
 class NotEnoughDisk(RuntimeError):
