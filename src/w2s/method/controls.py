@@ -19,7 +19,7 @@ import hashlib
 from typing import Iterable, Sequence
 
 from w2s.method.metrics import golds_of
-from w2s.method.pairs import _check, _distinct, _grouped
+from w2s.method.pairs import _check, _distinct, _grouped, sampled_pairs
 from w2s.method.registry import LABEL_RULES, PAIRS
 from w2s.method.rewards import _reward, label_match
 from w2s.method.voting import Vote
@@ -45,11 +45,8 @@ def gold_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
         right, wrong = [], []
         for completion, answer, _ in _distinct(task, sample_groups[qid], votes[qid].answers, set()):
             (right if answer and task.equivalent(answer, golds[qid]) else wrong).append((completion, answer))
-        candidates = [(c, r) for c in right for r in wrong]
-        picked = seeded_rng(seed, "gold_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
-        out.extend({"id": qid, "prompt": task.prompt(q["question"]), "chosen": c[0], "rejected": r[0],
-                    "weak_side": "none", "confidence": votes[qid].confidence, "majority_answer": votes[qid].answer,
-                    "chosen_answer": c[1], "rejected_answer": r[1]} for c, r in picked)
+        out.extend(sampled_pairs(task, q, [(c, r) for c in right for r in wrong], votes[qid], max_pairs,
+                                 seeded_rng(seed, "gold_pairs", qid)))
     return out
 
 

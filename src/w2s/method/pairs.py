@@ -124,13 +124,19 @@ def self_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
         majority, others = [], []
         for completion, answer, i in _distinct(task, sample_groups[qid], vote.answers, {weak.get(qid)}):
             (majority if vote.group_of[i] == 0 else others).append((completion, answer))
-        candidates = [(c, r) for c in majority for r in others]
-        picked = seeded_rng(seed, "self_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
-        prompt = task.prompt(q["question"])
-        out.extend({"id": qid, "prompt": prompt, "chosen": c[0], "rejected": r[0], "weak_side": "none",
-                    "confidence": vote.confidence, "majority_answer": vote.answer, "chosen_answer": c[1],
-                    "rejected_answer": r[1]} for c, r in picked)
+        out.extend(sampled_pairs(task, q, [(c, r) for c in majority for r in others], vote, max_pairs,
+                                 seeded_rng(seed, "self_pairs", qid)))
     return out
+
+
+def sampled_pairs(task: Task, question: dict, candidates: list, vote: Vote, max_pairs: int, rng,
+                  **extra) -> list[dict]:
+    """Up to `max_pairs` of the (chosen, rejected) `candidates`, each (completion, answer), drawn
+    with `rng`, as preference records without a weak side."""
+    picked = rng.sample(candidates, min(max_pairs, len(candidates)))
+    return [{"id": str(question["id"]), "prompt": task.prompt(question["question"]), "chosen": c[0],
+             "rejected": r[0], "weak_side": "none", "confidence": vote.confidence, "majority_answer": vote.answer,
+             "chosen_answer": c[1], "rejected_answer": r[1], **extra} for c, r in picked]
 
 
 def _pairs_for_question(task: Task, question: dict, weak: dict, samples: list[dict], vote: Vote,
@@ -241,9 +247,6 @@ def scpo_pairs(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict],
         usable = _distinct(task, sample_groups[qid], vote.answers, set())
         most = [(c, a) for c, a, i in usable if vote.group_of[i] == 0]
         fewest = [(c, a) for c, a, i in usable if vote.group_of[i] == least]
-        candidates = [(c, r) for c in most for r in fewest]
-        picked = seeded_rng(seed, "scpo_pairs", qid).sample(candidates, min(max_pairs, len(candidates)))
-        out.extend({"id": qid, "prompt": task.prompt(q["question"]), "chosen": c[0], "rejected": r[0],
-                    "weak_side": "none", "confidence": vote.confidence, "majority_answer": vote.answer,
-                    "chosen_answer": c[1], "rejected_answer": r[1], "weight": round(weight, 4)} for c, r in picked)
+        out.extend(sampled_pairs(task, q, [(c, r) for c in most for r in fewest], vote, max_pairs,
+                                 seeded_rng(seed, "scpo_pairs", qid), weight=round(weight, 4)))
     return out
