@@ -71,8 +71,9 @@ def estimate(model: str, settings: dict) -> int:
 
     row = StagePlan("sft", "train")
     work = Work("strong", "gold", job="sft", train=settings)
-    cfg = SimpleNamespace()
-    plan_training(row, work, shape_of(model), 400, {"tokens_per_record": SEQ}, Devices(), cfg)
+    cfg = SimpleNamespace(generation=SimpleNamespace(max_new_tokens=SEQ))
+    data = {"tokens_per_record": SEQ, "longest_record": SEQ, "longest_question": SEQ}
+    plan_training(row, work, shape_of(model), 400, data, Devices(), cfg)
     return row.train_peak
 
 

@@ -208,6 +208,9 @@ def plan_training(row: StagePlan, work, shape: Shape, n: float, data: dict, devi
     s = job_settings({"kind": work.job, "settings": work.train})
     wbytes = 4 if s.dtype == "float32" or (s.dtype == "auto" and not s.bf16) else 2
     seq = min(s.max_length, data["tokens_per_record"])
+    # the longest batch sets the peak: padded to its longest record, a generated answer at most
+    # max_new_tokens long (the model-written records of Stage I-III)
+    longest = min(s.max_length, max(data["longest_record"], data["longest_question"] + cfg.generation.max_new_tokens))
     records = n * work.per_question
     batch = s.per_device_train_batch_size * s.gradient_accumulation_steps * devices.train_processes
     steps = s.max_steps if s.max_steps > 0 else math.ceil(records * s.num_train_epochs / max(batch, 1))
@@ -227,14 +230,17 @@ def plan_training(row: StagePlan, work, shape: Shape, n: float, data: dict, devi
     master = 4 if s.bf16 and not lora else 0
     state = trainable * (12 + master)
     row.checkpoint_bytes = row.model_bytes + trainable * 8    # the model and AdamW's two moments
-    micro = s.per_device_train_batch_size
+    micro = s.per_device_train_batch_size * (2 if work.job == "preference" else 1)   # chosen + rejected
+    if work.job == "grpo":
+        micro, longest = s.per_device_train_batch_size, min(s.max_length, data["longest_question"]
+                                                            + s.max_completion_length)
     act_scale = wbytes / 2   # the constants below are for 16-bit activations
-    act_per_layer = (2 if s.gradient_checkpointing else 34) * seq * micro * shape.hidden * act_scale
-    activations = act_per_layer * shape.layers + (34 * seq * micro * shape.hidden * act_scale
+    act_per_layer = (2 if s.gradient_checkpointing else 34) * longest * micro * shape.hidden * act_scale
+    activations = act_per_layer * shape.layers + (34 * longest * micro * shape.hidden * act_scale
                                                   if s.gradient_checkpointing else 0)
     weights = shape.params * (0.5 if s.load_in_4bit else wbytes)
     row.train_peak = int(weights / devices.weight_shards + state / devices.state_shards + activations
-                         + micro * seq * shape.vocab * 4)
+                         + micro * longest * shape.vocab * 4)
 
 
 def plan_generation(row: StagePlan, work, shape: Shape, n: float, data: dict, cfg, devices: Devices) -> None:
@@ -250,9 +256,11 @@ def plan_generation(row: StagePlan, work, shape: Shape, n: float, data: dict, cf
 
 def data_stats(cfg) -> dict:
     """Per split: its question count (after limits; None for a hub dataset not on disk), and the
-    mean question and record (question + solution) lengths in tokens, from the labeled set."""
+    mean and longest question and record (question + solution) lengths in tokens, from the
+    labeled set."""
     task = make_task(cfg.task)
-    splits, lengths = {}, {"question_tokens": 64, "tokens_per_record": 256}
+    splits = {}
+    lengths = {"question_tokens": 64, "tokens_per_record": 256, "longest_question": 128, "longest_record": 512}
     for split in ("gold", "unlabeled", "test", "dev"):
         path, limit = getattr(cfg.data, split), getattr(cfg.data, f"limit_{split}")
         if path is None:
@@ -265,7 +273,10 @@ def data_stats(cfg) -> dict:
         if split == "gold" and rows:
             q = sum(len(r["question"]) for r in rows) / len(rows) / CHARS_PER_TOKEN
             sol = sum(len(r.get("solution") or "") for r in rows) / len(rows) / CHARS_PER_TOKEN
-            lengths = {"question_tokens": int(q) + 8, "tokens_per_record": int(q + sol) + 16}
+            lengths = {"question_tokens": int(q) + 8, "tokens_per_record": int(q + sol) + 16,
+                       "longest_question": max(len(r["question"]) for r in rows) // CHARS_PER_TOKEN + 8,
+                       "longest_record": max(len(r["question"]) + len(r.get("solution") or "") for r in rows)
+                       // CHARS_PER_TOKEN + 16}
     return {"splits": splits, **lengths}
 
 
