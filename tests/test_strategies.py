@@ -37,7 +37,7 @@ def pairs(world, strategy, **settings):
 
 
 def test_builtins_are_registered_and_documented():
-    assert set(SELECTION.names()) >= {"consistency", "confidence", "random"}
+    assert set(SELECTION.names()) >= {"consistency", "confidence", "random", "relabel"}
     assert set(PAIRS.names()) >= {"paper", "weak_rejected_only", "self", "agreement", "scpo", "gold"}
     for doc in (*describe(SELECTION).values(), *describe(PAIRS).values()):
         assert len(doc) > 80 and "\n\n" not in doc  # one paragraph: what it is, where it comes from
@@ -203,6 +203,78 @@ def test_the_gold_and_random_rewards_are_controls():
     assert coin(prompts=["p"], completions=[texts[1]], pseudo_label=["1"], completion_ids=[[5, 5]]) == [0.0]
 
 
+def finetuned_columns(world) -> tuple[list[dict], list[dict]]:
+    """Stand-ins for iteration 2's columns: two of M_plus's samples per question (M_plus is a
+    fine-tuned strong model, as sft_iter1_weak / sft_iter1_icl are)."""
+    column = lambda i: [{**g, "sample_index": 0} for g in world["samples"] if g["sample_index"] == i]
+    return column(0), column(1)
+
+
+def test_relabel_is_consistency_at_iteration_1(world):
+    plain = select(world, "consistency")
+    first = select(world, "relabel", iteration=1, d_weak=world["d_weak"], d_icl=world["d_icl"])
+    assert (first.ids, first.hybrid, first.answers) == (plain.ids, plain.hybrid, plain.answers)
+    assert first.counts == {"n_kept": len(plain.ids), "n_relabelled": 0}
+
+
+def test_relabel_keeps_the_weak_supervised_set_and_relabels_what_it_discarded(world):
+    weak2, icl2 = finetuned_columns(world)
+    kept = select(world, "consistency")
+    sel = SELECTION.get("relabel")(TOY, world["unlabeled"], weak2, icl2, iteration=2,
+                                   d_weak=world["d_weak"], d_icl=world["d_icl"])
+    agree2 = set(SELECTION.get("consistency")(TOY, world["unlabeled"], weak2, icl2).ids)
+    relabelled = [q["id"] for q in world["unlabeled"] if q["id"] not in kept.ids and q["id"] in agree2]
+    assert relabelled and sel.counts == {"n_kept": len(kept.ids), "n_relabelled": len(relabelled)}
+    assert sel.ids == [q["id"] for q in world["unlabeled"] if q["id"] in set(kept.ids) | set(relabelled)]
+    # set A: the original solutions, never relabelled (even where the fine-tuned models disagree)
+    assert set(kept.ids) - agree2, "some weak-supervised questions the fine-tuned models disagree on"
+    original = {r["id"]: r for r in kept.weak}
+    columns = {"weak": first_generation(weak2), "icl": first_generation(icl2)}
+    for r in sel.weak:
+        if r["id"] in original:
+            assert r == original[r["id"]]
+        else:  # set B: the fine-tuned models' solutions, teaching the answer they agree on
+            assert r["completion"] == TOY.completion(columns["weak"][r["id"]]["response"])
+            assert TOY.equivalent(TOY.extract_answer(r["completion"]), sel.answers[r["id"]])
+    assert [r["id"] for r in sel.icl] == sel.ids and len(sel.hybrid) == 2 * len(sel.ids)
+    assert sel.skipped["disagree"] + sel.skipped["empty"] + sel.skipped["missing"] == \
+        len(world["unlabeled"]) - len(sel.ids)
+    _, summary = steps.select(TOY, world["unlabeled"], weak2, icl2, gold=world["hidden_gold"], strategy="relabel",
+                              iteration=2, d_weak=world["d_weak"], d_icl=world["d_icl"], seed=0)
+    assert summary["n_relabelled"] == len(relabelled) and summary["n_selected"] == len(sel.ids)
+    assert "control" not in summary  # label-free: it never reads gold
+    with pytest.raises(ValueError, match="needs iteration"):
+        steps.select(TOY, world["unlabeled"], weak2, icl2, strategy="relabel", d_weak=[], d_icl=[])
+
+
+def test_only_an_entry_that_declares_hidden_gold_receives_it(world):
+    """The hidden gold reaches an entry only through its declared `hidden_gold` input; the
+    diagnostics' `gold` is never passed on, and a declaring entry's summary is marked a control."""
+    seen = {}
+
+    def spy(name):
+        def rule(task, questions, weak_gens, icl_gens, **inputs):
+            """A test rule that records what it was given."""
+            seen[name] = set(inputs)
+            return SELECTION.get("consistency")(task, questions, weak_gens, icl_gens)
+        return rule
+
+    register(SELECTION, "_test_reads_gold", needs=("hidden_gold",))(spy("reads"))
+    register(SELECTION, "_test_plain")(spy("plain"))
+    try:
+        everything = {"gold": world["hidden_gold"], "hidden_gold": world["hidden_gold"], "seed": 0}
+        _, reads = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"],
+                                strategy="_test_reads_gold", **everything)
+        _, plain = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"],
+                                strategy="_test_plain", **everything)
+    finally:
+        SELECTION.remove("_test_reads_gold")
+        SELECTION.remove("_test_plain")
+    assert seen == {"reads": {"hidden_gold"}, "plain": set()}
+    assert reads["control"] == "gold" and "control" not in plain
+    assert reads["precision"] == plain["precision"]  # the diagnostics read gold either way
+
+
 def test_strategies_score_against_gold(world):
     """Not a target, a sanity check that the table's numbers come out of the summaries."""
     sel, summary = steps.select(TOY, world["unlabeled"], world["d_weak"], world["d_icl"], gold=world["hidden_gold"],
@@ -248,7 +320,7 @@ def config_files(tmp_path):
             "weak": {"model": "tiny:layers=1"}, "strong": {"model": "tiny:layers=2"}}
 
 
-@pytest.mark.parametrize("section, key, known", [("stage1", "selection", "selection rule 'nope' \\(known: confidence, consistency, random"),
+@pytest.mark.parametrize("section, key, known", [("stage1", "selection", "selection rule 'nope' \\(known: confidence, consistency, random, relabel"),
                                                  ("stage2", "pairs", "pair rule 'nope' \\(known: agreement, gold, paper, scpo, self, weak_rejected_only")])
 def test_an_unknown_strategy_in_a_config_names_the_key(config_files, section, key, known):
     from w2s.pipeline.config import ConfigError, config_from_dict
@@ -273,6 +345,11 @@ def test_the_pipeline_passes_the_strategy_and_keys_its_cache_on_it(config_files,
     assert all("icl_samples" in conf[f"select_iter{i}"].deps for i in (1, 2))
     assert conf["select_iter1"].params != default["select_iter1"].params
     assert stages(stage2={"pairs": "self"})["pairs"].params != default["pairs"].params
+    # `iteration` is a named input: only an entry that declares it gets it, in its stage's key too
+    assert "iteration" not in default["select_iter1"].params
+    relabel = stages(stage1={"selection": "relabel", "iterations": 2})
+    assert [relabel[f"select_iter{i}"].params["iteration"] for i in (1, 2)] == [1, 2]
+    assert {"regen_iter2_weak", "regen_iter2_icl", "weak_answers", "icl_answers"} <= set(relabel["select_iter2"].deps)
 
 
 def test_cli_options_call_the_same_strategies(world, tmp_path):
@@ -309,6 +386,18 @@ def test_cli_options_call_the_same_strategies(world, tmp_path):
     bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
               "confidence", "--out", tmp_path / "sel2", code=2)
     assert "needs --icl-samples" in bad.output
+    weak2, icl2 = finetuned_columns(world)
+    write_jsonl(tmp_path / "weak2.jsonl", weak2)
+    write_jsonl(tmp_path / "icl2.jsonl", icl2)
+    run("select", "--task", "toy", "--weak", tmp_path / "weak2.jsonl", "--icl", tmp_path / "icl2.jsonl",
+        "--questions", files["unlabeled"], "--strategy", "relabel", "--iteration", "2", "--d-weak", files["d_weak"],
+        "--d-icl", files["d_icl"], "--out", tmp_path / "relabel")
+    expected = SELECTION.get("relabel")(TOY, world["unlabeled"], weak2, icl2, iteration=2, d_weak=world["d_weak"],
+                                        d_icl=world["d_icl"])
+    assert read_jsonl(tmp_path / "relabel" / "hybrid.jsonl") == expected.hybrid
+    bad = run("select", "--task", "toy", "--weak", files["d_weak"], "--icl", files["d_icl"], "--strategy",
+              "relabel", "--iteration", "2", "--out", tmp_path / "sel3", code=2)
+    assert "needs --d-weak" in bad.output
 
 
 def test_the_report_names_the_strategies():
@@ -322,3 +411,6 @@ def test_the_report_names_the_strategies():
     metrics["run"] = {}  # a run from before the strategies: the paper's
     md = render_markdown(metrics)
     assert "(final answer consistency)" in md and "(the paper's rule)" in md
+    metrics["selection"]["iterations"][0]["control"] = "gold"  # a selection plug-in that reads gold
+    md = render_markdown(metrics)
+    assert "## Stage I selection (CONTROL: gold labels, not label-free)" in md and "(the paper's rule)" in md

@@ -28,7 +28,7 @@ from w2s.evaluation import evaluate  # noqa: F401  (the one evaluation path)
 from w2s.io import DataError, read_json, read_records, write_json, write_jsonl
 from w2s.method import metrics, pseudo_labels, voting
 from w2s.method.fewshot import build_fewshot_prompts, zero_shot_prompts  # noqa: F401  (re-exported)
-from w2s.method.registry import PAIRS, REWARDS, SELECTION, chosen
+from w2s.method.registry import LABEL_RULES, PAIRS, REWARDS, SELECTION, chosen
 from w2s.method.selection import full_weak_sft
 from w2s.tasks import make_task  # noqa: F401  (re-exported: one way to build a task)
 from w2s.tasks.base import Task, seeded_rng
@@ -123,15 +123,16 @@ def select(task: Task, questions: Sequence[dict], weak_gens: Sequence[dict], icl
            strategy: str = "consistency", **available):
     """Stage I selection by the registered `strategy` (`stage1.selection`; default the paper's
     final-answer consistency) and its summary. Of `available` (config values and inputs by
-    name: `seed`, `icl_samples`, `confidence_threshold`, ...), the strategy gets what its entry
-    declares. `gold` (question records with `answer`, hidden
+    name: `seed`, `icl_samples`, `confidence_threshold`, `iteration`, ...), the strategy gets what
+    its entry declares. `gold` (question records with `answer`, hidden
     from the method) adds diagnostics only: the precision of what was selected and the accuracy
     of the raw weak labels (`weak_labels`, default `weak_gens`; the pipeline passes D_weak at
     every iteration). Returns (Selection, summary)."""
     entry = SELECTION.get(strategy)
     sel = entry(task, questions, weak_gens, icl_gens, **chosen(entry, available))
-    summary = metrics.selection_diagnostics(task, sel, questions, gold=gold)
+    summary = {**control_of(entry), **metrics.selection_diagnostics(task, sel, questions, gold=gold)}
     summary.update({f"skipped_{k}": v for k, v in sel.skipped.items()})
+    summary.update(getattr(sel, "counts", None) or {})   # a rule's own counts (relabel: n_relabelled)
     golds = metrics.golds_of(gold if gold is not None else questions)
     if golds:
         summary["weak_accuracy"] = metrics.greedy_accuracy(task, weak_gens if weak_labels is None else weak_labels,
@@ -175,7 +176,7 @@ def preference_pairs(task: Task, questions: Sequence[dict], weak_gens: Sequence[
     built = entry(task, questions, weak_gens, samples, min_confidence=min_confidence,
                   flip_confidence=flip_confidence, max_pairs=max_pairs, seed=seed, votes=votes,
                   **chosen(entry, available))
-    summary = {**control_of(entry.obj), "n_questions": len(questions), "n_pairs": len(built),
+    summary = {**control_of(entry), "n_questions": len(questions), "n_pairs": len(built),
                "n_questions_with_pairs": len({p["id"] for p in built}),
                "weak_chosen": sum(p["weak_side"] == "chosen" for p in built),
                "weak_rejected": sum(p["weak_side"] == "rejected" for p in built),
@@ -208,7 +209,7 @@ def stage3_labels(task: Task, questions: Sequence[dict], samples: Sequence[dict]
     labels = pseudo_labels.pseudo_labels(rule, task, questions, samples, weak_gens, icl_gens, **rule_settings)
     records = [{"id": str(q["id"]), "prompt": task.prompt(q["question"]), "pseudo_label": labels[str(q["id"])]}
                for q in questions if str(q["id"]) in labels]
-    summary = {"reward": reward, "rule": rule, **control_of(REWARDS.get(reward).obj),
+    summary = {"reward": reward, "rule": rule, **control_of(*reward_entries(reward)),
                **pseudo_labels.diagnostics(task, questions, samples, labels, gold=gold)}
     if stage1_ids is not None:  # labels that only repeat what Stage I learnt teach little new
         summary["stage1_overlap"] = stage1_overlap([r["id"] for r in records], stage1_ids)
@@ -234,10 +235,21 @@ def stage3_round_summary(labels_summary: dict, grpo_log: Sequence[dict], dev_acc
             "stage1_overlap": (labels_summary.get("stage1_overlap") or {}).get("share_in_stage1")}
 
 
-def control_of(entry_obj) -> dict:
-    """{"control": "gold" | "random"} for a control entry (w2s.method.controls), else {}."""
-    kind = getattr(entry_obj, "control", None)
-    return {"control": kind} if kind else {}
+def control_of(*entries) -> dict:
+    """{"control": KIND} when one of `entries` is a control: it says so (`fn.control`, "gold" or
+    "random": w2s.method.controls) or it reads the hidden gold (declares `hidden_gold`, "gold");
+    else {} (label-free)."""
+    for entry in entries:
+        kind = getattr(entry.obj, "control", None) or ("gold" if "hidden_gold" in entry.needs else None)
+        if kind:
+            return {"control": kind}
+    return {}
+
+
+def reward_entries(reward: str) -> tuple:
+    """A Stage III reward's entry and its pseudo-label rule's."""
+    entry = REWARDS.get(reward)
+    return entry, LABEL_RULES.get(entry.obj.pseudo_label_rule)
 
 
 def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_accuracy: float | None) -> dict:
@@ -245,7 +257,7 @@ def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_ac
     being the start policy kept; else the last round) and its numbers at the top level."""
     pick = choose_round(rounds, start_dev_accuracy)
     chosen = rounds[pick - 1] if pick else {"dev_accuracy": start_dev_accuracy}
-    return {"reward": reward, **control_of(REWARDS.get(reward).obj), "start": start,
+    return {"reward": reward, **control_of(*reward_entries(reward)), "start": start,
             "start_dev_accuracy": start_dev_accuracy, "chosen_round": pick,
             "chosen_by": "dev accuracy" if all(r.get("dev_accuracy") is not None for r in rounds) else "last round",
             **{k: v for k, v in chosen.items() if k not in ("round", "reward_curve")},

@@ -93,12 +93,22 @@ def select(
     out: str = typer.Option(..., "--out", help="Output directory."),
     questions: Optional[str] = typer.Option(None, help="Question file to join question text and gold by id."),
     strategy: str = typer.Option("consistency", help="Selection strategy (stage1.selection): consistency "
-                                                     "(weak and in-context answers agree), confidence, random."),
+                                                     "(weak and in-context answers agree), confidence, random, "
+                                                     "relabel (from iteration 2: the fine-tuned strong models "
+                                                     "relabel what consistency discarded)."),
     icl_samples: Optional[str] = typer.Option(None, help="confidence: the strong model's in-context samples "
                                                          "(several generation records per id)."),
     threshold: float = typer.Option(0.75, help="confidence: share of the in-context samples that must reach "
                                                "the greedy in-context answer (stage1.confidence_threshold)."),
     seed: int = typer.Option(0, help="random: seed of the draw (the run's seed)."),
+    iteration: int = typer.Option(1, min=1, help="The Stage I iteration (--weak / --icl are its columns), for "
+                                                 "strategies that need it (relabel)."),
+    d_weak: Optional[str] = typer.Option(None, "--d-weak", help="relabel: the weak model's original answers "
+                                                                "(iteration 1's --weak)."),
+    d_icl: Optional[str] = typer.Option(None, "--d-icl", help="relabel: the base strong model's original "
+                                                              "in-context answers (iteration 1's --icl)."),
+    hidden_gold: Optional[str] = typer.Option(None, "--hidden-gold", help="A control that needs gold only: the "
+                                              "questions file holding the gold answers."),
     task_option: Optional[List[str]] = typer.Option(None, "--task-option", "-o", help=OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
@@ -109,14 +119,15 @@ def select(
     """
     with user_errors():
         entry = SELECTION.get(strategy, "--strategy")
-        files = _needed_files(entry, strategy, {"icl_samples": icl_samples})
-        check_output(out, [weak, icl, questions, icl_samples], is_dir=True)
+        check_output(out, [weak, icl, questions, icl_samples, d_weak, d_icl, hidden_gold], is_dir=True)
         t = task_from_options(task, task_option)
+        files = _needed_files(entry, strategy, {"icl_samples": icl_samples, "d_weak": d_weak, "d_icl": d_icl,
+                                                "hidden_gold": hidden_gold}, t)
         weak_gens = nonempty(steps.read_generations(weak), weak)
         icl_gens = nonempty(steps.read_generations(icl), icl)
         qs = _questions(t, questions, weak_gens, icl_gens)
         sel, summary = steps.select(t, qs, weak_gens, icl_gens, strategy=strategy, seed=seed,
-                                    confidence_threshold=threshold, **files)
+                                    confidence_threshold=threshold, iteration=iteration, **files)
         out_dir = Path(out)
         steps.write_selection(out_dir, sel, summary)
         human = (f"selected {summary['n_selected']} of {summary['n_questions']} questions "
@@ -182,6 +193,8 @@ def pairs(
 #: the option that gives each named input a strategy may need (its entry's `needs`)
 INPUT_OPTIONS = {"icl_samples": ("--icl-samples", "the strong model's in-context samples"),
                  "icl_gens": ("--icl", "the in-context strong model's generations"),
+                 "d_weak": ("--d-weak", "the weak model's original answers, D_weak"),
+                 "d_icl": ("--d-icl", "the base strong model's original in-context answers, D_icl"),
                  "hidden_gold": ("--hidden-gold", "the questions file with the gold answers (a control)")}
 
 

@@ -10,7 +10,9 @@ rule). A researcher adds one by writing the function and decorating it:
 `params` are keys of the entry's config section (stage1 / stage2 / stage3) whose values it gets;
 `needs` are named inputs the pipeline (or the CLI) provides: `seed` (the run's seed),
 `icl_gens` (the strong model's in-context answers, D_icl), `icl_samples` (its k in-context
-samples: the pipeline adds the stage that makes them only when an entry needs them). A config
+samples: the pipeline adds the stage that makes them only when an entry needs them), `iteration`
+(Stage I's iteration), `d_weak` / `d_icl` (iteration 1's columns, at every iteration),
+`hidden_gold` (controls only; `INPUTS` says what each is). A config
 may also name "package.module:function" from outside w2s. The function's docstring is its
 documentation: `describe()` prints it.
 """
@@ -27,6 +29,9 @@ LABEL_RULES = Registry("pseudo-label rule")                      # Stage III: a 
 #: the inputs an entry may name in `needs`, and what each is
 INPUTS = {"seed": "the run's seed", "icl_gens": "the strong model's in-context answers (D_icl)",
           "icl_samples": "the strong model's k in-context samples per question (stage1.confidence_samples)",
+          "iteration": "the Stage I iteration (1, 2, ...) the selection is for",
+          "d_weak": "the weak model's original answers (D_weak), at every iteration",
+          "d_icl": "the base strong model's original in-context answers (D_icl), at every iteration",
           "hidden_gold": "the gold answers of the unlabeled questions: CONTROLS only (w2s.method.controls); "
                          "a run with an entry that needs them is not label-free and its report says so"}
 

@@ -1,9 +1,10 @@
 """Stage I data: full weak fine-tuning, and the selection strategies (`stage1.selection`):
 `consistency` (the paper), `confidence` (the strong model's self-consistency), `random` (a
-control). Each is one function registered in `registry.SELECTION`, called as
+control), `relabel` (from iteration 2 on, the fine-tuned strong models relabel what the
+consistency check discarded). Each is one function registered in `registry.SELECTION`, called as
 `fn(task, questions, weak_gens, icl_gens, **declared)` and returning a `Selection`; `declared`
 holds what its entry declares (`random`: `seed`; `confidence`: `icl_samples` and
-`confidence_threshold`).
+`confidence_threshold`; `relabel`: `iteration`, `d_weak`, `d_icl`).
 
 SFT records always use the task's ZERO-SHOT prompt of the question and `task.completion` of
 the response, whatever prompt produced the response (the in-context generations came from
@@ -29,6 +30,7 @@ class Selection:
     ids: list[str]                   # selected question ids, in question order
     answers: dict[str, str]          # id -> the agreed answer (weak side's string)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    counts: dict[str, int] = field(default_factory=dict)   # a rule's own counts, into its summary
 
 
 def first_generation(gens: Iterable[dict]) -> dict[str, dict]:
@@ -204,4 +206,43 @@ def select_random(task: Task, questions: Sequence[dict], weak_gens: Iterable[dic
         if i in drawn:
             _add(task, sel, q, a, weak[str(q["id"])], icl[str(q["id"])])
     sel.skipped["not_drawn"] = len(pool) - n
+    return sel
+
+
+@SELECTION.register("relabel", needs=("iteration", "d_weak", "d_icl"))
+def select_relabel(task: Task, questions: Sequence[dict], weak_gens: Iterable[dict], icl_gens: Iterable[dict],
+                   *, iteration: int, d_weak: Iterable[dict], d_icl: Iterable[dict], **context) -> Selection:
+    """Re-labelling the discarded questions with the fine-tuned strong model (Shi et al., 2025,
+    "How to Mitigate Overfitting in Weak-to-strong Generalization?", arXiv 2503.04249): iteration 1
+    is `consistency`. From iteration 2 on, the questions where the ORIGINAL weak and in-context
+    answers (`d_weak`, `d_icl`) agree stay, with their original solutions (Shi et al.'s set A:
+    filtered weak supervision), and the questions that check discarded are re-answered by the
+    previous iteration's two fine-tuned strong models (this iteration's columns, weak- and
+    icl-variant) and kept when the two agree (set B; two models trained on different solutions
+    agreeing is the confidence, as Stage I's own check), with their solutions.
+
+    Unlike `consistency` at iteration 2 (which re-asks the fine-tuned models about every
+    question), set A is never relabelled: only the hard questions the weak supervision could not
+    settle get the strong model's answers. `counts`: n_kept (set A), n_relabelled (set B);
+    `skipped` counts the discarded questions set B also leaves out ("missing", "empty", "disagree").
+    """
+    if not isinstance(iteration, int) or iteration < 1:
+        raise ValueError(f"iteration must be a whole number >= 1, got {iteration!r}")
+    d_weak, d_icl = list(d_weak), list(d_icl)
+    if iteration == 1:
+        first = select_consistent(task, questions, d_weak, d_icl)
+        first.counts = {"n_kept": len(first.ids), "n_relabelled": 0}
+        return first
+    kept = set(select_consistent(task, questions, d_weak, d_icl).ids)
+    discarded = [q for q in questions if str(q["id"]) not in kept]
+    fresh = select_consistent(task, discarded, weak_gens, icl_gens)   # the fine-tuned models agree
+    relabelled = set(fresh.ids)
+    columns = {"kept": (first_generation(d_weak), first_generation(d_icl)),
+               "relabelled": (first_generation(weak_gens), first_generation(icl_gens))}
+    sel = Selection([], [], [], [], {}, dict(fresh.skipped), {"n_kept": len(kept), "n_relabelled": len(relabelled)})
+    for q in questions:  # question order, like every selection
+        qid = str(q["id"])
+        if qid in kept or qid in relabelled:
+            weak, icl = columns["kept" if qid in kept else "relabelled"]
+            _add(task, sel, q, usable_answer(task, weak[qid]), weak[qid], icl[qid])
     return sel

@@ -33,6 +33,7 @@ STAGE3_SUMMARY = "data/stage3/summary.json"
 
 #: named inputs a registered strategy may need (`needs`): the stage that makes each, its file
 INPUT_FILES = {"icl_gens": ("icl_answers", D_ICL), "icl_samples": ("icl_samples", D_ICL_SAMPLES),
+               "d_weak": ("weak_answers", D_WEAK), "d_icl": ("icl_answers", D_ICL),   # iteration 1's columns
                "hidden_gold": ("load_data", Q_HIDDEN)}   # controls only (w2s.method.controls)
 
 

@@ -155,7 +155,9 @@ def significance_lines(metrics: dict) -> list[str]:
 def strategy_words(metrics: dict, key: str) -> str:
     """The run's strategy for a stage (`stage1.selection` / `stage2.pairs`), in words."""
     name = (metrics.get("run") or {}).get(key) or {"stage1_selection": "consistency", "stage2_pairs": "paper"}[key]
-    control = ((metrics.get("selection") or {}).get("pairs") or {}).get("control") if key == "stage2_pairs" else None
+    sel = metrics.get("selection") or {}
+    summaries = [sel.get("pairs") or {}] if key == "stage2_pairs" else sel.get("iterations") or []
+    control = next((s["control"] for s in summaries if s.get("control")), None)
     if control:
         return f"CONTROL: {control} labels, not label-free"
     return {"consistency": "final answer consistency", "paper": "the paper's rule"}.get(name, f"strategy {name}")

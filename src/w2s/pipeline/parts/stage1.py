@@ -49,6 +49,7 @@ def add_selection(g: Graph, i: int, gen_stage: dict, gen_file: dict) -> None:
     entry = SELECTION.get(g.cfg.stage1.selection)
     params = {p: getattr(g.cfg.stage1, p) for p in entry.params}
     seed = {"seed": g.cfg.seed} if "seed" in entry.needs else {}
+    iteration = {"iteration": i} if "iteration" in entry.needs else {}
     files = {n: INPUT_FILES[n] for n in entry.needs if n in INPUT_FILES}
 
     def select(ctx):
@@ -56,7 +57,7 @@ def add_selection(g: Graph, i: int, gen_stage: dict, gen_file: dict) -> None:
         sel, summary = steps.select(g.task, g.questions(Q_UNLABELED), g.records(ctx, gen_file["weak"]),
                                     g.records(ctx, gen_file["icl"]), gold=g.questions(Q_HIDDEN),
                                     weak_labels=g.records(ctx, D_WEAK), strategy=g.cfg.stage1.selection,
-                                    seed=g.cfg.seed, **params, **inputs)
+                                    seed=g.cfg.seed, **params, **iteration, **inputs)
         summary = {"iteration": i, **summary}
         steps.write_selection(ctx.path(iteration_dir(i)), sel, summary)
         return summary
@@ -64,7 +65,7 @@ def add_selection(g: Graph, i: int, gen_stage: dict, gen_file: dict) -> None:
     out = iteration_dir(i)
     g.add(f"select_iter{i}", select,
           deps=[gen_stage["weak"], gen_stage["icl"], "load_data"] + [stage for stage, _ in files.values()],
-          params={"selection": g.cfg.stage1.selection, **params, **seed},
+          params={"selection": g.cfg.stage1.selection, **params, **seed, **iteration},
           outputs=[f"{out}/{v}.jsonl" for v in VARIANTS] + [f"{out}/summary.json"])
     g.report_inputs.append(f"select_iter{i}")
 
