@@ -109,3 +109,20 @@ def test_the_oracle_controls_run_in_the_pipeline_and_are_titled_controls(toy_dat
     report = (run / "report.md").read_text()
     assert "## Stage III CONTROL (gold reward; not label-free)" in report
     assert "Stage II preference pairs (CONTROL: gold labels, not label-free)" in report
+
+
+def test_relabel_runs_two_iterations_in_the_pipeline(toy_data, tmp_path):
+    """stage1.selection: relabel gets its iteration and iteration 1's columns (declared inputs):
+    iteration 2 keeps iteration 1's selection as it was and adds what the fine-tuned models agree on."""
+    raw = deep_merge(plugin_config(toy_data), {"stage1": {"selection": "relabel", "iterations": 2, "variants": ["icl"]},
+                                               "stage2": {"enabled": False}})
+    run = tmp_path / "run"
+    run_pipeline(config_from_dict(raw), run, quiet=True)
+    first, second = (json.loads((run / f"data/iter{i}/summary.json").read_text()) for i in (1, 2))
+    assert first["n_relabelled"] == 0 and second["n_kept"] == first["n_selected"]
+    assert second["n_selected"] == second["n_kept"] + second["n_relabelled"]
+    kept = {r["id"]: r for r in read(run / "data/iter1/icl.jsonl")}
+    again = [r for r in read(run / "data/iter2/icl.jsonl") if r["id"] in kept]
+    assert again == list(kept.values())              # set A: never relabelled
+    manifest = json.loads((run / "manifest.json").read_text())["stages"]
+    assert {"weak_answers", "icl_answers", "regen_iter2_weak"} <= set(manifest["select_iter2"]["deps"])
