@@ -278,3 +278,47 @@ def test_m_rl_is_the_start_policy_when_no_round_beats_it_on_dev():
     s = stage3_summary(rounds, "majority", "m_pro_dpo", 0.60)
     assert s["chosen_round"] == 0 and s["dev_accuracy"] == 0.60 and "control" not in s
     assert stage3_summary(rounds, "gold", "m_pro_dpo", 0.5)["control"] == "gold"
+
+
+def test_drop_zero_std_masks_completions_without_signal():
+    import torch
+
+    from w2s.training.trl_grpo import drop_zero_advantage
+
+    batch = {"advantages": torch.tensor([0.0, 0.0, 0.7, -0.7]), "completion_mask": torch.ones(4, 3, dtype=torch.int),
+             "num_items_in_batch": torch.tensor(12), "prompt_ids": torch.zeros(4, 2)}
+    out = drop_zero_advantage(batch)
+    assert out["completion_mask"].tolist() == [[0] * 3, [0] * 3, [1] * 3, [1] * 3]
+    assert int(out["num_items_in_batch"]) == 6 and out["prompt_ids"] is batch["prompt_ids"]
+    tools = drop_zero_advantage({**batch, "tool_mask": torch.tensor([[1, 1, 1]] * 3 + [[1, 0, 0]])})
+    assert int(tools["num_items_in_batch"]) == 4             # the loss mask counts tool masking too
+    assert int(drop_zero_advantage(batch, gather=lambda t: t.repeat(2))["num_items_in_batch"]) == 12
+
+
+def test_grpo_with_drop_zero_std_runs_on_a_real_trainer(toy_policy, tmp_path, monkeypatch):
+    """The hook reaches into TRL's generation batch: a TRL that renamed its keys fails here."""
+    from w2s.training import read_lineage, trl_grpo
+    from w2s.training.grpo import train_grpo
+    from w2s.training.settings import GRPOSettings
+
+    seen = []
+    real = trl_grpo.drop_zero_advantage
+
+    def spy(batch, gather=lambda t: t):
+        out = real(batch, gather)
+        seen.append((batch["advantages"].tolist(), out["completion_mask"].sum(dim=1).tolist()))
+        return out
+
+    monkeypatch.setattr(trl_grpo, "drop_zero_advantage", spy)
+    model, questions = toy_policy
+    # one question labelled right (a signal when its samples differ), one never reachable (none)
+    records = [{"prompt": TASK.prompt(q["question"]), "pseudo_label": label}
+               for q, label in ((questions[0], questions[0]["answer"]), (questions[1], "-123456"))]
+    out = train_grpo(str(model), records, tmp_path / "rl",
+                     GRPOSettings(reward="majority", task="toy", learning_rate=1e-4, max_steps=2, num_generations=4,
+                                  per_device_train_batch_size=8, max_completion_length=32, save_steps=1000, seed=0,
+                                  drop_zero_std=True))
+    assert len(read_lineage(out)["grpo_log"]) == 2 and len(seen) == 2
+    for advantages, kept_tokens in seen:
+        assert all((a == 0) == (n == 0) for a, n in zip(advantages, kept_tokens))
+    assert any(a == 0 for advantages, _ in seen for a in advantages)   # the unreachable label's group

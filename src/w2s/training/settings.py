@@ -211,6 +211,9 @@ class GRPOSettings(TrainSettings):
     loss_type: str = setting("dapo", "TRL's loss aggregation (dapo, grpo, dr_grpo, ...).")
     mask_truncated_completions: bool = setting(False, "Leave completions cut by max_completion_length "
                                                "out of the loss (DAPO).")
+    drop_zero_std: bool = setting(False, "Leave completions whose advantage is 0 (a group whose rewards are all "
+                                  "equal) out of the loss and its token count (DAPO's dynamic sampling, "
+                                  "without oversampling; w2s.training.trl_grpo).")
     logging_steps: int = new_default(TrainSettings, "logging_steps", 1)  # the per-step reward curve
     use_vllm: bool = setting(False, "Generate inside GRPO with vLLM (GPUs).")
     vllm_mode: Literal["colocate", "server"] = setting(

@@ -1,4 +1,5 @@
-"""The ONE module that knows TRL's (and PEFT's) version-specific API.
+"""The ONE module that knows TRL's (and PEFT's) version-specific API (with `trl_grpo`, which
+reaches inside a built GRPOTrainer).
 
 Everything else in `w2s.training` speaks our settings (`settings.py`), which carry TRL's names
 wherever TRL has the setting; this module passes those through, maps the few w2s-only ones
@@ -99,7 +100,8 @@ def has_accelerator() -> bool:
 #: Settings that are w2s's own (TRL has no such field, or it means something else there); every
 #: other setting carries its TRL name and is passed to TRL's config as it is.
 W2S_ONLY = frozenset({"lora", "merge", "load_in_4bit", "dtype", "attn_implementation", "quiet", "keep_checkpoints", "extra",
-                      "report_to", "logging_dir", "method", "sft_weight", "reference", "reward", "task", "strict_answers"})
+                      "report_to", "logging_dir", "method", "sft_weight", "reference", "reward", "task", "strict_answers",
+                      "drop_zero_std"})
 #: Settings one trainer does not use although TRL's config of another has them.
 _UNUSED = {"orpo": {"precompute_ref_log_probs"},  # ORPO has no reference model
            "grpo": {"max_length"}}                # GRPO: only w2s's bound on prompt characters
