@@ -322,3 +322,18 @@ def test_grpo_with_drop_zero_std_runs_on_a_real_trainer(toy_policy, tmp_path, mo
     for advantages, kept_tokens in seen:
         assert all((a == 0) == (n == 0) for a, n in zip(advantages, kept_tokens))
     assert any(a == 0 for advantages, _ in seen for a in advantages)   # the unreachable label's group
+
+
+def test_the_report_says_when_m_rl_is_round_0():
+    from w2s.report import render_markdown
+    from w2s.steps import stage3_summary
+
+    rounds = [{"round": 1, "dev_accuracy": 0.50, "n_labelled": 3, "n_questions": 4}]
+    metrics = {"models": {}, "comparisons": [], "selection": {},
+               "stage3": stage3_summary(rounds, "majority", "m_pro_dpo", 0.60)}
+    md = render_markdown(metrics)
+    assert "m_rl = round 0 (the start policy" in md and "| 0 (start policy, m_rl) |" in md
+    assert "| 1 |" in md and "## Stage III (label-free GRPO)" in md
+    metrics["stage3"] = stage3_summary(rounds, "majority", "m_pro_dpo", 0.40)
+    md = render_markdown(metrics)
+    assert "start policy, m_rl" not in md and "| 1 (m_rl) |" in md

@@ -93,8 +93,11 @@ def stage3_rows(metrics: dict) -> list[list[str]]:
     policy's samples, GRPO's reward, dev accuracy."""
     rows = [["Round", "Labelled", "Coverage %", "Precision %", "Majority share %", "Answer entropy",
              "Mean reward %", "Reward first→last %", "Zero-variance groups %", "Dev %"]]
-    chosen = (metrics.get("stage3") or {}).get("chosen_round")
-    for r in (metrics.get("stage3") or {}).get("rounds", []):
+    s3 = metrics.get("stage3") or {}
+    chosen = s3.get("chosen_round")
+    if chosen == 0:  # m_rl is the start policy kept: the row that says so, with its dev score
+        rows.append(["0 (start policy, m_rl)"] + ["–"] * 8 + [_fmt(s3.get("start_dev_accuracy"))])
+    for r in s3.get("rounds", []):
         rows.append([f"{r['round']}{' (m_rl)' if r['round'] == chosen else ''}",
                      f"{r.get('n_labelled')}/{r.get('n_questions')}", _fmt(r.get("coverage")),
                      _fmt(r.get("pseudo_label_precision")), _fmt(r.get("majority_share")),
