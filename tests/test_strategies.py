@@ -201,6 +201,11 @@ def test_the_gold_and_random_rewards_are_controls():
     assert set(r) == {0.0, 1.0} and 70 < sum(r) < 130          # a fair coin, not the answer's correctness
     assert r == coin(prompts=["p"] * 200, completions=texts, pseudo_label=["1"] * 200, completion_ids=[[5, 2]] * 200)
     assert coin(prompts=["p"], completions=[texts[1]], pseudo_label=["1"], completion_ids=[[5, 5]]) == [0.0]
+    # the run's seed keys the coin: the same seed, the same coins; another seed, other coins at the same rate
+    seeded = [rewards.bind("random", TOY, eos_token_ids=[2], seed=s) for s in (0, 0, 1)]
+    flips = [fn(prompts=["p"] * 200, completions=texts, pseudo_label=["0"] * 200, completion_ids=[[5, 2]] * 200)
+             for fn in seeded]
+    assert flips[0] == flips[1] != flips[2] and all(70 < sum(f) < 130 for f in flips)
 
 
 def finetuned_columns(world) -> tuple[list[dict], list[dict]]:

@@ -73,12 +73,14 @@ def gold(prompts, completions, pseudo_label, *, task: Task, finished=None, **kwa
 def random_reward(prompts, completions, pseudo_label, *, task: Task, finished=None, **kwargs) -> list[float]:
     """CONTROL (null; Shao et al., 2025, "Spurious Rewards: Rethinking Training Signals in RLVR"):
     1 or 0 by a fair coin, independent of correctness, on the same questions the majority reward
-    trains on. The coin is a hash of (prompt, completion), so a completion's reward does not
-    depend on its batch or process; a completion cut by the length limit earns 0, as with
-    every other reward (only the correctness signal is removed)."""
+    trains on. The coin is a hash of (run seed, prompt, completion), so a completion's reward does
+    not depend on its batch or process (TRL tells a reward no sample index) and another seed flips
+    other coins; a completion cut by the length limit earns 0, as with every other reward (only the
+    correctness signal is removed)."""
+    key = "" if kwargs.get("seed") is None else f"{kwargs['seed']}\x00"
     out = []
     for i, (prompt, text) in enumerate(zip(prompts, completions, strict=True)):
-        coin = hashlib.sha256(f"{prompt}\x00{text}".encode()).digest()[0] & 1
+        coin = hashlib.sha256(f"{key}{prompt}\x00{text}".encode()).digest()[0] & 1
         out.append(0.0 if finished is not None and not finished[i] else float(coin))
     return out
 

@@ -78,10 +78,12 @@ def majority(prompts, completions, pseudo_label, *, task: Task, finished=None, *
 # which a TRL reward function does not receive (a second forward pass per batch).
 
 
-def bind(name: str, task: Task, eos_token_ids: Sequence[int] = (), strict: bool = True) -> Callable:
+def bind(name: str, task: Task, eos_token_ids: Sequence[int] = (), strict: bool = True,
+         seed: int | None = None) -> Callable:
     """The reward `name` as TRL calls it: task bound (its strict form unless `strict` is False:
     rewarded answers are the ones the test scores), and a completion counted as finished when it
-    ends with an EOS token or contains one of the task's stop strings."""
+    ends with an EOS token or contains one of the task's stop strings. `seed` (the run's) reaches
+    the reward as a keyword when given (the `random` control's coin)."""
     fn = REWARDS.get(name, "stage3.reward").obj
     eos = set(eos_token_ids)
     task = (task.strict() or task) if strict else task
@@ -91,7 +93,8 @@ def bind(name: str, task: Task, eos_token_ids: Sequence[int] = (), strict: bool 
         if completion_ids is not None:
             finished = [bool(ids) and ids[-1] in eos or any(s in text for s in task.stop)
                         for ids, text in zip(completion_ids, completions, strict=True)]
-        return fn(prompts, completions, pseudo_label, task=task, finished=finished, **kwargs)
+        seeded = {"seed": seed} if seed is not None else {}
+        return fn(prompts, completions, pseudo_label, task=task, finished=finished, **seeded, **kwargs)
 
     reward.__name__ = name  # TRL logs rewards/<name>/mean
     return reward

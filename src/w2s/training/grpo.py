@@ -39,7 +39,7 @@ def train_grpo(model: str | os.PathLike, data, out_dir: str | os.PathLike, confi
 
     def build(model_obj, tokenizer, records, ckpt_dir, peft_config, cbs):
         eos = {tokenizer.eos_token_id, *_as_list(model_obj.generation_config.eos_token_id)} - {None}
-        fn = rewards.bind(reward, task, eos, strict=settings.strict_answers)
+        fn = rewards.bind(reward, task, eos, strict=settings.strict_answers, seed=settings.seed)
         trainer = trl_compat.grpo_trainer(model_obj, tokenizer, _dataset(records), [fn], settings, ckpt_dir,
                                           stop=task.stop, peft_config=peft_config, callbacks=cbs)
         if settings.drop_zero_std:
