@@ -277,6 +277,9 @@ def test_m_rl_is_the_start_policy_when_no_round_beats_it_on_dev():
     assert row["zero_std_share"] == 0.5 and row["mean_reward"] == pytest.approx(0.6)
     s = stage3_summary(rounds, "majority", "m_pro_dpo", 0.60)
     assert s["chosen_round"] == 0 and s["dev_accuracy"] == 0.60 and "control" not in s
+    full = [{"round": 1, "dev_accuracy": 0.5, "coverage": 0.4, "mean_reward": 0.3}]
+    assert {k: v for k, v in stage3_summary(full, "majority", "m_pro_dpo", 0.6).items() if k in full[0]} == \
+        {"dev_accuracy": 0.6, "coverage": None, "mean_reward": None}   # round 0: the same keys, no labels
     assert stage3_summary(rounds, "gold", "m_pro_dpo", 0.5)["control"] == "gold"
 
 

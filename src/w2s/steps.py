@@ -256,7 +256,9 @@ def stage3_summary(rounds: Sequence[dict], reward: str, start: str, start_dev_ac
     """Stage III's summary: the per-round monitor, the round m_rl is (by dev accuracy, round 0
     being the start policy kept; else the last round) and its numbers at the top level."""
     pick = choose_round(rounds, start_dev_accuracy)
-    chosen = rounds[pick - 1] if pick else {"dev_accuracy": start_dev_accuracy}
+    # round 0, the start policy kept, has no labels nor GRPO of its own: the same keys, empty
+    chosen = rounds[pick - 1] if pick else {**dict.fromkeys(rounds[-1] if rounds else ()),
+                                            "dev_accuracy": start_dev_accuracy}
     return {"reward": reward, **control_of(*reward_entries(reward)), "start": start,
             "start_dev_accuracy": start_dev_accuracy, "chosen_round": pick,
             "chosen_by": "dev accuracy" if all(r.get("dev_accuracy") is not None for r in rounds) else "last round",
