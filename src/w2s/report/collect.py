@@ -126,8 +126,8 @@ def arithmetic_timings(run_dir: Path) -> dict:
     for name, work in plan.get("stages", {}).items():
         if work.get("flops") and seconds.get(name):
             at_rate = work["flops"] / rate
-            rows[name] = {"flops": work["flops"], "arithmetic_seconds": round(at_rate, 3),
-                          "share_of_machine_rate": round(at_rate / seconds[name], 4)}
+            rows[name] = {"flops": work["flops"], "arithmetic_seconds": float(f"{at_rate:.4g}"),
+                          "share_of_machine_rate": float(f"{at_rate / seconds[name]:.4g}")}
     return {"machine": plan["machine"], "arithmetic": rows}
 
 
