@@ -18,6 +18,11 @@ also engine start and shutdown) and the steady-state tokens/s on a loaded model 
 engine (`keep_engines()`), plus the greedy identity between the two backends.
 
     python bench/generation.py --vllm --prompts 1000     # a few minutes; run on an idle machine
+
+With --toy: the same on the `hf` backend alone (no vLLM); --shots 4 makes the prompts 4-shot
+(gold solutions of other toy questions as demonstrations, ~350 tokens).
+
+    python bench/generation.py --toy --prompts 1000 --k 10 --max-new-tokens 80 --threads 2
 """
 
 from __future__ import annotations
@@ -108,21 +113,29 @@ def compare_backends(args) -> int:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the vLLM engine process inherits it
     torch.set_num_threads(args.threads)  # the hf backend runs in this process
     task, model = get_task("toy"), str(checkpoint_path("strong"))
-    questions = make_splits(seed=0, sizes={"test": args.prompts, "train_1": 0, "train_2": 0})["test"]
-    prompts = [{"id": q["id"], "prompt": task.prompt(q["question"])} for q in questions]
+    splits = make_splits(seed=0, sizes={"test": args.prompts, "train_1": 200 if args.shots else 0, "train_2": 0})
+    demos = random.Random(0)
+    prompts = [{"id": q["id"], "prompt": task.fewshot_prompt([(d["question"], d["solution"]) for d in
+                                                               demos.sample(splits["train_1"], args.shots)],
+                                                              q["question"]) if args.shots
+                else task.prompt(q["question"])} for q in splits["test"]]
     greedy = SamplingConfig(max_new_tokens=args.max_new_tokens, stop=task.stop)
     sampled = SamplingConfig(max_new_tokens=args.max_new_tokens, stop=task.stop, temperature=1.0, n=args.k)
-    options = {"hf": {"batch_size": args.batch_size, "dtype": "float32", "device": "cpu"}, "vllm": {}}
+    hf_options = {k: v for k, v in (("batch_size", args.batch_size), ("max_batch_tokens", args.max_batch_tokens))
+                  if v is not None}
+    options = {"hf": {**hf_options, "dtype": "float32", "device": "cpu"}, "vllm": {}}
+    backends = ("hf", "vllm") if args.vllm else ("hf",)
 
     def timed(backend, sampling, subset):
         t = time.perf_counter()
         records = generate(model, subset, sampling, backend=backend, progress=False, **options[backend])
         return records, time.perf_counter() - t
 
-    result, greedy_texts = {"prompts": len(prompts), "k": args.k, "max_new_tokens": args.max_new_tokens,
-                            "threads": args.threads, "platform": platform.platform(),
+    result, greedy_texts = {"prompts": len(prompts), "shots": args.shots, "k": args.k,
+                            "max_new_tokens": args.max_new_tokens, "threads": args.threads,
+                            "hf_options": hf_options, "platform": platform.platform(),
                             "torch": torch.__version__}, {}
-    for backend in ("hf", "vllm"):
+    for backend in backends:
         unload()
         _, fixed = timed(backend, greedy, prompts[:1])  # cold: load (+ engine start and shutdown)
         with keep_engines():
@@ -136,6 +149,12 @@ def compare_backends(args) -> int:
                            "greedy_tok_per_s": round(g_tok / g_s, 1), "sampled_s": round(k_s, 2),
                            "sampled_tokens": k_tok, "sampled_tok_per_s": round(k_tok / k_s, 1)}
         print(backend, result[backend], flush=True)
+    if len(backends) == 1:
+        out = args.out if args.out != DEFAULT_OUT else ROOT / "bench" / "results" / "generation_hf.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written {out}")
+        return 0
     same = sum(a == b for a, b in zip(greedy_texts["hf"], greedy_texts["vllm"]))
     result["greedy_identical"] = [same, len(prompts)]
     print(f"\n{'backend':8} {'fixed cost s':>12} {'greedy tok/s':>13} {f'k={args.k} tok/s':>12}")
@@ -161,20 +180,26 @@ DEFAULT_OUT = ROOT / "bench" / "results" / "generation.json"
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vllm", action="store_true", help="compare the hf and vllm backends on toy prompts")
+    ap.add_argument("--toy", action="store_true", help="the hf backend alone on toy prompts (as --vllm)")
+    ap.add_argument("--shots", type=int, default=0, help="--toy/--vllm: demonstrations per prompt")
     ap.add_argument("--k", type=int, default=10, help="--vllm: samples per prompt at T=1")
     ap.add_argument("--prompts", type=int, default=300)
     ap.add_argument("--naive-prompts", type=int, default=60,
                     help="prompts for the one-at-a-time baseline (a random subset; it is slow)")
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="hf: most rows per batch (default: the backend's; the naive baselines: 32)")
+    ap.add_argument("--max-batch-tokens", type=int, default=None, help="hf: token budget per batch")
     ap.add_argument("--train-seconds", type=float, default=60)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 by default: on a shared machine, OpenMP threads competing "
                          "with other work slow every method by 10-100x and make timings noise)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
-    if args.vllm:
+    if args.vllm or args.toy:
         return compare_backends(args)
+    ours_options = {"batch_size": args.batch_size} if args.batch_size else {}
+    args.batch_size = args.batch_size or 32  # the batched model.generate baseline
     if not DATA.exists():
         print(f"needs {DATA}", file=sys.stderr)
         return 2
@@ -193,8 +218,8 @@ def main() -> int:
     # ours (model load excluded: warm it up first, as every method gets a loaded model)
     generate(str(model_dir), prompts[:1], sampling, progress=False, dtype="float32", device="cpu")
     t = time.perf_counter()
-    ours = generate(str(model_dir), prompts, sampling, progress=False, batch_size=args.batch_size,
-                    dtype="float32", device="cpu")
+    ours = generate(str(model_dir), prompts, sampling, progress=False, dtype="float32", device="cpu",
+                    **ours_options)
     ours_s = time.perf_counter() - t
     unload()
     tokens = [r["n_tokens"] for r in ours]

@@ -20,6 +20,7 @@ import pytest
 
 from w2s.generation import SamplingConfig, generate
 from w2s.generation import hf as hf_backend
+from w2s.generation import hf_decode
 from w2s.toy import checkpoint_path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -217,7 +218,7 @@ def test_chunked_uniform_draws_give_the_same_samples(monkeypatch):
     seeds = [11, 12]
     results = []
     for chunk in (1000, 7, 1):
-        monkeypatch.setattr(hf_backend, "UNIFORM_CHUNK", chunk)
+        monkeypatch.setattr(hf_decode, "UNIFORM_CHUNK", chunk)
         results.append(hf_backend.decode_batch(lm, encoded, seeds, sampling))
     assert results[0] == results[1] == results[2]
     # and the stream is the one a single up-front draw gives (what earlier versions did)

@@ -37,8 +37,9 @@ def generate_cmd(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
     stop: List[str] = typer.Option([], "--stop", help="Extra stop string (repeatable); the task's are always used."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="PEFT/LoRA adapter on top of --model."),
-    batch_size: int = typer.Option(32, "--batch-size", help="hf: rows per batch."),
-    max_batch_tokens: Optional[int] = typer.Option(None, "--max-batch-tokens", help="hf: token budget per batch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="hf: most rows per batch (default: any)."),
+    max_batch_tokens: Optional[int] = typer.Option(None, "--max-batch-tokens", help="hf: batch budget of rows x "
+                                                   "(prompt + new tokens) (default: from the KV cache size)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16"),
     device: str = typer.Option("auto", "--device", help="hf: auto | cpu | cuda | cuda:N"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai: endpoint (or OPENAI_BASE_URL)."),
@@ -121,7 +122,8 @@ def serve_cmd(
     adapter: Optional[str] = typer.Option(None, "--adapter"),
     served_model_name: Optional[str] = typer.Option(None, "--served-model-name",
                                                     help="Name clients pass as 'model' (default: --model)."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Most rows per batch (default: no limit "
+                                             "but the token budget)."),
     dtype: str = typer.Option("auto", "--dtype"),
     device: str = typer.Option("auto", "--device"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="W2S_API_KEY", show_envvar=True,

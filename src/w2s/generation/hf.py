@@ -5,9 +5,11 @@ Why not `model.generate`? Four things the method needs and `generate` makes hard
     seeded uniform stream, so a sample is the same alone, in any batch, after resume);
   * per-sequence stop strings with the finished rows DROPPED from the batch (and the KV
     cache) instead of being padded along until the slowest row ends;
-  * batches built from length-sorted prompts under a token budget (little padding);
+  * batches built from length-sorted prompts under a token budget (little padding; short
+    zero-shot prompts make bigger batches than few-shot ones, see `default_batch_tokens`);
   * greedy output identical to one-prompt-at-a-time output (correct position ids and
     attention mask under left padding).
+The decode loop (preallocated KV cache, prefix sharing, sampling) is in `hf_decode`.
 The loaded model is cached across calls (the pipeline generates many times with the same
 model); `unload()` frees it before training.
 
@@ -19,23 +21,12 @@ tokenized), and each row generates at most `context - prompt length` tokens.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from w2s import models
-from w2s.generation.sampling import SamplingConfig, WorkItem, cut_at_stop
-
-
-@dataclass
-class LoadedModel:
-    model: object
-    tokenizer: object
-    device: object
-    eos_ids: frozenset
-    pad_id: int
-    cache_kwarg: str  # "cache" (transformers >= 5.x) or "past_key_values" (older 5.x)
-    context: int | None = None  # longest sequence (prompt + new tokens); None = unknown
+from w2s.generation.hf_decode import LoadedModel, decode_batch, pick_tokens  # noqa: F401 - also this module's API
+from w2s.generation.sampling import SamplingConfig, WorkItem
 
 
 class PromptTooLong(ValueError):
@@ -52,8 +43,12 @@ class PromptTooLong(ValueError):
 #: context * MAX_CHARS_PER_TOKEN characters cannot fit: refused without tokenizing it
 #: (tokenizing a 50 MB record takes minutes and gigabytes).
 MAX_CHARS_PER_TOKEN = 64
-#: Uniform random numbers drawn per row at a time (memory does not grow with max_new_tokens).
-UNIFORM_CHUNK = 256
+#: The default token budget of a batch (prompt + new tokens, summed over rows): as many as fit
+#: KV_CACHE_BYTES of keys and values, at most MAX_BATCH_TOKENS (bigger batches do not run
+#: faster on CPU), DEFAULT_BATCH_TOKENS when the model's config does not tell.
+KV_CACHE_BYTES = 2 * 1024 ** 3
+MAX_BATCH_TOKENS = 32768
+DEFAULT_BATCH_TOKENS = 16384
 
 
 _LOADED: tuple[tuple, LoadedModel] | None = None
@@ -135,10 +130,11 @@ class HFBackend:
     deduplicate_greedy = True
 
     def __init__(self, model: str, adapter: str | None = None, *, dtype: str = "auto",
-                 device: str = "auto", batch_size: int = 32, max_batch_tokens: int | None = None,
+                 device: str = "auto", batch_size: int | None = None, max_batch_tokens: int | None = None,
                  trust_remote_code: bool = False):
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        for name, value in (("batch_size", batch_size), ("max_batch_tokens", max_batch_tokens)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1")
         self.model, self.adapter = str(model), adapter
         self.dtype, self.device, self.trust_remote_code = dtype, device, trust_remote_code
         self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
@@ -147,8 +143,8 @@ class HFBackend:
         lm = load_model(self.model, self.adapter, self.dtype, self.device, self.trust_remote_code)
         encoded = encode_checked(lm, [it.prompt for it in items], [it.id for it in items])
         max_new = sampling.max_new_tokens if lm.context is None else min(sampling.max_new_tokens, lm.context)
-        for batch in length_sorted_batches([len(e) for e in encoded], self.batch_size,
-                                           self.max_batch_tokens, max_new):
+        budget = self.max_batch_tokens or default_batch_tokens(lm)
+        for batch in length_sorted_batches([len(e) for e in encoded], self.batch_size, budget, max_new):
             results = decode_batch(lm, [encoded[i] for i in batch], [items[i].seed for i in batch],
                                    sampling)
             yield [{"id": items[i].id, "sample_index": items[i].sample_index, **res}
@@ -176,16 +172,32 @@ def encode_checked(lm: LoadedModel, prompts: list[str], ids: list[str]) -> list[
     return [encoded[i] for i in range(len(prompts))]
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None,
+def default_batch_tokens(lm: LoadedModel) -> int:
+    """The token budget of a batch when none is given: as many tokens (prompt + new, per row)
+    as fit KV_CACHE_BYTES of KV cache, at most MAX_BATCH_TOKENS (DEFAULT_BATCH_TOKENS when the
+    config does not say how big a token's keys and values are)."""
+    cfg = lm.model.config.get_text_config()
+    try:
+        heads = cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim * lm.model.dtype.itemsize
+    except (AttributeError, TypeError, ZeroDivisionError):
+        return DEFAULT_BATCH_TOKENS
+    return max(1024, min(MAX_BATCH_TOKENS, KV_CACHE_BYTES // per_token))
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int | None, max_batch_tokens: int | None,
                           max_new_tokens: int) -> list[list[int]]:
     """Group indices by descending prompt length (little padding; the biggest batch runs first,
-    so memory problems show up at once). A batch holds at most `batch_size` rows and, with a
-    budget, rows * (longest prompt + max_new_tokens) <= max_batch_tokens (at least one row)."""
+    so memory problems show up at once). A batch holds rows * (longest prompt + max_new_tokens)
+    <= max_batch_tokens tokens (at least one row), and at most `batch_size` rows if given: short
+    zero-shot prompts make big batches, few-shot ones smaller."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches, current, longest = [], [], 0
     for i in order:
         longest_if_added = max(longest, lengths[i])
-        too_many = len(current) >= batch_size
+        too_many = batch_size is not None and len(current) >= batch_size
         over_budget = (max_batch_tokens is not None and current
                        and (len(current) + 1) * (longest_if_added + max_new_tokens) > max_batch_tokens)
         if current and (too_many or over_budget):
@@ -196,143 +208,3 @@ def length_sorted_batches(lengths: list[int], batch_size: int, max_batch_tokens:
     if current:
         batches.append(current)
     return batches
-
-
-def pick_tokens(logits, sampling: SamplingConfig, uniforms):
-    """Next token per row: argmax when greedy; otherwise temperature / top-k / top-p and an
-    inverse-CDF draw with each row's own uniform number (no shared RNG state)."""
-    import torch
-
-    if sampling.greedy:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / sampling.temperature
-    if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
-    if sampling.top_p < 1.0:
-        mass_before = sorted_p.cumsum(dim=-1) - sorted_p
-        sorted_p = sorted_p.masked_fill(mass_before >= sampling.top_p, 0.0)
-    cdf = sorted_p.cumsum(dim=-1)
-    target = (uniforms.to(cdf.device, cdf.dtype) * cdf[:, -1]).unsqueeze(1)
-    j = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)
-    return sorted_idx.gather(1, j).squeeze(1)
-
-
-def decode_batch(lm: LoadedModel, prompts: list[list[int]], seeds: list[int],
-                 sampling: SamplingConfig) -> list[dict]:
-    """Decode one left-padded batch; rows leave the batch (and the KV cache) as they finish.
-    Each row generates at most max_new_tokens, and never past the model's context."""
-    import torch
-    from transformers import DynamicCache
-
-    model, dev = lm.model, lm.device
-    n_rows = len(prompts)
-    limits = [sampling.max_new_tokens if lm.context is None
-              else max(1, min(sampling.max_new_tokens, lm.context - len(p))) for p in prompts]
-    input_ids, mask, position_ids = _left_padded(lm, prompts)
-    # One seeded CPU generator per row, read in chunks: the same stream as drawing all
-    # max_new_tokens numbers at once (CPU uniform draws are sequential), in bounded memory.
-    generators = None if sampling.greedy else [torch.Generator().manual_seed(s) for s in seeds]
-    uniforms = None
-    stop_window = max((len(s.encode()) for s in sampling.stop), default=0) + 4
-    generated: list[list[int]] = [[] for _ in range(n_rows)]
-    finish: list[str | None] = [None] * n_rows
-    rows = torch.arange(n_rows)  # batch position -> original row
-    cache = DynamicCache(config=model.config)
-    with torch.inference_mode():
-        logits = _prefill(lm, prompts, input_ids, mask, position_ids, cache)
-        next_pos = position_ids[:, -1] + 1
-        for step in range(max(limits)):
-            if generators is not None and step % UNIFORM_CHUNK == 0:
-                size = min(UNIFORM_CHUNK, max(limits) - step)
-                uniforms = torch.stack([torch.rand(size, generator=g, dtype=torch.float64)
-                                        for g in generators])
-            tokens = pick_tokens(logits, sampling,
-                                 None if uniforms is None else uniforms[rows, step % UNIFORM_CHUNK])
-            keep = _advance(lm, rows.tolist(), tokens.tolist(), generated, finish, sampling,
-                            stop_window, limits)
-            if not keep:
-                break
-            if len(keep) < len(rows):
-                idx = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(idx)
-                mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx]
-                rows = rows[torch.tensor(keep)]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            logits = model(input_ids=tokens.unsqueeze(1), attention_mask=mask,
-                           position_ids=next_pos.unsqueeze(1), use_cache=True,
-                           **{lm.cache_kwarg: cache}).logits[:, -1, :]
-            next_pos = next_pos + 1
-    return [_result(lm, generated[r], finish[r], sampling) for r in range(n_rows)]
-
-
-def _left_padded(lm: LoadedModel, prompts: list[list[int]]):
-    """(input_ids, attention_mask, position_ids) of the prompts, left-padded, on the model's device."""
-    import torch
-
-    n_rows, width = len(prompts), max(len(p) for p in prompts)
-    input_ids = torch.full((n_rows, width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((n_rows, width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        input_ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[r, width - len(p):] = 1
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return input_ids.to(lm.device), mask.to(lm.device), position_ids.to(lm.device)
-
-
-def _prefill(lm: LoadedModel, prompts: list[list[int]], input_ids, mask, position_ids, cache):
-    """The last-position logits of every row after its prompt, the cache filled. Samples of one
-    prompt sit side by side in a batch: each distinct prompt is prefilled once and its cache
-    rows copied (a 4-shot prompt's prefill costs more than its 80 new tokens)."""
-    import torch
-
-    distinct: dict[tuple, int] = {}   # prompt -> its position among the prefilled rows
-    first_rows, copies = [], []
-    for r, p in enumerate(prompts):
-        if distinct.setdefault(tuple(p), len(first_rows)) == len(first_rows):
-            first_rows.append(r)
-        copies.append(distinct[tuple(p)])
-    if len(first_rows) == len(prompts):
-        return lm.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
-                        logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
-    first, copy_of = torch.tensor(first_rows), torch.tensor(copies).to(lm.device)
-    logits = lm.model(input_ids=input_ids[first], attention_mask=mask[first], position_ids=position_ids[first],
-                      use_cache=True, logits_to_keep=1, **{lm.cache_kwarg: cache}).logits[:, -1, :]
-    cache.batch_select_indices(copy_of)
-    return logits[copy_of]
-
-
-def _advance(lm: LoadedModel, rows: list[int], tokens: list[int], generated, finish,
-             sampling: SamplingConfig, stop_window: int, limits: list[int]) -> list[int]:
-    """Append each row's new token, mark finished rows; returns batch positions still running."""
-    check = []
-    for j, (r, t) in enumerate(zip(rows, tokens)):
-        generated[r].append(t)
-        if t in lm.eos_ids:
-            finish[r] = "stop"
-        else:
-            check.append(j)
-    if sampling.stop and check:
-        tails = lm.tokenizer.batch_decode([generated[rows[j]][-stop_window:] for j in check],
-                                          skip_special_tokens=True)
-        hit = {j for j, tail in zip(check, tails) if any(s in tail for s in sampling.stop)}
-        for j in hit:
-            finish[rows[j]] = "stop"
-        check = [j for j in check if j not in hit]
-    keep = []
-    for j in check:
-        if len(generated[rows[j]]) >= limits[rows[j]]:
-            finish[rows[j]] = "length"
-        else:
-            keep.append(j)
-    return keep
-
-
-def _result(lm: LoadedModel, tokens: list[int], finish: str | None, sampling: SamplingConfig) -> dict:
-    body = tokens[:-1] if tokens and tokens[-1] in lm.eos_ids else tokens
-    text = lm.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    text, hit = cut_at_stop(text, sampling.stop)
-    reason = "stop" if (hit or finish == "stop") else "length"
-    return {"response": text, "finish_reason": reason, "n_tokens": len(tokens)}
