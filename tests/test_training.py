@@ -115,6 +115,36 @@ def test_sft_lowers_completion_loss_and_masks_prompt(tiny_model, tmp_path):
     assert (out / "DONE").read_text() == stamp
 
 
+def test_cpu_sft_loss_is_trls_loss_without_its_fused_head(tiny_model, tmp_path):
+    """On CPU w2s's SFT trainer takes the model's own cross-entropy instead of TRL's fused LM head
+    (which costs the toy weak model most of its step there): same loss and same gradients as
+    TRL's on the same padded batch, for the same num_items_in_batch."""
+    from trl import SFTTrainer
+
+    from w2s.training import trl_compat
+    from w2s.training.run import load_model, load_tokenizer
+    from w2s.training.sft import _dataset
+
+    settings = SFTSettings(max_steps=1, **FAST)
+    tok, recs = load_tokenizer(tiny_model), _sft_records(4)
+    ours = trl_compat.sft_trainer(load_model(tiny_model, settings), tok, _dataset(recs), settings, str(tmp_path / "a"))
+    trls = SFTTrainer(model=load_model(tiny_model, settings), args=trl_compat.sft_config(settings, str(tmp_path / "b")),
+                      train_dataset=_dataset(recs), processing_class=tok)
+    assert type(ours) is not SFTTrainer and isinstance(ours, SFTTrainer)
+    batch = ours.data_collator([ours.train_dataset[i] for i in range(4)])
+    assert (batch["labels"] == -100).any() and (batch["attention_mask"] == 0).any()  # prompt and padding masked
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    losses, grads = [], []
+    for trainer in (ours, trls):
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(n_items))
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+
+
 def test_sft_packing_and_padding_free_run(tiny_model, tmp_path):
     recs = _sft_records(12)
     for name, kw in {"packed": dict(packing=True), "pf": dict(padding_free=True)}.items():

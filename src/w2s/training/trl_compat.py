@@ -173,12 +173,36 @@ def sft_config(settings, output_dir: str):
     return _config(TRLSFTConfig, kw, settings.extra)
 
 
+def _plain_loss_sft_trainer():
+    """SFTTrainer whose loss is the model's own cross-entropy (transformers' `Trainer.compute_loss`).
+
+    TRL>=1.16 computes the SFT loss through its fused LM head: a chunked autograd function that
+    recomputes the head's projection in the backward pass and adds per-token entropy and top-1
+    metrics. Off Triton devices it scores every position (prompt and padding too), so on CPU it
+    saves no memory and costs the toy weak model ~60 % of its step (docs/toy_world.md, "Speed").
+    Same loss (summed over completion tokens / num_items_in_batch), same optimizer, same TRL
+    data path; only TRL's entropy / mean_token_accuracy logs are gone."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class PlainLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = {**inputs, "use_cache": False}  # no KV cache built in a training forward
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return PlainLossSFTTrainer
+
+
 def sft_trainer(model, tokenizer, dataset, settings, output_dir: str, peft_config=None, callbacks=()):
     from trl import SFTTrainer
 
     args = sft_config(settings, output_dir)
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config, callbacks=list(callbacks) or None)
+    # On a GPU TRL's fused head avoids materialising (batch, length, vocab) logits: keep it there.
+    plain = not has_accelerator() and getattr(args, "loss_type", "nll") == "nll"
+    cls = _plain_loss_sft_trainer() if plain else SFTTrainer
+    return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+               peft_config=peft_config, callbacks=list(callbacks) or None)
 
 
 def trl_default_sft_trainer(model, tokenizer, dataset, output_dir: str, **overrides):
