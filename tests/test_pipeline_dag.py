@@ -86,3 +86,80 @@ def test_missing_output_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="did not write"):
         run_stages(stages, tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["stages"]["a"]["status"] == "failed"
+
+
+# ---- side by side: parallel stages in forked one-thread processes ----------------------------
+def _side_stages(fail=None):
+    """a -> {e1, e2, e3} (parallel leaves: each records its pid, threads and time span) -> r."""
+    import os
+    import time
+
+    def leaf(name, seconds):
+        def fn(ctx):
+            import torch
+
+            t0 = time.time()
+            time.sleep(seconds)
+            if name == fail:
+                raise ValueError(f"{name} broke")
+            ctx.path(f"{name}.json").write_text(json.dumps({"pid": os.getpid(), "threads": torch.get_num_threads(),
+                                                            "span": [t0, time.time()],
+                                                            "a": ctx.path("a.txt").read_text()}))
+            return {"leaf": name}
+        return fn
+
+    def main_line(ctx):
+        import torch
+
+        ctx.path("m.json").write_text(json.dumps({"pid": os.getpid(), "threads": torch.get_num_threads(),
+                                                  "span": [time.time(), time.time()]}))
+
+    def report(ctx):
+        ctx.path("r.txt").write_text(",".join(sorted(json.loads(ctx.path(f"e{i}.json").read_text())["a"] + str(i)
+                                                     for i in (1, 2, 3))))
+
+    return [Stage("a", lambda ctx: ctx.path("a.txt").write_text("A"), outputs=["a.txt"]),
+            *[Stage(f"e{i}", leaf(f"e{i}", s), deps=["a"], outputs=[f"e{i}.json"], parallel=True)
+              for i, s in ((1, 0.3), (2, 1.5), (3, 0.3))],
+            Stage("m", main_line, deps=["e1"], outputs=["m.json"]),
+            Stage("r", report, deps=["e1", "e2", "e3", "m"], outputs=["r.txt"])]
+
+
+def test_parallel_stages_run_side_by_side_in_one_thread_children(tmp_path):
+    import os
+
+    pytest.importorskip("torch")  # imported here, as in a run: the children inherit it
+
+    events = []
+    m = run_stages(_side_stages(), tmp_path, workers=2, weight=lambda s: {"e2": 3.0}.get(s.name, 1.0),
+                   on_event=lambda ev, st, info: events.append((ev, st.name)))
+    leaves = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in ("e1", "e2", "e3")}
+    assert (tmp_path / "r.txt").read_text() == "A1,A2,A3"
+    assert all(v["pid"] != os.getpid() and v["threads"] == 1 for v in leaves.values())
+    # the heaviest (e2) starts first; e1 beside it; then m (main line, ready once e1 is done) here
+    # with the one thread the child leaves, then e3
+    assert [n for ev, n in events if ev == "start"] == ["a", "e2", "e1", "m", "e3", "r"]
+    e2, m_line = leaves["e2"]["span"], json.loads((tmp_path / "m.json").read_text())
+    assert all(leaves[n]["span"][0] < e2[1] for n in ("e1", "e3")) and m_line["span"][0] < e2[1]
+    assert m_line["pid"] == os.getpid() and m_line["threads"] == 1
+    assert all(m.entry(n)["status"] == "done" and m.entry(n)["info"] == {"leaf": n} for n in ("e1", "e2", "e3"))
+    # the same run sequentially: everything cached (same keys and fingerprints)
+    calls = []
+    run_stages(_side_stages(), tmp_path, on_event=lambda ev, st, info: calls.append((ev, st.name)))
+    assert {ev for ev, _ in calls} == {"cached"}
+
+
+def test_a_failing_side_stage_is_named_and_the_others_finish(tmp_path):
+    from w2s.pipeline.dag import StageFailed
+
+    with pytest.raises(StageFailed) as err:
+        run_stages(_side_stages(fail="e1"), tmp_path, workers=2)
+    assert err.value.stage == "e1" and "e1 broke" in str(err.value)
+    assert "ValueError: e1 broke" in (tmp_path / "work" / "e1.log").read_text()  # its traceback is kept
+    m = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    # e2 ran beside e1 and finished; nothing new started after the failure
+    assert m["e1"]["status"] == "failed" and m["e2"]["status"] == "done" and "e3" not in m and "r" not in m
+    # fixed, rerun: only what is left runs
+    calls = []
+    run_stages(_side_stages(), tmp_path, workers=2, on_event=lambda ev, st, info: calls.append((ev, st.name)))
+    assert [n for ev, n in calls if ev == "start"] == ["e1", "e3", "m", "r"]

@@ -121,6 +121,7 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         import torch
 
         torch.set_num_threads(cfg.threads or default_threads())
+    workers = stage_workers(cfg)
     machine = measure_flops(0.5)  # on CPU, the plan's rate is this machine's, measured now
     rates = {} if machine["device"] == "cuda" else {"train_tflops": machine["flops_per_s"] / 1e12,
                                                     "gen_tflops": machine["flops_per_s"] / 1e12, "measured": True}
@@ -131,8 +132,8 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
         _quiet_libraries()
         write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         # the whole run's work (done stages too) and this machine's rate now: the report's timing chart
-        write_json(run_dir / "plan.json", plan_record(plan_run(cfg, stages, base_dir=_base_dir(config), **rates),
-                                                      machine))
+        whole = plan_run(cfg, stages, base_dir=_base_dir(config), **rates)
+        write_json(run_dir / "plan.json", plan_record(whole, machine))
         handler = _attach_log_file(run_dir)
         tracker = tracking.open_tracker(cfg.tracking, run_dir, cfg.name)
         progress, tracked = ProgressPrinter(stages, quiet, plan), tracking.stage_hook(tracker, run_dir)
@@ -143,12 +144,25 @@ def run_pipeline(config: str | Path | RunConfig, run_dir: str | Path, *, only: l
                 if not quiet:
                     print(line, flush=True)
             with keep_engines():  # vllm: one engine per base model across stages, until one trains
+                flops = {s.stage: s.flops for s in whole.stages}  # side-by-side stages: heaviest first
                 return run_stages(stages, run_dir, only=only, until=until, force=force,
-                                  on_event=lambda *event: (progress(*event), tracked(*event)))
+                                  on_event=lambda *event: (progress(*event), tracked(*event)),
+                                  workers=workers, weight=lambda stage: flops.get(stage.name, 0.0))
         finally:
             tracker.close()
             logging.getLogger("w2s").removeHandler(handler)
             handler.close()
+
+
+def stage_workers(cfg: RunConfig) -> int:
+    """Stages at a time: 2 on an idle CPU-only machine with automatic threads (`threads: 0`) and
+    no launcher, where two one-thread processes generate ~1.3x faster than one with two threads
+    (docs/toy_world.md, "Speed"); else 1. Only stages marked `parallel` (hf evaluations) pair up."""
+    import torch
+
+    if cfg.threads != 0 or cfg.launcher or torch.cuda.is_available():
+        return 1
+    return 2 if torch.get_num_threads() >= 2 else 1
 
 
 def run_plan(cfg: RunConfig, run_dir: Path, stages: list[Stage], config=None, **rates) -> Plan:

@@ -13,10 +13,12 @@ are fingerprinted by their key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,9 @@ class Stage:
     kind: str = "data"                                  # data | generate | train | eval | report
     always: bool = False                                # rerun every time (the report)
     work: Work | None = None                            # what it computes (None: nothing to speak of)
+    #: may run side by side with another such stage, each in a forked one-thread process (a leaf
+    #: whose only effect is its files: the hf evaluations on CPU)
+    parallel: bool = False
 
 
 @dataclass
@@ -195,8 +200,17 @@ def select_stages(stages: list[Stage], only: list[str] | None = None,
 
 def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = None,
                until: str | None = None, force: list[str] | None = None,
-               on_event: Callable[[str, Stage, dict], None] | None = None) -> Manifest:
-    """Run `stages` (already in topological order) in `run_dir`."""
+               on_event: Callable[[str, Stage, dict], None] | None = None,
+               workers: int = 1, weight: Callable[[Stage], float] | None = None) -> Manifest:
+    """Run `stages` (already in topological order) in `run_dir`.
+
+    Stages that need no work (cached, not wanted) are settled as soon as their dependencies are.
+    Every other stage runs in this process, in topological order. workers > 1: stages marked
+    `parallel` (leaves) wait until nothing else is ready; then, when two or more are ready, they
+    run up to `workers` at a time, each in a forked process with one torch thread (on small
+    models two one-thread processes do more than one with two threads), the heaviest (`weight`)
+    first; a stage of the main line that becomes ready meanwhile runs here on the threads the
+    children leave. The manifest is written by this process only."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir)
     wanted = select_stages(stages, only, until)
@@ -208,27 +222,76 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     invocation = {"started": time.time(), "ran": [], "cached": []}
     manifest.data["invocations"].append(invocation)
     emit = on_event or (lambda *a: None)
+    index = {s.name: i for i, s in enumerate(stages)}
+    pending, side = list(stages), _SideBySide(run_dir, manifest, emit)
 
-    for index, stage in enumerate(stages):
+    def info(stage: Stage) -> dict:
+        return {"index": index[stage.name], "total": len(stages)}
+
+    def decide(stage: Stage) -> str | None:
+        """None when nothing is left to do for the stage; else its key (the stage must run)."""
         dep_prints = _dep_fingerprints(stage, fingerprints, manifest, required=stage.name in wanted)
         if dep_prints is None:
-            continue  # not wanted, and an upstream stage has not run: nothing to know here
+            return None  # not wanted, and an upstream stage has not run: nothing to know here
         key = stage_key(stage, dep_prints)
         prev = manifest.entry(stage.name)
         done = prev.get("status") == "done" and prev.get("key") == key and _outputs_exist(run_dir, stage)
         if stage.name not in wanted:
             if done:
                 fingerprints[stage.name] = prev["fingerprint"]
-            continue
-        info = {"index": index, "total": len(stages)}
+            return None
         if done and stage.name not in force and not stage.always:
             fingerprints[stage.name] = prev["fingerprint"]
             invocation["cached"].append(stage.name)
-            emit("cached", stage, {**info, **prev})
-            continue
-        fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, key, stage.name in force, info, emit)
-        invocation["ran"].append(stage.name)
-        manifest.save()
+            emit("cached", stage, {**info(stage), **prev})
+            return None
+        return key
+
+    keys: dict[str, str] = {}  # stages that must run, by their key
+    try:
+        while pending or side.running:
+            blocked = {s.name for s in pending} | set(side.running)
+            ready = [s for s in pending if not any(d in blocked for d in s.deps)]
+            settled = False
+            for stage in ready:  # what needs no work (cached, not wanted) is settled at once
+                if stage.name not in keys:
+                    key = decide(stage)
+                    if key is None:
+                        pending.remove(stage)
+                        settled = True
+                        break  # one at a time: settled in topological order
+                    keys[stage.name] = key
+            if settled:
+                continue
+            leaves = sorted((s for s in ready if s.parallel and workers > 1),
+                            key=lambda s: -(weight(s) if weight else 0.0))
+            main = [s for s in ready if not (s.parallel and workers > 1)]
+            if side.running:
+                if len(side.running) >= workers or not (main or leaves):
+                    name, fingerprints[name] = side.wait_one()
+                    invocation["ran"].append(name)
+                elif main:  # the next stage of the main line, on the core the children leave free
+                    pending.remove(main[0])
+                    with _torch_threads(workers - len(side.running)):
+                        fingerprints[main[0].name] = _run_stage(main[0], run_dir, manifest, keys[main[0].name],
+                                                                main[0].name in force, info(main[0]), emit)
+                    invocation["ran"].append(main[0].name)
+                else:
+                    pending.remove(leaves[0])
+                    side.start(leaves[0], keys[leaves[0].name], leaves[0].name in force, info(leaves[0]))
+                continue
+            if not main and len(leaves) > 1:  # the rest of the run waits on leaves: pair them
+                pending.remove(leaves[0])
+                side.start(leaves[0], keys[leaves[0].name], leaves[0].name in force, info(leaves[0]))
+                continue
+            stage = (main or leaves)[0]  # alone, in this process, with all its threads
+            pending.remove(stage)
+            fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, keys[stage.name], stage.name in force,
+                                                  info(stage), emit)
+            invocation["ran"].append(stage.name)
+            manifest.save()
+    finally:
+        side.stop()
     invocation["finished"] = time.time()
     manifest.save()
     return manifest
@@ -237,33 +300,137 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
 def _run_stage(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced: bool, info: dict,
                emit: Callable) -> str:
     """Run one stage whose outputs are missing or stale; its fingerprint once done."""
-    prev = manifest.entry(stage.name)
-    if prev.get("key") != key or forced:
-        _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
-    resumed = prev.get("status") == "running" and prev.get("key") == key
-    attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
-    manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
-                 deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
-    emit("start", stage, {**info, "resumed": resumed})
+    _begin(stage, run_dir, manifest, key, forced, info, emit)
     t0 = time.time()
     try:
         result = stage.fn(StageContext(stage, run_dir, key)) or {}
     except BaseException as e:
-        # An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable).
         log.exception("stage %s failed", stage.name)
-        failed = isinstance(e, Exception)
-        manifest.set(stage.name, status="failed" if failed else "running", error=f"{type(e).__name__}: {e}")
-        emit("failed" if failed else "interrupted", stage, {**info, "error": str(e)})
-        if failed:
+        _failed(stage, manifest, info, emit, e)
+        if isinstance(e, Exception):
             raise StageFailed(stage.name, e) from e
         raise
-    seconds = time.time() - t0
+    return _finish(stage, run_dir, manifest, key, info, emit, result, time.time() - t0)
+
+
+def _begin(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced: bool, info: dict,
+           emit: Callable) -> None:
+    prev = manifest.entry(stage.name)
+    if prev.get("key") != key or forced:
+        _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
+    info["resumed"] = prev.get("status") == "running" and prev.get("key") == key
+    attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
+    manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
+                 deps=stage.deps, params=stage.params, started=time.time(), attempts=attempts)
+    emit("start", stage, info)
+
+
+def _failed(stage: Stage, manifest: Manifest, info: dict, emit: Callable, e: BaseException) -> None:
+    """An exception is a failure; Ctrl-C or a kill leaves the stage "running" (resumable)."""
+    failed = isinstance(e, Exception)
+    manifest.set(stage.name, status="failed" if failed else "running", error=f"{type(e).__name__}: {e}")
+    emit("failed" if failed else "interrupted", stage, {**info, "error": str(e)})
+
+
+def _finish(stage: Stage, run_dir: Path, manifest: Manifest, key: str, info: dict, emit: Callable,
+            result: dict, seconds: float) -> str:
     missing = [o for o in stage.outputs if not (run_dir / o).exists()]
     if missing:
         manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
         raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
     fingerprint = _fingerprint(run_dir, stage, key)
     manifest.set(stage.name, status="done", fingerprint=fingerprint, seconds=round(seconds, 3),
-                 finished=time.time(), resumed=resumed, info=result, error=None)
-    emit("done", stage, {**info, "seconds": seconds, "resumed": resumed, "result": result})
+                 finished=time.time(), resumed=info["resumed"], info=result, error=None)
+    emit("done", stage, {**info, "seconds": seconds, "result": result})
     return fingerprint
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(n, before)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _SideBySide:
+    """Stages running in forked children, one torch thread each. A child runs only the stage's
+    function, with its output in RUN/work/STAGE.log; this process keeps the manifest."""
+
+    def __init__(self, run_dir: Path, manifest: Manifest, emit: Callable):
+        self.run_dir, self.manifest, self.emit = run_dir, manifest, emit
+        self.running: dict[str, tuple] = {}  # name -> (process, connection, stage, key, info, t0)
+
+    def start(self, stage: Stage, key: str, forced: bool, info: dict) -> None:
+        import multiprocessing
+
+        _begin(stage, self.run_dir, self.manifest, key, forced, info, self.emit)
+        receive, send = multiprocessing.Pipe(duplex=False)
+        out = self.run_dir / "work" / f"{stage.name}.log"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        process = multiprocessing.get_context("fork").Process(
+            target=_child, args=(send, stage, self.run_dir, key, out), name=f"w2s-{stage.name}", daemon=True)
+        process.start()
+        send.close()
+        self.running[stage.name] = (process, receive, stage, key, info, time.time())
+
+    def wait_one(self) -> tuple[str, str]:
+        """Wait for a child to end; (its stage, fingerprint), or StageFailed once the others end."""
+        from multiprocessing.connection import wait
+
+        ended = wait([entry[0].sentinel for entry in self.running.values()])
+        name = next(n for n, entry in self.running.items() if entry[0].sentinel in ended)
+        process, receive, stage, key, info, t0 = self.running.pop(name)
+        outcome = receive.recv() if receive.poll() else ("error", "RuntimeError",
+                                                         f"the process ended with exit code {process.exitcode}")
+        process.join()
+        receive.close()
+        if outcome[0] == "ok":
+            return name, _finish(stage, self.run_dir, self.manifest, key, info, self.emit, outcome[1],
+                                 time.time() - t0)
+        error = RuntimeError(f"{outcome[1]}: {outcome[2]} (see {self.run_dir / 'work' / (name + '.log')})")
+        log.error("stage %s failed: %s", name, error)
+        _failed(stage, self.manifest, info, self.emit, error)
+        while self.running:  # the others finish their work (their files stay resumable)
+            try:
+                self.wait_one()
+            except StageFailed:
+                pass
+        raise StageFailed(name, error)
+
+    def stop(self) -> None:
+        """On an interruption: children are ended; their stages stay "running" (resumable)."""
+        for process, receive, stage, key, info, t0 in self.running.values():
+            process.terminate()
+            process.join()
+            _failed(stage, self.manifest, info, self.emit, KeyboardInterrupt("interrupted"))
+        self.running.clear()
+
+
+def _child(send, stage: Stage, run_dir: Path, key: str, out: Path) -> None:
+    import os
+    import traceback
+
+    code = 0
+    try:
+        sys.stdout = sys.stderr = open(out, "a", buffering=1)  # progress bars and tracebacks, not the terminal
+        os.dup2(sys.stdout.fileno(), 1)
+        os.dup2(sys.stdout.fileno(), 2)
+        import torch
+
+        torch.set_num_threads(1)
+        result = stage.fn(StageContext(stage, run_dir, key)) or {}
+        send.send(("ok", result))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which decides
+        traceback.print_exc()
+        send.send(("error", type(e).__name__, str(e)))
+        code = 1
+    finally:
+        send.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # no atexit handlers of the parent's (its lock, its log handlers) in the child

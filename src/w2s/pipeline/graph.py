@@ -32,9 +32,10 @@ class Graph:
         self.report_inputs: list[str] = []      # stages whose summaries the report reads
         self.m_plus: str | None = None          # M_plus's stage, set by Stage I
 
-    def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False, work=None) -> None:
+    def add(self, name, fn, deps=(), params=None, outputs=(), kind="data", always=False, work=None,
+            parallel=False) -> None:
         self.stages.append(Stage(name, fn, list(deps), {"task": self.cfg.task, **(params or {})},
-                                 list(outputs), kind, always, work))
+                                 list(outputs), kind, always, work, parallel))
 
     def add_model(self, report_name: str, spec) -> None:
         """A model the report scores; `spec` (parts.evals.EvalSpec) says what its eval generates with."""

@@ -57,7 +57,9 @@ def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str) -> str:
                               base=getattr(cfg, spec.base).model if spec.base == "weak" else None,
                               **({"split": "dev"} if split == "dev" else {})),
           outputs=[eval_rel(report_name, split)], kind="eval",
-          work=Work(spec.role, split, 1 + n, shots=cfg.stage1.shots if spec.fewshot else 0))
+          work=Work(spec.role, split, 1 + n, shots=cfg.stage1.shots if spec.fewshot else 0),
+          # a leaf that only writes its file: on CPU two hf evaluations may run side by side
+          parallel=g.backend(spec.role) == "hf")
     return stage
 
 
