@@ -128,3 +128,21 @@ def test_the_eta_counts_the_work_left_not_the_stages_left():
     assert progress.eta() == pytest.approx(10.0 + 1.0)
     progress("done", stages[1], {"index": 1, "seconds": 12.0})
     assert progress.eta() == pytest.approx(13.0 / 2)   # eval: not measured yet, the mean stage
+
+
+def test_the_eta_counts_side_by_side_stages_at_their_share_of_the_machine():
+    """Two evals that ran side by side for 10 s each had half the machine each: 1 GFLOP per 5 s,
+    so a 2 GFLOP eval ahead is ~10 s (not 20)."""
+    from w2s.pipeline import ProgressPrinter
+    from w2s.pipeline.dag import Stage
+    from w2s.plan import Devices, Plan, StagePlan
+
+    stages = [Stage(n, None, kind="eval") for n in ("a", "b", "c")]
+    plan = Plan([StagePlan("a", "eval", flops=1e9), StagePlan("b", "eval", flops=1e9),
+                 StagePlan("c", "eval", flops=2e9)], Devices(), {}, {}, [])
+    progress = ProgressPrinter(stages, quiet=True, plan=plan)
+    progress("start", stages[0], {"index": 0})
+    progress("start", stages[1], {"index": 1})
+    progress("done", stages[0], {"index": 0, "seconds": 10.0})
+    progress("done", stages[1], {"index": 1, "seconds": 10.0})
+    assert progress.eta() == pytest.approx(10.0)

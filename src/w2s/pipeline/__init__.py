@@ -65,6 +65,7 @@ class ProgressPrinter:
         self.flops = {s.stage: s.flops for s in plan.stages} if plan else {}
         self.ran: dict[str, list[tuple[float, float]]] = {}   # kind -> [(flops, seconds)]
         self.remaining = {s.name for s in stages}
+        self.running: dict[str, int] = {}  # running stage -> most stages running beside it (itself included)
 
     def eta(self) -> float:
         """Seconds left: the remaining stages' arithmetic at the rate measured for their kind,
@@ -88,15 +89,22 @@ class ProgressPrinter:
             self.remaining.discard(stage.name)
             msg = f"{prefix} cached ({info.get('seconds', 0):.1f}s when it ran)"
         elif event == "start":
+            self.running[stage.name] = 1
+            for name in self.running:  # the most stages that shared the machine during each one
+                self.running[name] = max(self.running[name], len(self.running))
             msg = f"{prefix} running{' (resuming partial work)' if info.get('resumed') else ''}..."
         elif event == "done":
             self.remaining.discard(stage.name)
-            self.ran.setdefault(stage.kind, []).append((self.flops.get(stage.name, 0.0), info["seconds"]))
+            # side by side, a stage had a share of the machine: its seconds count as that share
+            share = self.running.pop(stage.name, 1)
+            self.ran.setdefault(stage.kind, []).append((self.flops.get(stage.name, 0.0), info["seconds"] / share))
             msg = (f"{prefix} done in {info['seconds']:.1f}s  (elapsed {time.time() - self.t0:.0f}s, "
                    f"ETA ~{self.eta():.0f}s)")
         elif event == "interrupted":
+            self.running.pop(stage.name, None)
             msg = f"{prefix} interrupted (rerun the same command to resume)"
         else:
+            self.running.pop(stage.name, None)
             msg = f"{prefix} FAILED: {info.get('error')}"
         log.info(msg)
         if not self.quiet:

@@ -208,8 +208,8 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     Every other stage runs in this process, in topological order. workers > 1: stages marked
     `parallel` (leaves) wait until nothing else is ready; then, when two or more are ready, they
     run up to `workers` at a time, each in a forked process with one torch thread (on small
-    models two one-thread processes do more than one with two threads), the heaviest (`weight`)
-    first; a stage of the main line that becomes ready meanwhile runs here on the threads the
+    models two one-thread processes do more than one with two threads): those a main-line stage
+    waits on first, then the heaviest (`weight`); a stage of the main line that becomes ready meanwhile runs here on the threads the
     children leave. The manifest is written by this process only."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir)
@@ -263,8 +263,10 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
                     keys[stage.name] = key
             if settled:
                 continue
+            # leaves the main line waits on first, then the heaviest
+            awaited = {d for s in pending if not s.parallel for d in s.deps}
             leaves = sorted((s for s in ready if s.parallel and workers > 1),
-                            key=lambda s: -(weight(s) if weight else 0.0))
+                            key=lambda s: (s.name not in awaited, -(weight(s) if weight else 0.0)))
             main = [s for s in ready if not (s.parallel and workers > 1)]
             if side.running:
                 if len(side.running) >= workers or not (main or leaves):
