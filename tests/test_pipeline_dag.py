@@ -136,9 +136,9 @@ def test_parallel_stages_run_side_by_side_in_one_thread_children(tmp_path):
     leaves = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in ("e1", "e2", "e3")}
     assert (tmp_path / "r.txt").read_text() == "A1,A2,A3"
     assert all(v["pid"] != os.getpid() and v["threads"] == 1 for v in leaves.values())
-    # the heaviest (e2) starts first; e1 beside it; then m (main line, ready once e1 is done) here
-    # with the one thread the child leaves, then e3
-    assert [n for ev, n in events if ev == "start"] == ["a", "e2", "e1", "m", "e3", "r"]
+    # e1 first (m waits on it, and r on m), the heaviest (e2) beside it; then m (main line, ready
+    # once e1 is done) here with the one thread the child leaves, then e3
+    assert [n for ev, n in events if ev == "start"] == ["a", "e1", "e2", "m", "e3", "r"]
     e2, m_line = leaves["e2"]["span"], json.loads((tmp_path / "m.json").read_text())
     assert all(leaves[n]["span"][0] < e2[1] for n in ("e1", "e3")) and m_line["span"][0] < e2[1]
     assert m_line["pid"] == os.getpid() and m_line["threads"] == 1

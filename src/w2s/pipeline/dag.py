@@ -223,6 +223,7 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     manifest.data["invocations"].append(invocation)
     emit = on_event or (lambda *a: None)
     index = {s.name: i for i, s in enumerate(stages)}
+    depended_on = {d for s in stages for d in s.deps}
     pending, side = list(stages), _SideBySide(run_dir, manifest, emit)
 
     def info(stage: Stage) -> dict:
@@ -263,8 +264,9 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
                     keys[stage.name] = key
             if settled:
                 continue
-            # leaves the main line waits on first, then the heaviest
-            awaited = {d for s in pending if not s.parallel for d in s.deps}
+            # first the leaves a main-line stage waits on that others wait on in turn (m_rl, not the
+            # report, which waits on everything), then the heaviest
+            awaited = {d for s in pending if not s.parallel and s.name in depended_on for d in s.deps}
             leaves = sorted((s for s in ready if s.parallel and workers > 1),
                             key=lambda s: (s.name not in awaited, -(weight(s) if weight else 0.0)))
             main = [s for s in ready if not (s.parallel and workers > 1)]
