@@ -22,6 +22,16 @@ def test_demo_quick_end_to_end(tmp_path):
         assert ("precision" in it) == (it["n_selected"] > 0)
     assert metrics["selection"]["pairs"]["n_questions"] == 200
     assert (out / "report.html").exists() and (out / "toy_data" / "test.jsonl").exists()
+    # M_plus on dev at each swept temperature: its greedy is M_plus's dev greedy, its samples are drawn at
+    # that temperature, and metrics.json's row is the file's numbers
+    sweep = metrics["temperature_sweep"]
+    assert [r["temperature"] for r in sweep["rows"]] == [0.3, 0.5, 0.7, 1.0] and sweep["split"] == "dev"
+    for r in sweep["rows"]:
+        f = json.loads((out / "eval_dev" / "temperatures" / f"{sweep['eval_name']}.t{r['temperature']:g}.json").read_text())
+        assert f["temperature"] == r["temperature"] and f["n_questions"] == 100 and f["samples_per_question"] == 2
+        assert r["greedy"] == metrics["models"]["m_plus"]["dev_accuracy"]
+        assert r["maj_minus_greedy"] == f["maj@k"] - f["accuracy"] and r["avg@k"] == f["avg@k"]
+    assert "Self-consistency on dev" in (out / "report.md").read_text()
     assert "Gold SFT (ceiling)" in proc.stdout      # the results table is printed
     # The demo is a run like any other: a second invocation reuses every stage.
     again = subprocess.run([sys.executable, "-m", "w2s", "demo", "--quick", "--out", str(out)],

@@ -147,3 +147,24 @@ def test_run_text_cannot_inject_html_or_break_lines_in_report_md(tmp_path):
     assert not any(line.startswith("# heading") for line in md.splitlines())
     table = md_table([["Model", "x"], [hostile, "1"]])
     assert len(table.splitlines()) == 3 and "\\| cell" in table  # one row, its pipe escaped
+
+
+def test_the_temperature_sweep_reads_only_the_configured_temperatures_of_m_plus(tmp_path):
+    """M_plus on dev at each swept temperature: maj@k, avg@k and maj@k - greedy per row, the best
+    row named; a file of a temperature the config no longer lists is not this run's, and a model
+    that is not M_plus is never read as its sweep."""
+    models = fake_run(tmp_path)
+    sweep = tmp_path / "eval_dev" / "temperatures"
+    for temp, maj, avg in ((0.3, 0.50, 0.52), (0.7, 0.58, 0.49), (1.0, 0.54, 0.44), (0.9, 0.99, 0.99)):
+        write_json(sweep / f"stage1_iter1_hybrid.t{temp:g}.json",
+                   {"accuracy": 0.55, "maj@k": maj, "avg@k": avg, "pass@k": 0.9, "k": 10, "temperature": temp})
+    write_json(sweep / "m_pro_dpo.t0.5.json", {"accuracy": 0.1, "maj@k": 0.9, "k": 10})
+    metrics = collect_metrics(tmp_path, models, [0.3, 0.5, 0.7, 1.0])
+    s = metrics["temperature_sweep"]
+    assert s["eval_name"] == "stage1_iter1_hybrid" and s["split"] == "dev"
+    assert [r["temperature"] for r in s["rows"]] == [0.3, 0.7, 1.0]          # 0.5 not scored yet, 0.9 stale
+    assert [round(r["maj_minus_greedy"], 4) for r in s["rows"]] == [-0.05, 0.03, -0.01]
+    assert s["best_maj_minus_greedy"]["temperature"] == 0.7 and round(s["best_maj_minus_greedy"]["value"], 4) == 0.03
+    md = render_markdown(metrics)
+    assert "Self-consistency on dev" in md and "| 0.7 | 10 | 55.0 | 58.0 | 49.0 | 90.0 | +3.0 |" in md
+    assert "temperature_sweep" not in collect_metrics(tmp_path, models)        # none configured: none read

@@ -107,14 +107,15 @@ def status(run_dir: Path = typer.Argument(..., help="a run directory"),
 def report(run_dir: Path = typer.Argument(..., help="a run directory")):
     """Regenerate metrics.json, report.md and report.html from the run directory's files."""
     from w2s.pipeline import prepare, run_lock
-    from w2s.report import collect_metrics, write_report
+    from w2s.pipeline.parts.evals import run_metrics
+    from w2s.report import write_report
 
     with user_errors():
         if not (run_dir / "config.yaml").exists():
             raise ValueError(f"{run_dir}: not a run directory (no config.yaml)")
-        _, _, _, models = prepare(run_dir / "config.yaml", run_dir)
+        cfg, _, _, models = prepare(run_dir / "config.yaml", run_dir)
         with run_lock(run_dir):  # a running `w2s run` writes these files too
-            write_report(run_dir, collect_metrics(run_dir, models))
+            write_report(run_dir, run_metrics(cfg, run_dir, models))
     typer.echo(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
     print_results(run_dir)
 

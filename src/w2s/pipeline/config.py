@@ -174,6 +174,11 @@ class EvalSection(Section):
     intermediate_n: Optional[int] = F(None, "0 = greedy only; leave it out for eval.n", ge=0, le=1000)
     #: false while choosing settings on the dev split: no model is scored on test
     test: bool = True
+    #: M_plus sampled on the dev split at each temperature (eval.n samples): maj@k and avg@k against
+    #: its greedy accuracy, i.e. whether voting beats greedy decoding here (the premise of Stage II's
+    #: pairs and the majority rewards). Empty = none; needs a dev split and eval.n > 0.
+    sweep_temperatures: list[Annotated[Number, Field(gt=0, le=10)]] = Field(
+        default_factory=lambda: [0.3, 0.5, 0.7, 1.0], max_length=20)
 
 
 Baseline = Literal["weak", "strong_fewshot", "full_weak", "gold_sft"]

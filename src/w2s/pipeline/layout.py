@@ -49,7 +49,11 @@ def model_rel(stage: str) -> str:
     return f"models/{stage}"
 
 
-def eval_rel(report_name: str, split: str = "test") -> str:
+def eval_rel(report_name: str, split: str = "test", temperature: float | None = None) -> str:
+    """A model's scores: eval/NAME.json (test), eval_dev/NAME.json (dev, greedy), and for the
+    temperature sweep on dev eval_dev/temperatures/NAME.t0.3.json."""
+    if temperature is not None:
+        return f"eval_dev/temperatures/{report_name}.t{float(temperature):g}.json"
     return f"{'eval' if split == 'test' else 'eval_dev'}/{report_name}.json"
 
 

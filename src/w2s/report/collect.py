@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -35,10 +36,12 @@ class ModelRef:
     eval_name: str
 
 
-def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
+def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef],
+                    sweep_temperatures: Sequence[float] = ()) -> dict:
     """Gather per-model scores, selection diagnostics and timings into the metrics.json shape:
     {"models": {NAME: {"accuracy", "pass@k", "maj@k", "avg@k", "pgr", ...}}, "aliases": {NAME: NAME},
-     "selection": {...}, "timings": {...}}"""
+     "selection": {...}, "temperature_sweep": {...}, "timings": {...}}. Only the configured
+    `sweep_temperatures` are read (a file left by an earlier config is not this run's)."""
     run_dir = Path(run_dir)
     scores: dict[str, dict] = {}
     verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
@@ -54,10 +57,12 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef]) -> dict:
     aliases = {name: ref.eval_name for name, ref in models.items() if ref.eval_name != name and name in scores}
     stage3_file = run_dir / "data" / "stage3" / "summary.json"
     stage3 = _read_json(stage3_file) if stage3_file.exists() and "m_rl" in models else None
+    sweep = temperature_sweep(run_dir, models, sweep_temperatures)
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
             "aliases": aliases, "comparisons": comparisons(verdicts),
             **({"comparisons_lenient": comparisons(lenient)} if lenient else {}),
             "selection": selection_summaries(run_dir), **({"stage3": stage3} if stage3 else {}),
+            **({"temperature_sweep": sweep} if sweep else {}),
             "timings": stage_timings(run_dir), **arithmetic_timings(run_dir)}
 
 
@@ -90,6 +95,27 @@ def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, na
     if lineage and lineage.exists() and _read_json(lineage).get("untrained"):
         row["untrained"] = True  # its training set was empty: an unchanged copy
     return row
+
+
+def temperature_sweep(run_dir: Path, models: dict[str, ModelRef], temperatures: Sequence[float]) -> dict | None:
+    """M_plus on dev at each swept temperature: its greedy accuracy, and of its k samples maj@k,
+    avg@k, pass@k and maj@k - greedy (does voting beat greedy decoding? the premise of Stage II's
+    pairs and the majority rewards). None when no sweep file exists yet."""
+    ref = models.get("m_plus")
+    rows = []
+    for temperature in dict.fromkeys(temperatures) if ref else ():
+        f = run_dir / "eval_dev" / "temperatures" / f"{ref.eval_name}.t{float(temperature):g}.json"  # layout.eval_rel
+        if f.exists():
+            s = _read_json(f)
+            greedy, maj = s.get("accuracy"), s.get("maj@k")
+            rows.append({"temperature": float(temperature), "k": s.get("k"), "greedy": greedy, "maj@k": maj,
+                         "avg@k": s.get("avg@k"), "pass@k": s.get("pass@k"),
+                         "maj_minus_greedy": None if None in (greedy, maj) else maj - greedy})
+    if not rows:
+        return None
+    best = max((r for r in rows if r["maj_minus_greedy"] is not None), key=lambda r: r["maj_minus_greedy"], default=None)
+    return {"model": "m_plus", "eval_name": ref.eval_name, "split": "dev", "rows": rows,
+            "best_maj_minus_greedy": best and {"temperature": best["temperature"], "value": best["maj_minus_greedy"]}}
 
 
 def selection_summaries(run_dir: Path) -> dict:

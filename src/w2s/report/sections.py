@@ -39,6 +39,9 @@ def sections(metrics: dict) -> list[Section]:
                            bullets=t.pair_lines(metrics),
                            tables=[t.pair_rows(metrics)] if p.get("chosen_accuracy") is not None else [],
                            chart="vote_shares"))
+    if metrics.get("temperature_sweep"):
+        out.append(Section("Self-consistency on dev (M_plus: the vote against greedy, by temperature)",
+                           bullets=[t.sweep_line(metrics)], tables=[t.sweep_rows(metrics)]))
     if metrics.get("stage3"):
         control = metrics["stage3"].get("control")
         title = f"Stage III CONTROL ({control} reward; not label-free)" if control else "Stage III (label-free GRPO)"

@@ -88,6 +88,27 @@ def pair_rows(metrics: dict) -> list[list[str]]:
     return rows
 
 
+def sweep_rows(metrics: dict) -> list[list[str]]:
+    """M_plus on dev by sampling temperature: the vote (maj@k) and the mean sample (avg@k) against
+    greedy decoding."""
+    rows = [["Temperature", "k", "Greedy %", "maj@k %", "avg@k %", "pass@k %", "maj@k − greedy (points)"]]
+    for r in metrics["temperature_sweep"]["rows"]:
+        diff = r.get("maj_minus_greedy")
+        rows.append([f"{r['temperature']:g}", str(r.get("k")), _fmt(r.get("greedy")), _fmt(r.get("maj@k")),
+                     _fmt(r.get("avg@k")), _fmt(r.get("pass@k")), "–" if diff is None else f"{100 * diff:+.1f}"])
+    return rows
+
+
+def sweep_line(metrics: dict) -> str:
+    best = metrics["temperature_sweep"].get("best_maj_minus_greedy")
+    if not best:
+        return "no temperature scored yet"
+    verdict = "above" if best["value"] > 0 else "not above"
+    return (f"best maj@k − greedy {100 * best['value']:+.1f} points (T = {best['temperature']:g}): the vote is "
+            f"{verdict} greedy decoding. Stage II's pairs and the majority rewards turn the vote into a training "
+            f"signal; where it does not beat greedy, they have little to teach.")
+
+
 def stage3_rows(metrics: dict) -> list[list[str]]:
     """Stage III per round: the pseudo-labels (precision from hidden gold, diagnostics only), the
     policy's samples, GRPO's reward, dev accuracy."""

@@ -1,6 +1,7 @@
 """Every model the parts declared, scored on test (greedy + eval.n samples: accuracy, pass@k,
-maj@k) and, with a dev split, greedily on dev (what settings are chosen by); then the report,
-rebuilt from the run directory's files every time."""
+maj@k) and, with a dev split, greedily on dev (what settings are chosen by), M_plus also with
+eval.n samples at each of eval.sweep_temperatures on dev; then the report, rebuilt from the run
+directory's files every time."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def add(g: Graph) -> None:
     for report_name, spec in g.evals.items():
         for split in ["test"] * cfg.eval.test + ["dev"] * bool(cfg.data.dev):
             scored.append(add_eval(g, report_name, spec, split))
+    if cfg.data.dev and cfg.eval.n and "m_plus" in g.models:
+        m_plus = g.models["m_plus"].eval_name
+        for temperature in dict.fromkeys(cfg.eval.sweep_temperatures):
+            scored.append(add_eval(g, m_plus, g.evals[m_plus], "dev", temperature))
     g.add("report", lambda ctx: report(g, ctx), deps=scored + g.report_inputs,
           outputs=["metrics.json", "report.md", "report.html"], kind="report", always=True)
 
@@ -44,38 +49,48 @@ def samples_for(g: Graph, report_name: str, split: str) -> int:
     return g.cfg.eval.intermediate_n if intermediate and g.cfg.eval.intermediate_n is not None else g.cfg.eval.n
 
 
-def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str) -> str:
+def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str, temperature: float | None = None) -> str:
+    """The stage scoring one model on one split; with `temperature` (dev only), the temperature
+    sweep: eval.n samples at that temperature beside greedy (is maj@k above greedy?)."""
     cfg = g.cfg
-    n = samples_for(g, report_name, split)
-    stage = f"{'eval' if split == 'test' else 'dev'}_{report_name}"
+    n = cfg.eval.n if temperature is not None else samples_for(g, report_name, split)
+    temp = cfg.eval.temperature if temperature is None else temperature
+    stage = f"{'eval' if split == 'test' else 'dev'}_{report_name}" + (f"_t{temp:g}" if temperature is not None else "")
     deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
                             ["weak_answers"] * spec.fewshot + g.base_deps(spec.base))
-    g.add(stage, lambda ctx: evaluate(g, ctx, report_name, spec, split, n), deps=deps,
-          params=g.gen_params(spec.role, n=n, temperature=cfg.eval.temperature,
+    g.add(stage, lambda ctx: evaluate(g, ctx, report_name, spec, split, n, temperature), deps=deps,
+          params=g.gen_params(spec.role, n=n, temperature=temp,
                               model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
                               shots=cfg.stage1.shots if spec.fewshot else 0,
                               base=getattr(cfg, spec.base).model if spec.base == "weak" else None,
                               **({"split": "dev"} if split == "dev" else {})),
-          outputs=[eval_rel(report_name, split)], kind="eval",
+          outputs=[eval_rel(report_name, split, temperature)], kind="eval",
           work=Work(spec.role, split, 1 + n, shots=cfg.stage1.shots if spec.fewshot else 0),
           # a leaf that only writes its file: on CPU two hf evaluations may run side by side
           parallel=g.backend(spec.role) == "hf")
     return stage
 
 
-def evaluate(g: Graph, ctx, report_name: str, spec: EvalSpec, split: str, n: int) -> dict:
+def evaluate(g: Graph, ctx, report_name: str, spec: EvalSpec, split: str, n: int,
+             temperature: float | None = None) -> dict:
     questions = g.questions(Q_TEST if split == "test" else Q_DEV)
     model = g.model_dir(spec.model_stage) if spec.model_stage else g.base(spec.base)
     prompts = g.fewshot_prompts(questions, seed_offset=1) if spec.fewshot else None
     gen = g.cfg.generation
-    metrics = steps.evaluate(g.task, model, questions, prompts=prompts, n=n, temperature=g.cfg.eval.temperature,
+    temp = g.cfg.eval.temperature if temperature is None else temperature
+    metrics = steps.evaluate(g.task, model, questions, prompts=prompts, n=n, temperature=temp,
                              max_new_tokens=gen.max_new_tokens, backend=g.backend(spec.role), seed=g.cfg.seed,
-                             out_path=ctx.path(eval_rel(report_name, split)), progress=True,
+                             out_path=ctx.path(eval_rel(report_name, split, temperature)), progress=True,
                              model_label=label(g.run_dir, model), **gen.options)
-    return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k") if k in metrics}
+    return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k", "avg@k") if k in metrics}
+
+
+def run_metrics(cfg, run_dir, models) -> dict:
+    """metrics.json's content for a run of `cfg` (the report stage and `w2s report`)."""
+    return collect_metrics(run_dir, models, cfg.eval.sweep_temperatures if cfg.eval.n and cfg.data.dev else ())
 
 
 def report(g: Graph, ctx) -> dict:
-    metrics = collect_metrics(ctx.run_dir, g.models)
+    metrics = run_metrics(g.cfg, ctx.run_dir, g.models)
     write_report(ctx.run_dir, metrics)
     return {"models": sorted(metrics["models"])}
