@@ -31,6 +31,9 @@ def test_demo_quick_end_to_end(tmp_path):
         assert f["temperature"] == r["temperature"] and f["n_questions"] == 100 and f["samples_per_question"] == 2
         assert r["greedy"] == metrics["models"]["m_plus"]["dev_accuracy"]
         assert r["maj_minus_greedy"] == f["maj@k"] - f["accuracy"] and r["avg@k"] == f["avg@k"]
+        assert sum(f["correct_maj"].values()) == round(f["maj@k"] * 100)       # the vote's per-question verdicts
+        lo, hi = r["maj_minus_greedy_ci95"]
+        assert lo - 1e-9 <= r["maj_minus_greedy"] <= hi + 1e-9 and 0 <= r["maj_minus_greedy_p"] <= 1
     assert "Self-consistency on dev" in (out / "report.md").read_text()
     assert "Gold SFT (ceiling)" in proc.stdout      # the results table is printed
     # The demo is a run like any other: a second invocation reuses every stage.

@@ -159,12 +159,21 @@ def test_the_temperature_sweep_reads_only_the_configured_temperatures_of_m_plus(
         write_json(sweep / f"stage1_iter1_hybrid.t{temp:g}.json",
                    {"accuracy": 0.55, "maj@k": maj, "avg@k": avg, "pass@k": 0.9, "k": 10, "temperature": temp})
     write_json(sweep / "m_pro_dpo.t0.5.json", {"accuracy": 0.1, "maj@k": 0.9, "k": 10})
+    ids = [f"q{i}" for i in range(100)]   # T = 0.7 with per-question verdicts: the vote wins 3 questions, loses none
+    write_json(sweep / "stage1_iter1_hybrid.t0.7.json",
+               {"accuracy": 0.55, "maj@k": 0.58, "avg@k": 0.49, "pass@k": 0.9, "k": 10, "temperature": 0.7,
+                "correct": {q: int(i < 55) for i, q in enumerate(ids)},
+                "correct_maj": {q: int(i < 58) for i, q in enumerate(ids)}})
     metrics = collect_metrics(tmp_path, models, [0.3, 0.5, 0.7, 1.0])
     s = metrics["temperature_sweep"]
     assert s["eval_name"] == "stage1_iter1_hybrid" and s["split"] == "dev"
     assert [r["temperature"] for r in s["rows"]] == [0.3, 0.7, 1.0]          # 0.5 not scored yet, 0.9 stale
     assert [round(r["maj_minus_greedy"], 4) for r in s["rows"]] == [-0.05, 0.03, -0.01]
     assert s["best_maj_minus_greedy"]["temperature"] == 0.7 and round(s["best_maj_minus_greedy"]["value"], 4) == 0.03
+    row = s["rows"][1]
+    assert row["maj_minus_greedy_p"] == 0.25 and 0 <= row["maj_minus_greedy_ci95"][0] <= 0.03 <= row["maj_minus_greedy_ci95"][1]
+    assert s["rows"][0]["maj_minus_greedy_ci95"] is None           # a file without per-question verdicts
     md = render_markdown(metrics)
-    assert "Self-consistency on dev" in md and "| 0.7 | 10 | 55.0 | 58.0 | 49.0 | 90.0 | +3.0 |" in md
+    assert "Self-consistency on dev" in md and "| 0.7 | 10 | 55.0 | 58.0 | 49.0 | 90.0 | +3.0 | +" in md
+    assert "| 0.3 | 10 | 55.0 | 50.0 | 52.0 | 90.0 | -5.0 | – | – |" in md
     assert "temperature_sweep" not in collect_metrics(tmp_path, models)        # none configured: none read

@@ -77,12 +77,17 @@ def pass_at_k(correct_per_question: Mapping[str, Sequence[bool]] | Sequence[Sequ
 def maj_at_k(task: Task, samples: Iterable[dict], golds: Mapping[str, str], k: int | None = None) -> float:
     """Share of questions (of `golds`) whose majority answer over the first k samples is
     correct. A question with no samples or no valid answer counts as wrong."""
+    return accuracy(maj_verdicts(task, samples, golds, k).values())
+
+
+def maj_verdicts(task: Task, samples: Iterable[dict], golds: Mapping[str, str], k: int | None = None) -> dict[str, int]:
+    """{id: 1 when the majority answer of its first k samples is correct, else 0} for every id of
+    `golds` (per question, for paired comparisons of the vote against greedy decoding)."""
     groups = group_by_id(samples)
     if k is not None:
         groups = {qid: gens[:k] for qid, gens in groups.items()}
     votes = majority_vote(task, [g for gens in groups.values() for g in gens])
-    hits = [qid in votes and task.matches(votes[qid].answer or "", gold) for qid, gold in golds.items()]
-    return accuracy(hits)
+    return {qid: int(qid in votes and task.matches(votes[qid].answer or "", gold)) for qid, gold in golds.items()}
 
 
 def pgr(x: float, weak: float, ceiling: float) -> float | None:
@@ -159,7 +164,8 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
                       samples: Iterable[dict] = ()) -> dict:
     """A model's test scores: greedy accuracy with its bootstrap 95% CI and the per-question
     verdicts behind it (`correct`: {id: 0/1}, for paired comparisons), and with n samples per
-    question, unbiased pass@k, maj@k and avg@k (the samples' mean accuracy) at k = n. Questions without a greedy answer count as wrong.
+    question, unbiased pass@k, maj@k (per question: `correct_maj`) and avg@k (the samples' mean
+    accuracy) at k = n. Questions without a greedy answer count as wrong.
 
     Scores are STRICT: a task with a lenient fallback parser (`task.strict()` is not None) is
     scored on its own answer format, and its lenient greedy accuracy is `accuracy_lenient`
@@ -181,8 +187,10 @@ def score_generations(task: Task, questions: Sequence[dict], greedy: Iterable[di
         per_q = correctness_by_id(task, samples, golds)
         k = min((len(v) for v in per_q.values()), default=0)
         if k > 0:
+            correct_maj = maj_verdicts(task, samples, golds, k)
             out.update({"k": k, "pass@k": pass_at_k({q: v[:k] for q, v in per_q.items()}, k),
-                        "maj@k": maj_at_k(task, samples, golds, k), "avg@k": avg_at_k(per_q, golds, k)})
+                        "maj@k": accuracy(correct_maj.values()), "avg@k": avg_at_k(per_q, golds, k),
+                        "correct_maj": correct_maj})
     return out
 
 

@@ -270,28 +270,19 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
             leaves = sorted((s for s in ready if s.parallel and workers > 1),
                             key=lambda s: (s.name not in awaited, -(weight(s) if weight else 0.0)))
             main = [s for s in ready if not (s.parallel and workers > 1)]
-            if side.running:
-                if len(side.running) >= workers or not (main or leaves):
-                    name, fingerprints[name] = side.wait_one()
-                    invocation["ran"].append(name)
-                elif main:  # the next stage of the main line, on the core the children leave free
-                    pending.remove(main[0])
-                    with _torch_threads(workers - len(side.running)):
-                        fingerprints[main[0].name] = _run_stage(main[0], run_dir, manifest, keys[main[0].name],
-                                                                main[0].name in force, info(main[0]), emit)
-                    invocation["ran"].append(main[0].name)
-                else:
-                    pending.remove(leaves[0])
-                    side.start(leaves[0], keys[leaves[0].name], leaves[0].name in force, info(leaves[0]))
+            move, stage = _next_move(main, leaves, len(side.running), workers)
+            if move == "wait":
+                name, fingerprints[name] = side.wait_one()
+                invocation["ran"].append(name)
                 continue
-            if not main and len(leaves) > 1:  # the rest of the run waits on leaves: pair them
-                pending.remove(leaves[0])
-                side.start(leaves[0], keys[leaves[0].name], leaves[0].name in force, info(leaves[0]))
-                continue
-            stage = (main or leaves)[0]  # alone, in this process, with all its threads
             pending.remove(stage)
-            fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, keys[stage.name], stage.name in force,
-                                                  info(stage), emit)
+            if move == "start":
+                side.start(stage, keys[stage.name], stage.name in force, info(stage))
+                continue
+            # here: beside the children on the threads they leave, or alone with all of them
+            with _torch_threads(workers - len(side.running)) if side.running else contextlib.nullcontext():
+                fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, keys[stage.name],
+                                                      stage.name in force, info(stage), emit)
             invocation["ran"].append(stage.name)
             manifest.save()
     finally:
@@ -299,6 +290,18 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     invocation["finished"] = time.time()
     manifest.save()
     return manifest
+
+
+def _next_move(main: list[Stage], leaves: list[Stage], running: int, workers: int) -> tuple[str, Stage | None]:
+    """The scheduler's next move: "wait" for a child, "start" a leaf in a child, or run a stage
+    "here" (the main line's next stage first)."""
+    if running:
+        if running >= workers or not (main or leaves):
+            return "wait", None
+        return ("here", main[0]) if main else ("start", leaves[0])
+    if not main and len(leaves) > 1:  # the rest of the run waits on leaves: pair them
+        return "start", leaves[0]
+    return "here", (main or leaves)[0]
 
 
 def _run_stage(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced: bool, info: dict,

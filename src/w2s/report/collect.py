@@ -99,8 +99,9 @@ def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, na
 
 def temperature_sweep(run_dir: Path, models: dict[str, ModelRef], temperatures: Sequence[float]) -> dict | None:
     """M_plus on dev at each swept temperature: its greedy accuracy, and of its k samples maj@k,
-    avg@k, pass@k and maj@k - greedy (does voting beat greedy decoding? the premise of Stage II's
-    pairs and the majority rewards). None when no sweep file exists yet."""
+    avg@k, pass@k and maj@k - greedy with its paired 95% CI and McNemar p (does voting beat greedy
+    decoding? the premise of Stage II's pairs and the majority rewards). None when no sweep file
+    exists yet."""
     ref = models.get("m_plus")
     rows = []
     for temperature in dict.fromkeys(temperatures) if ref else ():
@@ -108,9 +109,12 @@ def temperature_sweep(run_dir: Path, models: dict[str, ModelRef], temperatures: 
         if f.exists():
             s = _read_json(f)
             greedy, maj = s.get("accuracy"), s.get("maj@k")
+            paired = paired_comparison(s["correct_maj"], s["correct"]) if s.get("correct_maj") and s.get("correct") else None
             rows.append({"temperature": float(temperature), "k": s.get("k"), "greedy": greedy, "maj@k": maj,
                          "avg@k": s.get("avg@k"), "pass@k": s.get("pass@k"),
-                         "maj_minus_greedy": None if None in (greedy, maj) else maj - greedy})
+                         "maj_minus_greedy": None if None in (greedy, maj) else maj - greedy,
+                         # the same questions: paired bootstrap CI and McNemar p of maj@k - greedy
+                         "maj_minus_greedy_ci95": paired and paired["ci95"], "maj_minus_greedy_p": paired and paired["p"]})
     if not rows:
         return None
     best = max((r for r in rows if r["maj_minus_greedy"] is not None), key=lambda r: r["maj_minus_greedy"], default=None)

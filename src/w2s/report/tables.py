@@ -91,11 +91,13 @@ def pair_rows(metrics: dict) -> list[list[str]]:
 def sweep_rows(metrics: dict) -> list[list[str]]:
     """M_plus on dev by sampling temperature: the vote (maj@k) and the mean sample (avg@k) against
     greedy decoding."""
-    rows = [["Temperature", "k", "Greedy %", "maj@k %", "avg@k %", "pass@k %", "maj@k − greedy (points)"]]
+    rows = [["Temperature", "k", "Greedy %", "maj@k %", "avg@k %", "pass@k %", "maj@k − greedy (points)",
+             "95% CI (paired)", "McNemar p"]]
     for r in metrics["temperature_sweep"]["rows"]:
-        diff = r.get("maj_minus_greedy")
+        diff, ci, p = r.get("maj_minus_greedy"), r.get("maj_minus_greedy_ci95"), r.get("maj_minus_greedy_p")
         rows.append([f"{r['temperature']:g}", str(r.get("k")), _fmt(r.get("greedy")), _fmt(r.get("maj@k")),
-                     _fmt(r.get("avg@k")), _fmt(r.get("pass@k")), "–" if diff is None else f"{100 * diff:+.1f}"])
+                     _fmt(r.get("avg@k")), _fmt(r.get("pass@k")), "–" if diff is None else f"{100 * diff:+.1f}",
+                     f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if ci else "–", "–" if p is None else f"{p:.2g}"])
     return rows
 
 
