@@ -163,3 +163,22 @@ def test_a_failing_side_stage_is_named_and_the_others_finish(tmp_path):
     calls = []
     run_stages(_side_stages(), tmp_path, workers=2, on_event=lambda ev, st, info: calls.append((ev, st.name)))
     assert [n for ev, n in calls if ev == "start"] == ["e1", "e3", "m", "r"]
+
+
+
+def test_a_side_stage_that_ends_while_the_main_line_runs_is_timed_by_its_own_clock(tmp_path):
+    """A child that ends while this process runs a main-line stage is collected at the next look,
+    not after the main line's next wait, and its seconds are its own run, not the time until then."""
+    import time
+
+    pytest.importorskip("torch")
+
+    def slow_main(ctx):
+        time.sleep(2.0)
+        ctx.path("m.json").write_text("{}")
+
+    stages = _side_stages()
+    stages = [stages[0], stages[1], stages[2], Stage("m", slow_main, deps=["e1"], outputs=["m.json"]),
+              Stage("r", lambda ctx: ctx.path("r.txt").write_text("done"), deps=["e2", "m"], outputs=["r.txt"])]
+    m = run_stages(stages, tmp_path, workers=2)   # e1 (0.3 s) and e2 (1.5 s) side by side, then m (2 s) here
+    assert m.entry("e2")["status"] == "done" and 1.4 <= m.entry("e2")["seconds"] < 1.9

@@ -251,6 +251,9 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     keys: dict[str, str] = {}  # stages that must run, by their key
     try:
         while pending or side.running:
+            while side.running and (ended := side.wait_one(timeout=0)) is not None:  # children done meanwhile
+                name, fingerprints[name] = ended
+                invocation["ran"].append(name)
             blocked = {s.name for s in pending} | set(side.running)
             ready = [s for s in pending if not any(d in blocked for d in s.deps)]
             settled = False
@@ -272,7 +275,7 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
             main = [s for s in ready if not (s.parallel and workers > 1)]
             move, stage = _next_move(main, leaves, len(side.running), workers)
             if move == "wait":
-                name, fingerprints[name] = side.wait_one()
+                name, fingerprints[name] = side.wait_one()  # type: ignore[misc]  (no timeout: a child ends)
                 invocation["ran"].append(name)
                 continue
             pending.remove(stage)
@@ -385,20 +388,22 @@ class _SideBySide:
         send.close()
         self.running[stage.name] = (process, receive, stage, key, info, time.time())
 
-    def wait_one(self) -> tuple[str, str]:
-        """Wait for a child to end; (its stage, fingerprint), or StageFailed once the others end."""
+    def wait_one(self, timeout: float | None = None) -> tuple[str, str] | None:
+        """Wait for a child to end; (its stage, fingerprint), None when none ended within `timeout`
+        seconds, or StageFailed once the others end."""
         from multiprocessing.connection import wait
 
-        ended = wait([entry[0].sentinel for entry in self.running.values()])
+        ended = wait([entry[0].sentinel for entry in self.running.values()], timeout)
+        if not ended:
+            return None
         name = next(n for n, entry in self.running.items() if entry[0].sentinel in ended)
         process, receive, stage, key, info, t0 = self.running.pop(name)
         outcome = receive.recv() if receive.poll() else ("error", "RuntimeError",
                                                          f"the process ended with exit code {process.exitcode}")
         process.join()
         receive.close()
-        if outcome[0] == "ok":
-            return name, _finish(stage, self.run_dir, self.manifest, key, info, self.emit, outcome[1],
-                                 time.time() - t0)
+        if outcome[0] == "ok":  # the child's own seconds: it may have ended a while before this look
+            return name, _finish(stage, self.run_dir, self.manifest, key, info, self.emit, outcome[1], outcome[2])
         error = RuntimeError(f"{outcome[1]}: {outcome[2]} (see {self.run_dir / 'work' / (name + '.log')})")
         log.error("stage %s failed: %s", name, error)
         _failed(stage, self.manifest, info, self.emit, error)
@@ -430,8 +435,9 @@ def _child(send, stage: Stage, run_dir: Path, key: str, out: Path) -> None:
         import torch
 
         torch.set_num_threads(1)
+        t0 = time.time()
         result = stage.fn(StageContext(stage, run_dir, key)) or {}
-        send.send(("ok", result))
+        send.send(("ok", result, time.time() - t0))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which decides
         traceback.print_exc()
         send.send(("error", type(e).__name__, str(e)))
