@@ -182,3 +182,21 @@ def test_a_side_stage_that_ends_while_the_main_line_runs_is_timed_by_its_own_clo
               Stage("r", lambda ctx: ctx.path("r.txt").write_text("done"), deps=["e2", "m"], outputs=["r.txt"])]
     m = run_stages(stages, tmp_path, workers=2)   # e1 (0.3 s) and e2 (1.5 s) side by side, then m (2 s) here
     assert m.entry("e2")["status"] == "done" and 1.4 <= m.entry("e2")["seconds"] < 1.9
+
+
+def test_a_ready_leaf_runs_beside_the_main_line_instead_of_after_it(tmp_path):
+    """Both cores busy from the start: when a leaf and a main-line stage are ready together, the
+    leaf goes to a one-thread child and the main line runs here on the other thread."""
+    import os
+
+    pytest.importorskip("torch")
+    stages = _side_stages()
+    stages = [stages[0], stages[2], Stage("m", stages[4].fn, deps=["a"], outputs=["m.json"]),
+              Stage("r", lambda ctx: ctx.path("r.txt").write_text("done"), deps=["e2", "m"], outputs=["r.txt"])]
+    events = []
+    run_stages(stages, tmp_path, workers=2, on_event=lambda ev, st, info: events.append((ev, st.name)))
+    assert [n for ev, n in events if ev == "start"] == ["a", "e2", "m", "r"]
+    e2, m_line = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("e2", "m"))
+    assert e2["pid"] != os.getpid() and e2["threads"] == 1
+    assert m_line["pid"] == os.getpid() and m_line["threads"] == 1          # beside the child, not after it
+    assert e2["span"][0] <= m_line["span"][0] <= e2["span"][1]

@@ -206,11 +206,11 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
 
     Stages that need no work (cached, not wanted) are settled as soon as their dependencies are.
     Every other stage runs in this process, in topological order. workers > 1: stages marked
-    `parallel` (leaves) wait until nothing else is ready; then, when two or more are ready, they
-    run up to `workers` at a time, each in a forked process with one torch thread (on small
-    models two one-thread processes do more than one with two threads): those a main-line stage
-    waits on first, then the heaviest (`weight`); a stage of the main line that becomes ready meanwhile runs here on the threads the
-    children leave. The manifest is written by this process only."""
+    `parallel` (leaves) run as soon as they are ready, up to `workers` at a time, each in a forked
+    process with one torch thread, and the main line runs here on the threads the children leave
+    (both cores busy; on the toy models one thread gives the same numbers as two): the leaves a
+    main-line stage waits on first, then the heaviest (`weight`). The manifest is written by this
+    process only."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir)
     wanted = select_stages(stages, only, until)
@@ -302,7 +302,7 @@ def _next_move(main: list[Stage], leaves: list[Stage], running: int, workers: in
         if running >= workers or not (main or leaves):
             return "wait", None
         return ("here", main[0]) if main else ("start", leaves[0])
-    if not main and len(leaves) > 1:  # the rest of the run waits on leaves: pair them
+    if leaves and (main or len(leaves) > 1):  # a leaf beside the main line, or beside another leaf
         return "start", leaves[0]
     return "here", (main or leaves)[0]
 
