@@ -198,5 +198,6 @@ def test_a_ready_leaf_runs_beside_the_main_line_instead_of_after_it(tmp_path):
     assert [n for ev, n in events if ev == "start"] == ["a", "e2", "m", "r"]
     e2, m_line = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("e2", "m"))
     assert e2["pid"] != os.getpid() and e2["threads"] == 1
-    assert m_line["pid"] == os.getpid() and m_line["threads"] == 1          # beside the child, not after it
-    assert e2["span"][0] <= m_line["span"][0] <= e2["span"][1]
+    assert m_line["pid"] == os.getpid() and m_line["threads"] == 1
+    # beside the child, not after it (the child's own start may lag: a process takes time to spawn)
+    assert m_line["span"][0] < e2["span"][1]
