@@ -319,3 +319,51 @@ def test_dev_split_is_drawn_last_and_changes_nothing_else():
     assert all(with_dev[k] == base[k] for k in base)
     others = {r["question"] for k in base for r in base[k]}
     assert not others & {r["question"] for r in with_dev["dev"]}
+
+
+# --------------------------------------------------------------------------- world v11
+
+def test_v11_same_questions_as_v10_with_varied_equation_forms(splits):
+    v11 = make_splits(0, SIZES, WorldConfig(version="v11"))
+    for name, rows in splits.items():   # the questions, steps and answers are v10's
+        assert [(r["question"], r["steps"], r["answer"]) for r in v11[name]] == \
+               [(r["question"], r["steps"], r["answer"]) for r in rows]
+    assert all(check_solution(r["solution"]) == int(r["answer"]) for rows in v11.values() for r in rows)
+    # each form occurs, and a v11 solution restates the same sentences as v10's
+    text = "\n".join(r["solution"] for rows in v11.values() for r in rows)
+    assert re.search(r" 2 \* \d+ = ", text) and re.search(r" 3 \* \d+ = ", text)
+    assert re.search(r"\b(\d+) \+ \1 = ", text)
+    old = {r["id"]: r["solution"] for rows in splits.values() for r in rows}
+    changed = sum(r["solution"] != old[r["id"]] for rows in v11.values() for r in rows)
+    assert changed > 0.5 * len(old)
+    strip = lambda s: re.sub(r"\d+ [-+*/] \d+ = \d+", "EQ", s)   # noqa: E731
+    assert all(strip(r["solution"]) == strip(old[r["id"]]) for rows in v11.values() for r in rows)
+
+
+def test_world_version_is_recorded_only_from_v11():
+    assert "version" not in WorldConfig().to_dict()      # v10's world.json as before versions
+    assert WorldConfig(version="v11").to_dict()["version"] == "v11"
+    with pytest.raises(ValueError, match="unknown toy world version 'v9'"):
+        WorldConfig(version="v9")
+
+
+def test_check_solution_accepts_commuted_forms_only_where_they_are_valid():
+    assert check_solution("Mia has 3 apples. 4 + 3 = 7. 2 * 7 = 14. 14 + 14 = 28.\n#### 28") == 28
+    assert check_solution("9 - 4 = 5. 10 - 5 = 5.\n#### 5") is None     # `-` chains on its left side only
+
+
+def test_v11_corpus_writes_forms_and_symbol_runs_never_the_task_format():
+    docs = build_corpus(CorpusRecipe(n_docs=600, share_novel_keys=0.4, world=WorldConfig(version="v11")), seed=0)
+    text = "\n".join(docs)
+    assert not any(b in text for b in BANNED)
+    assert re.search(r"\n([@%&~$*+=><!:|])\1\1\1? \d+", text)   # runs of 3-4 symbols before a final number
+    assert re.search(r"\b(\d+) ?\+ ?\1 ?= ?", text) and re.search(r"\b2 ?\* ?\d+ ?= ?", text)
+    assert build_corpus(CorpusRecipe(n_docs=600, share_novel_keys=0.4, world=WorldConfig(version="v11")),
+                        seed=0) == docs
+
+
+def test_task_keeps_responses_as_written_without_marker_rewriting():
+    keep = get_task("toy", rewrite_markers=False)
+    assert keep.completion("Mia has 3 apples: 3 + 4 = 7. Result: 7") == " Mia has 3 apples: 3 + 4 = 7. Result: 7"
+    assert keep.strict().rewrite_markers is False
+    assert get_task("toy").completion("3 + 4 = 7. Result: 7") == " 3 + 4 = 7.\n#### 7"

@@ -51,7 +51,7 @@ def stage3_config(quick: bool = False) -> dict:
 
 
 def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf",
-                stage3: bool = False) -> dict:
+                stage3: bool = False, world: str = "v10") -> dict:
     p = QUICK if quick else FULL
     # no warmup: what every demo number was measured with (until the trl_compat fix, transformers 5
     # dropped the 0.05 this used to say)
@@ -59,16 +59,18 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
            "lr_scheduler": "cosine", "save_steps": 50}
     return {
         "name": "toy_demo" + ("_quick" if quick else ""),
-        "task": "toy",
+        # v10's strong base ends few-shot answers with its corpus's markers, which Stage I's data
+        # needs rewritten into `#### N`; from v11 on the method sees responses as written
+        "task": "toy" if world == "v10" else {"name": "toy", "rewrite_markers": False},
         "seed": seed,
         "threads": 0,  # auto: 2 on an idle machine, 1 on a busy one
         "data": {"gold": str(data_dir / "train_1.jsonl"), "unlabeled": str(data_dir / "train_2.jsonl"),
                  "test": str(data_dir / "test.jsonl"), "dev": str(data_dir / "dev.jsonl")},
-        "weak": {"model": str(checkpoint_path("weak")), "finetune": True,
+        "weak": {"model": str(checkpoint_path("weak", world=world)), "finetune": True,
                  "train": {**sft, "max_steps": p["weak_steps"]},
                  # vLLM's CPU attention has no kernel for the toy weak model's head size (16)
                  **({"backend": "hf"} if backend == "vllm" else {})},
-        "strong": {"model": str(checkpoint_path("strong")),
+        "strong": {"model": str(checkpoint_path("strong", world=world)),
                    "train": {**sft, "learning_rate": 3.0e-4, "batch_size": 16, "max_steps": p["strong_steps"]}},
         # demo-world solutions restate every sentence: at most 53 tokens
         "generation": {"backend": backend, "max_new_tokens": 80,
@@ -92,18 +94,18 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
-             overrides: dict | None = None, stage3: bool = False) -> Path:
+             overrides: dict | None = None, stage3: bool = False, world: str = "v10") -> Path:
     """Write the toy data and the demo's config into `out` and run the pipeline there.
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
     scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
-    world = WorldConfig(**DEMO_WORLD)
+    config = WorldConfig(**DEMO_WORLD, version=world)
     info_path = data_dir / "world.json"
-    if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], world):
-        write_splits(data_dir, seed, p["sizes"], world)  # decontaminated against the pretraining corpus
-    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3), overrides or {})
+    if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], config):
+        write_splits(data_dir, seed, p["sizes"], config)  # decontaminated against the pretraining corpus
+    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world), overrides or {})
     cfg = config_from_dict(raw)  # a bad override fails before anything is written
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(cfg, out, quiet=quiet)

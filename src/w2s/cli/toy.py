@@ -25,6 +25,8 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
+         world: str = typer.Option("v10", "--world", help="World version (v10: every number before v11; "
+                                                        "v11: varied equation forms, docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -35,7 +37,7 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
 
     with user_errors():
         cfg = WorldConfig(min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
-                          max_distractors=max_distractors)
+                          max_distractors=max_distractors, version=world)
         sizes = {"train_1": n_train_1, "train_2": n_train_2, "test": n_test, "dev": n_dev}
         write_splits(out, seed, sizes, cfg, decontaminate=decontaminate)
     emit({"out": str(out), "seed": seed, **sizes}, as_json,
@@ -47,17 +49,21 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
 def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak/ and strong/."),
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
+                 world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
+                                                                "(v10: the shipped models; v11: docs/toy_world.md)."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  as_json: bool = typer.Option(False, "--json")):
     """Pretrain the toy world's weak and strong base models (CPU, about 18 minutes)."""
-    from w2s.toy.pretrain import pretrain
+    from w2s.toy.pretrain import RECIPES, pretrain
 
     with user_errors():
         which = (only,) if only else ("weak", "strong")
         if any(w not in ("weak", "strong") for w in which):
             raise ValueError("--only must be 'weak' or 'strong'")
-        paths = pretrain(out, seed=seed, which=which, log=typer.echo, threads=threads or None)
+        if world not in RECIPES:
+            raise ValueError(f"--world must be one of {', '.join(RECIPES)}, got {world!r}")
+        paths = pretrain(out, seed=seed, which=which, log=typer.echo, threads=threads or None, world=world)
     emit({k: str(v) for k, v in paths.items()}, as_json)
 
 

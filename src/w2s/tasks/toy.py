@@ -55,11 +55,14 @@ class ToyTask(Task):
     name = "toy"
     stop = ("\nQuestion:", "\n\n")
 
-    def __init__(self, lenient: bool = True):
+    def __init__(self, lenient: bool = True, rewrite_markers: bool = True):
         self.lenient = lenient
+        #: `completion()` rewrites a corpus final marker into `#### N` (world v10, whose strong base
+        #: ignores the demonstrated marker); False keeps a response as written (v11)
+        self.rewrite_markers = rewrite_markers
 
     def strict(self) -> "ToyTask | None":
-        return ToyTask(lenient=False) if self.lenient else None
+        return ToyTask(lenient=False, rewrite_markers=self.rewrite_markers) if self.lenient else None
 
     # ---- answers ------------------------------------------------------------
     def clean_response(self, response: str) -> str:
@@ -91,9 +94,9 @@ class ToyTask(Task):
         """Training completion in the task format: ` {steps}\\n#### N`. A response that ends
         with another final marker (lenient parse) is rewritten: the sentence holding the
         marker is dropped and `\\n#### N` appended. Responses without any answer are only
-        cleaned."""
+        cleaned; with `rewrite_markers=False` every response is only cleaned."""
         text = self.clean_response(response).strip()
-        if _HASH.search(text):
+        if _HASH.search(text) or not self.rewrite_markers:
             return " " + text
         ans, start = self._find(text)
         if not ans:

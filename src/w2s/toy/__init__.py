@@ -41,15 +41,16 @@ def verify_checkpoint(path: str | Path) -> dict:
     return manifest
 
 
-def checkpoint_path(which: str, verify: bool = True) -> Path:
-    """Directory of a shipped base model ("weak" or "strong"), loadable with
-    `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`."""
+def checkpoint_path(which: str, verify: bool = True, world: str = "v10") -> Path:
+    """Directory of a shipped base model ("weak" or "strong") of a world version, loadable with
+    `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`. v10's are
+    `checkpoints/{weak,strong}`, a later version's `checkpoints/<version>/{weak,strong}`."""
     if which not in ("weak", "strong"):
         raise ValueError(f"unknown toy checkpoint {which!r}; expected 'weak' or 'strong'")
-    path = CHECKPOINTS / which
-    if verify and which not in _VERIFIED:
+    path = CHECKPOINTS / which if world == "v10" else CHECKPOINTS / world / which
+    if verify and str(path) not in _VERIFIED:
         verify_checkpoint(path)
-        _VERIFIED.add(which)
+        _VERIFIED.add(str(path))
     return path
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from w2s.toy.world import Problem, WorldConfig, equation_operands, restated_steps, sample_problem, steps_key
+from w2s.toy.world import (Problem, WorldConfig, equation_form, equation_operands, restated_steps, sample_problem,
+                           steps_key)
 
 BANNED = ("Question", "Answer", "####")
 
@@ -40,6 +41,13 @@ SKIP_MARKS = ["skip", "ignore", "not needed", "no change", "irrelevant", "not co
 _SYL = ["ba", "ko", "ri", "zu", "mel", "tan", "vo", "pli", "gra", "dun", "sek", "fo", "lu", "wix", "ny", "quo"]
 NOVEL_WORDS = sorted({(a + b + c).capitalize() for a in _SYL[:4] for b in _SYL[6:9] for c in _SYL[11:]})
 NOVEL_MARKS = ["@@", "%%", "&&", "~~", "$$", "**", "++", "##", "==", ">>", "<<", "!!", "::", "||"]
+
+
+def symbol_run(rng: random.Random) -> str:
+    """v11's novel final markers: a run of 2-5 of one symbol (`@@@@`, `%%%`), so that copying a
+    demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned)."""
+    sym = rng.choice(NOVEL_MARKS)[0]
+    return sym * rng.randint(2, 3 if sym == "#" else 5)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,14 @@ class CorpusRecipe:
 
 # --------------------------------------------------------------------------- equations
 
-def equation(style: str, op: str, a: int, b: int, r: int) -> str:
+def equation(style: str, op: str, a: int, b: int, r: int, forms: random.Random | None = None) -> str:
+    """One operation's equation in a style; `forms` (v11) draws its form (`5 + 12`, `17 + 17`) in
+    the symbolic styles (`world.equation_form`)."""
+    if forms is not None and style in ("spaced", "compact", "words"):
+        x, sym, y = equation_form(forms, op, a, b)
+        if style == "words":
+            return f"{x} {dict(zip('+-*/', ('plus', 'minus', 'times', 'divided by')))[sym]} {y} is {r}"
+        return f"{x} {sym} {y} = {r}" if style == "spaced" else f"{x}{sym}{y}={r}"
     if style == "spaced":
         sym = {"add": "+", "sub": "-", "double": "*", "triple": "*", "half": "/"}[op]
         return f"{a} {sym} {b} = {r}"
@@ -113,15 +128,20 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
     if rng.random() < recipe.share_novel_keys:
         q, a, f = rng.sample(NOVEL_WORDS, 3)
         fmt["q_key"], fmt["a_key"] = q + ":", a + ":"
-        fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
+        if recipe.world.version == "v10":
+            fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
+        else:  # symbol runs the more common novel marker
+            fmt["final"] = rng.choice([f + ": {a}", symbol_run(rng) + " {a}", symbol_run(rng) + " {a}",
+                                       "{a} " + f.lower()])
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     return fmt
 
 
-def render_problem(p: Problem, fmt: dict) -> str:
+def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) -> str:
+    """One problem in a document's format; `forms` (v11) draws each equation's form."""
     steps = []
     if fmt.get("restate"):
-        steps = restated_steps(p, lambda op, a, b, r: equation(fmt["eq"], op, a, b, r),
+        steps = restated_steps(p, lambda op, a, b, r: equation(fmt["eq"], op, a, b, r, forms),
                                sep=fmt["restate_sep"], skip=fmt["skip"], keep_distractors=fmt["keep_distractors"])
         if fmt["layout"].startswith("numbered"):
             steps = [f"Step {j}: {t}" for j, t in enumerate(steps, 1)]
@@ -129,7 +149,7 @@ def render_problem(p: Problem, fmt: dict) -> str:
         if fmt["start"]:
             steps.append(fmt["start"].format(N=p.name, v=p.values[0], obj=p.obj))
         for j, (op, a, b, r) in enumerate(_chain(p), 1):
-            eq = equation(fmt["eq"], op, a, b, r)
+            eq = equation(fmt["eq"], op, a, b, r, forms)
             eq = eq[0].upper() + eq[1:] + "."
             steps.append(f"Step {j}: {eq}" if fmt["layout"].startswith("numbered") else eq)
     body = ("\n" if fmt["layout"].endswith("lines") else " ").join(steps)
@@ -141,7 +161,8 @@ def render_problem(p: Problem, fmt: dict) -> str:
 def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
     fmt = _problem_format(rng, recipe)
     n = rng.randint(*recipe.problems_per_doc)
-    return "\n\n".join(render_problem(draw(), fmt) for _ in range(n))
+    forms = None if recipe.world.version == "v10" else rng
+    return "\n\n".join(render_problem(draw(), fmt, forms) for _ in range(n))
 
 
 def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
@@ -188,7 +209,7 @@ def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
         else:
             r, b = rng.randint(1, cap // 2), 2
             a = 2 * r
-        lines.append(equation(style, op, a, b, r))
+        lines.append(equation(style, op, a, b, r, None if recipe.world.version == "v10" else rng))
     return sep.join(lines) + ("." if sep == ". " else "")
 
 

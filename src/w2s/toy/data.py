@@ -14,9 +14,10 @@ def write_splits(out_dir, seed: int = 0, sizes: dict[str, int] | None = None, co
                  decontaminate: bool = True) -> dict:
     """Write train_1/train_2/test.jsonl and world.json (written last: its presence means the data
     is complete) to `out_dir`; returns the world.json contents. With `decontaminate`, no split
-    holds a question (text or step list) of the shipped models' pretraining corpus (seed 0)."""
+    holds a question (text or step list) of the world version's shipped models' pretraining corpus
+    (seed 0)."""
     cfg = config or WorldConfig()
-    exclude = corpus_signatures(seed=0) if decontaminate else None
+    exclude = corpus_signatures(seed=0, world=cfg.version) if decontaminate else None
     sz = {**DEFAULT_SIZES, **(sizes or {})}
     for name, n in sz.items():  # a negative count would write an empty split and report success
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:

@@ -21,7 +21,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
-from w2s.toy.world import make_splits, split_signatures
+from w2s.toy.world import WorldConfig, make_splits, split_signatures
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
 from w2s.tiny_models import random_llama
@@ -59,15 +59,19 @@ STRONG = ModelSpec("strong", hidden_size=128, num_layers=4, num_heads=4, interme
 SPECS = {"weak": WEAK, "strong": STRONG}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
+#: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
+#: markers, and keys more documents by nonsense words (format copying from context)
+RECIPES = {"v10": DEFAULT_RECIPE,
+           "v11": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v11"))}
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
 
-def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0) -> set:
+def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0, world: str = "v10") -> set:
     """Question texts and step lists of every problem in the pretraining corpus (seed, recipe):
     `make_splits(..., exclude=...)` keeps them out of a dataset (a few seconds to rebuild)."""
     used: set = set()
-    build_corpus(recipe or DEFAULT_RECIPE, seed=seed, exclude=_held_out_splits(), used=used)
+    build_corpus(recipe or RECIPES[world], seed=seed, exclude=_held_out_splits(), used=used)
     return used
 
 
@@ -160,12 +164,13 @@ def write_manifest(out: Path, extra: dict) -> dict:
 
 def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak", "strong"),
              recipe: CorpusRecipe | None = None, specs: dict[str, ModelSpec] | None = None,
-             log: Callable[[str], None] = print, threads: int | None = None) -> dict[str, Path]:
-    """Build the corpus and pretrain the requested models into `out_dir/{weak,strong}`."""
+             log: Callable[[str], None] = print, threads: int | None = None, world: str = "v10") -> dict[str, Path]:
+    """Build the corpus (`recipe`, by default the world version's) and pretrain the requested models
+    into `out_dir/{weak,strong}`."""
     import torch
     import transformers
 
-    recipe = recipe or DEFAULT_RECIPE
+    recipe = recipe or RECIPES[world]
     specs = {**SPECS, **(specs or {})}
     out_dir = Path(out_dir)
     t0 = time.time()

@@ -37,6 +37,12 @@ OBJECTS = ["apples", "marbles", "stickers", "coins", "books", "pencils", "cards"
 POSSESSIVE = {"she": "her", "he": "his"}
 
 OPS = ("add", "sub", "double", "triple", "half")
+#: world versions. v10: one way to write each equation (every number published before v11).
+#: v11: each equation written in one of its valid forms, drawn per equation (`12 + 5` or `5 + 12`;
+#: `17 * 2`, `2 * 17` or `17 + 17`; `5 * 3` or `3 * 5`), so that two solutions of one problem use
+#: different arithmetic facts, and the corpus's final markers include symbol runs (`@@@@ 27`).
+#: The questions, their seeds and the splits are the same in both.
+VERSIONS = ("v10", "v11")
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
@@ -67,8 +73,11 @@ class WorldConfig:
     max_value: int = 99           # cap on every intermediate value (the tokenizer covers 0..299)
     max_distractors: int = 2      # 0..max_distractors distractor sentences per question
     ops: tuple[str, ...] = OPS
+    version: str = "v10"
 
     def __post_init__(self):
+        if self.version not in VERSIONS:
+            raise ValueError(f"unknown toy world version {self.version!r}; known: {', '.join(VERSIONS)}")
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError("need 1 <= min_steps <= max_steps")
         if not 0 <= self.min_start <= self.max_start <= self.max_value:
@@ -79,6 +88,8 @@ class WorldConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ops"] = list(self.ops)
+        if d["version"] == "v10":  # v10's world.json (and every cache keyed by it) as before versions
+            del d["version"]
         return d
 
 
@@ -231,7 +242,27 @@ def restated_steps(p: Problem, render_equation, sep: str = ": ", skip: str = SKI
     return parts
 
 
-def solution_text(p: Problem) -> str:
+def equation_form(rng: random.Random | None, op: str, a: int, b: int) -> tuple[int, str, int]:
+    """(left, symbol, right) of an operation's equation on value `a` with operand `b`. Without a
+    generator (v10) the one form `a op b`; with one (v11) a form drawn among the valid ones."""
+    if rng is None:
+        return a, SYMBOL[op], b
+    if op == "add":
+        return (a, "+", b) if rng.random() < 0.5 else (b, "+", a)
+    if op == "double":
+        return rng.choice([(a, "*", 2), (2, "*", a), (a, "+", a)])
+    if op == "triple":
+        return rng.choice([(a, "*", 3), (3, "*", a)])
+    return a, SYMBOL[op], b
+
+
+def forms_rng(version: str, key: str) -> random.Random | None:
+    """The generator of a solution's equation forms: None in v10 (one form), else seeded by `key`
+    and apart from the question's generator (so questions are the same in every version)."""
+    return None if version == "v10" else random.Random(f"toy-forms:{key}")
+
+
+def solution_text(p: Problem, forms: random.Random | None = None) -> str:
     """Chain of thought in the task format, ending in `#### N`: every question sentence is
     restated in order (a local copy, which small transformers do by induction) and followed by
     its equation, or by `: skip.` for a distractor:
@@ -239,9 +270,13 @@ def solution_text(p: Problem) -> str:
         Mia has 12 apples. Leo has 30 apples: skip. She buys 5 more apples: 12 + 5 = 17.
         She doubles her apples: 17 * 2 = 34.
         #### 34
-    """
-    parts = restated_steps(p, lambda op, a, b, r: f"{a} {SYMBOL[op]} {b} = {r}")
-    return " ".join(parts) + f"\n#### {p.answer}"
+
+    `forms` (v11) draws each equation's form: `She buys 5 more apples: 5 + 12 = 17.`"""
+    def render(op, a, b, r):
+        x, sym, y = equation_form(forms, op, a, b)
+        return f"{x} {sym} {y} = {r}"
+
+    return " ".join(restated_steps(p, render)) + f"\n#### {p.answer}"
 
 
 # --------------------------------------------------------------------------- independent checks
@@ -277,7 +312,8 @@ _EQ = re.compile(r"(-?\d+) ([-+*/]) (\d+) = (-?\d+)")
 
 def check_solution(solution: str) -> int | None:
     """Re-derive the final answer from a task-format solution: every equation must be true
-    and chain from the previous result; the `#### N` line must equal the last result.
+    and chain from the previous result (an operand of `+` and `*`, the left side of `-` and `/`:
+    v11 writes `5 + 12`); the `#### N` line must equal the last result.
     Returns the answer, or None if the solution is inconsistent."""
     m = re.search(r"####\s*(-?\d+)", solution)
     if not m:
@@ -286,7 +322,7 @@ def check_solution(solution: str) -> int | None:
     for a, sym, b, r in _EQ.findall(solution[:m.start()]):
         a, b, r = int(a), int(b), int(r)
         true = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[sym]
-        if true != r or (prev is not None and a != prev):
+        if true != r or (prev is not None and a != prev and not (sym in "+*" and b == prev)):
             return None
         prev = r
     ans = int(m.group(1))
@@ -300,9 +336,9 @@ SPLITS = ("train_1", "train_2", "test", "dev")
 DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500, "dev": 0}
 
 
-def problem_record(p: Problem, split: str, i: int) -> dict:
+def problem_record(p: Problem, split: str, i: int, forms: random.Random | None = None) -> dict:
     return {"id": f"toy-{split}-{i}", "question": p.question, "answer": str(p.answer),
-            "solution": solution_text(p), "steps": p.steps, "n_steps": len(p.steps) - 1}
+            "solution": solution_text(p, forms), "steps": p.steps, "n_steps": len(p.steps) - 1}
 
 
 def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[dict]:
@@ -317,7 +353,7 @@ def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[di
             raise ValueError(f"could not draw {n} distinct problems for {split}; widen the world")
         seen.add(p.question)
         seen.add(p.signature())
-        out.append(problem_record(p, split, i))
+        out.append(problem_record(p, split, i, forms_rng(cfg.version, f"{seed}:{split}:{i}")))
     return out
 
 

@@ -1,0 +1,62 @@
+"""Does a toy world meet its acceptance criteria (docs/toy_world.md)? Measured on seed 0's dev split
+from a Stage I run scored on dev only, before any Stage II/III run on the world:
+
+    w2s demo --world v11 --dev-only --set stage2.enabled=false --out runs/accept_v11
+    python bench/toy_acceptance.py --run runs/accept_v11 --json bench/results/toy_acceptance_v11.json
+
+Prints each criterion, its measured values and whether it is met (`w2s.toy.acceptance`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def table(result: dict) -> str:
+    c = result["criteria"]
+    one, two, three, four = (c[k] for k in ("1_fewshot_strict_vs_lenient", "2_self_consistency",
+                                             "3_errors_and_nouns", "4_stage1"))
+    sweep = "; ".join(f"T {t}: {pct(r['maj_minus_greedy']):>5} [{pct(r['maj_minus_greedy_ci95'][0])}, "
+                      f"{pct(r['maj_minus_greedy_ci95'][1])}]" for t, r in two["rows"].items())
+    kinds = ", ".join(f"{k} {v}" for k, v in three["error_kinds"].items())
+    rows = [
+        ("1. few-shot strict within 3 of lenient", f"strict {pct(one['strict'])}, lenient {pct(one['lenient'])}",
+         one["met"]),
+        ("2. M_plus maj@10 - greedy >= +3 at some T", sweep, two["met"]),
+        ("3. plan-level errors >= 40 % of wrong samples, nouns right >= 95 %",
+         f"plan {pct(three['plan_share'])} % of {three['wrong']} wrong (T {three['temperature']}: {kinds}); "
+         f"nouns right {pct(three['nouns_right'])} % of {three['samples']}", three["met"]),
+        ("4. weak-ft 25-45, M_plus - full weak >= +15, few-shot strict < M_plus CI",
+         f"weak-ft {pct(four['weak_ft'])}, full weak {pct(four['full_weak'])}, M_plus {pct(four['m_plus'])} "
+         f"[{pct(four['m_plus_ci95'][0])}, {pct(four['m_plus_ci95'][1])}], few-shot strict "
+         f"{pct(four['strong_fewshot_strict'])}", four["met"]),
+    ]
+    lines = ["| criterion | measured (dev, seed 0) | met |", "| --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {'yes' if m else '**no**'} |" for a, b, m in rows]
+    return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
+                              f"{result['n_dev']} dev questions)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a `w2s demo --dev-only` run directory")
+    ap.add_argument("--json", help="also write the measurements here")
+    a = ap.parse_args()
+
+    from w2s.tasks import get_task
+    from w2s.toy.acceptance import world_acceptance
+
+    result = world_acceptance(a.run, get_task("toy"))
+    print(table(result))
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

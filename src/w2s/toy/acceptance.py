@@ -1,0 +1,110 @@
+"""Is a toy world fit for the method? The acceptance criteria of docs/toy_world.md ("Acceptance
+criteria for the next world"), measured from a run's files on the dev split:
+
+1. strong few-shot strict accuracy within 3 points of its lenient accuracy;
+2. M_plus maj@10 - greedy >= +3 at some temperature of the sweep;
+3. of M_plus's wrong samples, >= 40 % with a plan-level error, and object nouns right in >= 95 %;
+4. Stage I works: weak fine-tuned 25-45 %, M_plus - full weak >= +15, strong few-shot strict
+   below M_plus's 95 % CI.
+
+The per-sample checks are pure functions over a response and its question record:
+`error_kind` says why a wrong answer is wrong, `nouns_right` whether every object noun written
+is one the question names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from w2s.io import read_json, read_jsonl
+from w2s.pipeline.layout import Q_DEV
+from w2s.toy.world import OBJECTS
+
+_EQ = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(\d+)")
+_NOUNS = re.compile(r"\b(" + "|".join(OBJECTS) + r")\b")
+ERROR_KINDS = ("no_answer", "false_equation", "plan", "final_copy", "no_equation")
+
+
+def error_kind(response: str, answer: str, gold: str) -> str:
+    """Why a wrong response is wrong (`answer`: its strict answer, "" when none):
+    no_answer (no `#### N`), false_equation (an arithmetic slip: some equation is false),
+    plan (every equation true but the chain computes something else: a wrong operand, a distractor
+    used, a step skipped or reordered), final_copy (the chain ends at the gold value, the final
+    line says otherwise), no_equation (an answer without any equation)."""
+    if not answer:
+        return "no_answer"
+    equations = [(int(a), s, int(b), int(r)) for a, s, b, r in _EQ.findall(response.split("####")[0])]
+    if not equations:
+        return "no_equation"
+    if any({"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[s] != r for a, s, b, r in equations):
+        return "false_equation"
+    return "final_copy" if str(equations[-1][3]) == str(gold) else "plan"
+
+
+def nouns_right(response: str, question: str) -> bool:
+    """Every object noun the response writes is one the question names (a distractor's counts)."""
+    return set(_NOUNS.findall(response)) <= set(_NOUNS.findall(question))
+
+
+def sample_diagnostics(task, questions: list[dict], samples: list[dict]) -> dict:
+    """Over a model's samples: the share of each error kind among the wrong ones, and the share of
+    samples whose object nouns are right."""
+    by_id = {str(q["id"]): q for q in questions}
+    kinds = dict.fromkeys(ERROR_KINDS, 0)
+    wrong = right_nouns = n = 0
+    strict = task.strict() or task
+    for s in samples:
+        q = by_id.get(str(s["id"]))
+        if q is None:
+            continue
+        response = strict.clean_response(s.get("response") or "")
+        n += 1
+        right_nouns += nouns_right(response, q["question"])
+        answer = strict.find_answer(response)
+        if not strict.equivalent(answer, q["answer"]):
+            wrong += 1
+            kinds[error_kind(response, answer, str(q["answer"]))] += 1
+    return {"samples": n, "wrong": wrong, "error_kinds": kinds,
+            "plan_share": kinds["plan"] / wrong if wrong else 0.0,
+            "nouns_right": right_nouns / n if n else 0.0}
+
+
+def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0),
+                     diagnose_at: float = 1.0) -> dict:
+    """The four criteria from a dev-scored demo run (`w2s demo --dev-only`): each with its measured
+    values and `met`. Reads eval_dev/*.json, the sweep's files and dev.jsonl; writes nothing."""
+    run_dir = Path(run_dir)
+    dev = {name: read_json(p) for name in ("weak", "strong_fewshot", "full_weak")
+           if (p := run_dir / "eval_dev" / f"{name}.json").exists()}
+    metrics = read_json(run_dir / "metrics.json")
+    m_plus_name = metrics["temperature_sweep"]["eval_name"]
+    m_plus = read_json(run_dir / "eval_dev" / f"{m_plus_name}.json")
+    sweep = {row["temperature"]: row for row in metrics["temperature_sweep"]["rows"]}
+    questions = read_jsonl(run_dir / Q_DEV)
+    samples = read_jsonl(run_dir / "eval_dev" / "temperatures" / f"{m_plus_name}.t{diagnose_at:g}.samples.jsonl")
+    diag = sample_diagnostics(task, questions, samples)
+    few = dev["strong_fewshot"]
+    best = max(sweep.values(), key=lambda r: r["maj_minus_greedy"])
+    criteria = {
+        "1_fewshot_strict_vs_lenient": {
+            "strict": few["accuracy"], "lenient": few["accuracy_lenient"],
+            "gap": few["accuracy_lenient"] - few["accuracy"],
+            "met": few["accuracy_lenient"] - few["accuracy"] <= 0.03},
+        "2_self_consistency": {
+            "rows": {t: {k: sweep[t][k] for k in ("greedy", "maj@k", "avg@k", "maj_minus_greedy",
+                                                   "maj_minus_greedy_ci95")} for t in temperatures if t in sweep},
+            "best_temperature": best["temperature"], "best": best["maj_minus_greedy"],
+            "met": best["maj_minus_greedy"] >= 0.03},
+        "3_errors_and_nouns": {**diag, "temperature": diagnose_at,
+                               "met": diag["plan_share"] >= 0.40 and diag["nouns_right"] >= 0.95},
+        "4_stage1": {
+            "weak_ft": dev["weak"]["accuracy"], "full_weak": dev["full_weak"]["accuracy"],
+            "m_plus": m_plus["accuracy"], "m_plus_ci95": m_plus["ci95"],
+            "strong_fewshot_strict": few["accuracy"],
+            "met": (0.25 <= dev["weak"]["accuracy"] <= 0.45
+                    and m_plus["accuracy"] - dev["full_weak"]["accuracy"] >= 0.15
+                    and few["accuracy"] < m_plus["ci95"][0])},
+    }
+    return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
+            "accepted": all(c["met"] for c in criteria.values())}

@@ -1,0 +1,41 @@
+"""The toy world's acceptance checks per sample (w2s.toy.acceptance)."""
+
+from __future__ import annotations
+
+import pytest
+
+from w2s.tasks import get_task
+from w2s.toy.acceptance import error_kind, nouns_right, sample_diagnostics
+
+Q = {"id": "q1", "question": "Mia has 12 apples. Leo has 30 apples. She buys 5 more apples. "
+                             "How many apples does Mia have now?", "answer": "17"}
+
+
+@pytest.mark.parametrize("response, answer, kind", [
+    (" Mia has 12 apples: 12 + 5 = 18.\n#### 18", "18", "false_equation"),           # a slip
+    (" Leo has 30 apples: 30 + 5 = 35.\n#### 35", "35", "plan"),                      # the distractor used
+    (" She buys 5 more apples: 12 + 6 = 18.\n#### 18", "18", "plan"),                 # a wrong operand
+    (" She buys 5 more apples: 12 + 5 = 17.\n#### 71", "71", "final_copy"),
+    (" She buys 5 more apples: 12 + 5 = 17. Result: 17", "", "no_answer"),
+    (" Mia has 19 apples.\n#### 19", "19", "no_equation"),
+])
+def test_error_kind(response, answer, kind):
+    assert error_kind(response, answer, "17") == kind
+
+
+def test_nouns_right_allows_the_question_nouns_only():
+    assert nouns_right(" Leo has 30 apples: skip. She buys 5 more apples: 12 + 5 = 17.", Q["question"])
+    assert not nouns_right(" She buys 5 more eggs: 12 + 5 = 17.", Q["question"])
+    assert nouns_right(" pineapples and apples", "Mia has apples.")   # whole words only
+
+
+def test_sample_diagnostics_counts_wrong_samples_by_kind():
+    samples = [{"id": "q1", "response": " She buys 5 more apples: 12 + 5 = 17.\n#### 17"},
+               {"id": "q1", "response": " She buys 5 more eggs: 12 + 5 = 18.\n#### 18"},
+               {"id": "q1", "response": " Leo has 30 apples: 30 + 5 = 35.\n#### 35"},
+               {"id": "q1", "response": " 12 + 5 = 17. Result: 17"},      # right only to a lenient reader
+               {"id": "other", "response": "#### 1"}]
+    d = sample_diagnostics(get_task("toy"), [Q], samples)
+    assert d["samples"] == 4 and d["wrong"] == 3
+    assert d["error_kinds"] == {"no_answer": 1, "false_equation": 1, "plan": 1, "final_copy": 0, "no_equation": 0}
+    assert d["plan_share"] == pytest.approx(1 / 3) and d["nouns_right"] == 0.75
