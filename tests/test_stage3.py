@@ -340,3 +340,19 @@ def test_the_report_says_when_m_rl_is_round_0():
     metrics["stage3"] = stage3_summary(rounds, "majority", "m_pro_dpo", 0.40)
     md = render_markdown(metrics)
     assert "start policy, m_rl" not in md and "| 1 (m_rl) |" in md
+
+
+def test_relabel_rule_labels_only_what_stage1_discarded():
+    # b: weak 5 == icl 5, kept by Stage I -> never relabelled; a, c, d: the answers disagree
+    # (d's in-context answer is truncated: no usable answer, so d was discarded too)
+    labels = pl.relabel_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_confidence=0.6)
+    assert labels == {"c": "1", "d": "8"}                    # a: its majority 7 holds only 4/8
+    assert pl.relabel_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_confidence=0.5) == {"a": "7", "c": "1", "d": "8"}
+    assert pl.majority_labels(TASK, QUESTIONS, SAMPLES, min_confidence=0.25)["b"] == "5"
+    assert "b" not in pl.relabel_labels(TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_confidence=0.25)
+    agreeing = [gen("c", 1)]
+    assert "c" not in pl.relabel_labels(TASK, QUESTIONS, SAMPLES, WEAK[:2] + agreeing + WEAK[3:],
+                                        ICL[:2] + agreeing + ICL[3:], min_confidence=0.5)
+    assert REWARDS.get("relabel").obj.pseudo_label_rule == "relabel"
+    assert pl.pseudo_labels("relabel", TASK, QUESTIONS, SAMPLES, WEAK, ICL, min_confidence=0.6,
+                            min_support=3, prefer="weak") == labels

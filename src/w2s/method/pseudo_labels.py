@@ -89,6 +89,27 @@ def majority_labels(task: Task, questions: Sequence[dict], samples: Iterable[dic
     return out
 
 
+@LABEL_RULES.register("relabel", params=("min_confidence",))
+def relabel_labels(task: Task, questions: Sequence[dict], samples: Iterable[dict],
+                   weak_gens: Iterable[dict] = (), icl_gens: Iterable[dict] = (), *,
+                   min_confidence: float = 0.6) -> dict[str, str]:
+    """{id: label} for the questions Stage I left out (the weak and in-context answers are not
+    equivalent, or one is missing): the fine-tuned strong model's majority answer when its share
+    of all k samples is at least `min_confidence` (Shi et al., 2025, arXiv 2503.04249: the strong
+    model relabels what weak supervision could not settle). Stage I's kept questions get no label:
+    Stage I already trained on them."""
+    weak, icl = first_generation(weak_gens), first_generation(icl_gens)
+    kept = set()
+    for q in questions:
+        qid = str(q["id"])
+        a, b = usable_answer(task, weak.get(qid)), usable_answer(task, icl.get(qid))
+        if a and b and task.equivalent(a, b):
+            kept.add(qid)
+    labels = majority_labels(task, [q for q in questions if str(q["id"]) not in kept], samples,
+                             min_confidence=min_confidence)
+    return labels
+
+
 def pseudo_labels(rule: str, task: Task, questions: Sequence[dict], samples: Sequence[dict],
                   weak_gens: Sequence[dict], icl_gens: Sequence[dict], **settings) -> dict[str, str]:
     """Labels under the registered `rule` (`LABEL_RULES`); of `settings`, each rule reads the ones

@@ -74,6 +74,16 @@ def majority(prompts, completions, pseudo_label, *, task: Task, finished=None, *
     return label_match(completions, pseudo_label, task, finished)
 
 
+@_reward("relabel", rule="relabel")
+def relabel(prompts, completions, pseudo_label, *, task: Task, finished=None, **kwargs) -> list[float]:
+    """Re-labelling (Shi et al., 2025, arXiv 2503.04249): 1 when the completion's final answer
+    equals the fine-tuned strong model's confident majority on a question Stage I discarded (the
+    weak and in-context answers disagreed); Stage I's kept questions are not trained on again.
+
+    Pseudo-labels: `w2s.method.pseudo_labels.relabel_labels`."""
+    return label_match(completions, pseudo_label, task, finished)
+
+
 # self_certainty (Intuitor) is not here: it needs the policy's logits over each completion,
 # which a TRL reward function does not receive (a second forward pass per batch).
 
