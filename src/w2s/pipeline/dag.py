@@ -14,17 +14,15 @@ are fingerprinted by their key.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from w2s.io import file_sha256, write_json
+from w2s.pipeline.manifest import (Manifest, ManifestError, fingerprint_outputs, outputs_exist,  # noqa: F401
+                                   remove_outputs, stable_hash, stage_key)
 
 log = logging.getLogger("w2s.pipeline")
 
@@ -35,10 +33,6 @@ class StageFailed(RuntimeError):
     def __init__(self, stage: str, cause: BaseException):
         self.stage, self.cause = stage, cause
         super().__init__(f"stage {stage!r} failed: {type(cause).__name__}: {cause}")
-
-
-class ManifestError(ValueError):
-    """RUN/manifest.json cannot be read; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -88,76 +82,6 @@ class StageContext:
         p = self.run_dir / "work" / f"{self.stage.name}-{self.key[:16]}{tag}{suffix}"
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
-
-
-class Manifest:
-    """run_dir/manifest.json: stage -> {key, status, outputs, fingerprint, seconds, ...}."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "manifest.json"
-        self.data = {"stages": {}, "invocations": []}
-        if self.path.exists():
-            self.data = self._read()
-
-    def _read(self) -> dict:
-        fix = "restore it, or delete it to recompute every stage"
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise ManifestError(f"{self.path} is not UTF-8 text; {fix}") from None
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{self.path} is not valid JSON (line {e.lineno} col {e.colno}: {e.msg}); "
-                                f"{fix}") from None
-        if not (isinstance(data, dict) and isinstance(data.get("stages"), dict)
-                and all(isinstance(v, dict) for v in data["stages"].values())):
-            raise ManifestError(f"{self.path} is not a w2s manifest (expected an object with a 'stages' "
-                                f"mapping); {fix}")
-        if not isinstance(data.get("invocations"), list):
-            data["invocations"] = []
-        return data
-
-    def entry(self, name: str) -> dict:
-        return self.data["stages"].get(name, {})
-
-    def set(self, name: str, **values) -> None:
-        self.data["stages"].setdefault(name, {}).update(values)
-        self.save()
-
-    def save(self) -> None:
-        write_json(self.path, self.data)
-
-
-def stable_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def stage_key(stage: Stage, dep_fingerprints: list[str]) -> str:
-    """A stage's cache key: its name, its config slice and its dependencies' fingerprints."""
-    return stable_hash({"stage": stage.name, "params": stage.params, "deps": dep_fingerprints})
-
-
-def _outputs_exist(run_dir: Path, stage: Stage) -> bool:
-    return all((run_dir / o).exists() for o in stage.outputs)
-
-
-def _fingerprint(run_dir: Path, stage: Stage, key: str) -> str:
-    paths = [run_dir / o for o in stage.outputs]
-    if paths and all(p.is_file() for p in paths):
-        return stable_hash([file_sha256(p) for p in paths])
-    return key
-
-
-def _remove_outputs(run_dir: Path, stage: Stage) -> None:
-    for o in stage.outputs:
-        p = run_dir / o
-        if p.is_dir() and not p.is_symlink():  # a link (models/m_rl) goes, never what it points to
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    work = run_dir / "work"
-    if work.exists():
-        for p in work.glob(f"{stage.name}-*"):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _dep_fingerprints(stage: Stage, fingerprints: dict[str, str], manifest: Manifest,
@@ -212,87 +136,101 @@ def run_stages(stages: list[Stage], run_dir: Path, *, only: list[str] | None = N
     main-line stage waits on first, then the heaviest (`weight`). The manifest is written by this
     process only."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(run_dir)
-    wanted = select_stages(stages, only, until)
-    force = set(force or [])
-    for n in force:
-        if n not in {s.name for s in stages}:
+    names = {s.name for s in stages}
+    for n in force or []:
+        if n not in names:
             raise ValueError(f"unknown stage {n!r} in --force")
-    fingerprints: dict[str, str] = {}
-    invocation = {"started": time.time(), "ran": [], "cached": []}
-    manifest.data["invocations"].append(invocation)
-    emit = on_event or (lambda *a: None)
-    index = {s.name: i for i, s in enumerate(stages)}
-    depended_on = {d for s in stages for d in s.deps}
-    pending, side = list(stages), _SideBySide(run_dir, manifest, emit)
+    run = _Run(stages, run_dir, select_stages(stages, only, until), set(force or []),
+               on_event or (lambda *a: None), workers, weight)
+    try:
+        while run.pending or run.side.running:
+            run.step()
+    finally:
+        run.side.stop()
+    run.invocation["finished"] = time.time()
+    run.manifest.save()
+    return run.manifest
 
-    def info(stage: Stage) -> dict:
-        return {"index": index[stage.name], "total": len(stages)}
 
-    def decide(stage: Stage) -> str | None:
+class _Run:
+    """One invocation of `run_stages`: what is pending, what must run (by key), what has settled
+    (fingerprints), and one scheduling step at a time."""
+
+    def __init__(self, stages: list[Stage], run_dir: Path, wanted: set[str], force: set[str], emit: Callable,
+                 workers: int, weight: Callable[[Stage], float] | None):
+        self.stages, self.run_dir, self.wanted, self.force, self.emit = stages, run_dir, wanted, force, emit
+        self.workers, self.weight = workers, weight
+        self.manifest = Manifest(run_dir)
+        self.invocation: dict = {"started": time.time(), "ran": [], "cached": []}
+        self.manifest.data["invocations"].append(self.invocation)
+        self.index = {s.name: i for i, s in enumerate(stages)}
+        self.depended_on = {d for s in stages for d in s.deps}
+        self.pending, self.side = list(stages), _SideBySide(run_dir, self.manifest, emit)
+        self.fingerprints: dict[str, str] = {}
+        self.keys: dict[str, str] = {}  # stages that must run, by their key
+
+    def info(self, stage: Stage) -> dict:
+        return {"index": self.index[stage.name], "total": len(self.stages)}
+
+    def decide(self, stage: Stage) -> str | None:
         """None when nothing is left to do for the stage; else its key (the stage must run)."""
-        dep_prints = _dep_fingerprints(stage, fingerprints, manifest, required=stage.name in wanted)
+        dep_prints = _dep_fingerprints(stage, self.fingerprints, self.manifest, required=stage.name in self.wanted)
         if dep_prints is None:
             return None  # not wanted, and an upstream stage has not run: nothing to know here
         key = stage_key(stage, dep_prints)
-        prev = manifest.entry(stage.name)
-        done = prev.get("status") == "done" and prev.get("key") == key and _outputs_exist(run_dir, stage)
-        if stage.name not in wanted:
+        prev = self.manifest.entry(stage.name)
+        done = prev.get("status") == "done" and prev.get("key") == key and outputs_exist(self.run_dir, stage)
+        if stage.name not in self.wanted:
             if done:
-                fingerprints[stage.name] = prev["fingerprint"]
+                self.fingerprints[stage.name] = prev["fingerprint"]
             return None
-        if done and stage.name not in force and not stage.always:
-            fingerprints[stage.name] = prev["fingerprint"]
-            invocation["cached"].append(stage.name)
-            emit("cached", stage, {**info(stage), **prev})
+        if done and stage.name not in self.force and not stage.always:
+            self.fingerprints[stage.name] = prev["fingerprint"]
+            self.invocation["cached"].append(stage.name)
+            self.emit("cached", stage, {**self.info(stage), **prev})
             return None
         return key
 
-    keys: dict[str, str] = {}  # stages that must run, by their key
-    try:
-        while pending or side.running:
-            while side.running and (ended := side.wait_one(timeout=0)) is not None:  # children done meanwhile
-                name, fingerprints[name] = ended
-                invocation["ran"].append(name)
-            blocked = {s.name for s in pending} | set(side.running)
-            ready = [s for s in pending if not any(d in blocked for d in s.deps)]
-            settled = False
-            for stage in ready:  # what needs no work (cached, not wanted) is settled at once
-                if stage.name not in keys:
-                    key = decide(stage)
-                    if key is None:
-                        pending.remove(stage)
-                        settled = True
-                        break  # one at a time: settled in topological order
-                    keys[stage.name] = key
-            if settled:
-                continue
-            # first the leaves a main-line stage waits on that others wait on in turn (m_rl, not the
-            # report, which waits on everything), then the heaviest
-            awaited = {d for s in pending if not s.parallel and s.name in depended_on for d in s.deps}
-            leaves = sorted((s for s in ready if s.parallel and workers > 1),
-                            key=lambda s: (s.name not in awaited, -(weight(s) if weight else 0.0)))
-            main = [s for s in ready if not (s.parallel and workers > 1)]
-            move, stage = _next_move(main, leaves, len(side.running), workers)
-            if move == "wait":
-                name, fingerprints[name] = side.wait_one()  # type: ignore[misc]  (no timeout: a child ends)
-                invocation["ran"].append(name)
-                continue
-            pending.remove(stage)
-            if move == "start":
-                side.start(stage, keys[stage.name], stage.name in force, info(stage))
-                continue
-            # here: beside the children on the threads they leave, or alone with all of them
-            with _torch_threads(workers - len(side.running)) if side.running else contextlib.nullcontext():
-                fingerprints[stage.name] = _run_stage(stage, run_dir, manifest, keys[stage.name],
-                                                      stage.name in force, info(stage), emit)
-            invocation["ran"].append(stage.name)
-            manifest.save()
-    finally:
-        side.stop()
-    invocation["finished"] = time.time()
-    manifest.save()
-    return manifest
+    def ran(self, ended: tuple[str, str]) -> None:
+        name, self.fingerprints[name] = ended
+        self.invocation["ran"].append(name)
+
+    def step(self) -> None:
+        """Collect the children that ended, settle one stage that needs no work, or make one move:
+        wait for a child, start a leaf in a child, or run a stage here."""
+        while self.side.running and (ended := self.side.wait_one(timeout=0)) is not None:
+            self.ran(ended)
+        blocked = {s.name for s in self.pending} | set(self.side.running)
+        ready = [s for s in self.pending if not any(d in blocked for d in s.deps)]
+        for stage in ready:  # what needs no work (cached, not wanted) is settled at once
+            if stage.name not in self.keys:
+                key = self.decide(stage)
+                if key is None:
+                    self.pending.remove(stage)
+                    return  # one at a time: settled in topological order
+                self.keys[stage.name] = key
+        parallel = self.workers > 1
+        # first the leaves a main-line stage waits on that others wait on in turn (m_rl, not the
+        # report, which waits on everything), then the heaviest
+        awaited = {d for s in self.pending if not s.parallel and s.name in self.depended_on for d in s.deps}
+        leaves = sorted((s for s in ready if s.parallel and parallel),
+                        key=lambda s: (s.name not in awaited, -(self.weight(s) if self.weight else 0.0)))
+        move, stage = _next_move([s for s in ready if not (s.parallel and parallel)], leaves,
+                                 len(self.side.running), self.workers)
+        if move == "wait":
+            self.ran(self.side.wait_one())  # type: ignore[arg-type]  (no timeout: a child ends)
+            return
+        self.pending.remove(stage)
+        forced, key = stage.name in self.force, self.keys[stage.name]
+        if move == "start":
+            self.side.start(stage, key, forced, self.info(stage))
+            return
+        # here: beside the children on the threads they leave, or alone with all of them
+        running = len(self.side.running)
+        with _torch_threads(self.workers - running) if running else contextlib.nullcontext():
+            self.ran((stage.name, _run_stage(stage, self.run_dir, self.manifest, key, forced, self.info(stage),
+                                             self.emit)))
+        self.manifest.save()
 
 
 def _next_move(main: list[Stage], leaves: list[Stage], running: int, workers: int) -> tuple[str, Stage | None]:
@@ -327,7 +265,7 @@ def _begin(stage: Stage, run_dir: Path, manifest: Manifest, key: str, forced: bo
            emit: Callable) -> None:
     prev = manifest.entry(stage.name)
     if prev.get("key") != key or forced:
-        _remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
+        remove_outputs(run_dir, stage)  # stale: different inputs, or forced fresh
     info["resumed"] = prev.get("status") == "running" and prev.get("key") == key
     attempts = prev.get("attempts", 0) + 1 if prev.get("key") == key else 1
     manifest.set(stage.name, key=key, status="running", outputs=stage.outputs, kind=stage.kind,
@@ -348,7 +286,7 @@ def _finish(stage: Stage, run_dir: Path, manifest: Manifest, key: str, info: dic
     if missing:
         manifest.set(stage.name, status="failed", error=f"outputs missing: {missing}")
         raise RuntimeError(f"stage {stage.name!r} did not write {missing}")
-    fingerprint = _fingerprint(run_dir, stage, key)
+    fingerprint = fingerprint_outputs(run_dir, stage, key)
     manifest.set(stage.name, status="done", fingerprint=fingerprint, seconds=round(seconds, 3),
                  finished=time.time(), resumed=info["resumed"], info=result, error=None)
     emit("done", stage, {**info, "seconds": seconds, "result": result})
