@@ -13,7 +13,7 @@ from pathlib import Path
 
 from w2s.method import rewards
 from w2s.tasks import make_task
-from w2s.training import trl_compat, trl_grpo
+from w2s.training import trl_grpo
 from w2s.training.run import run_training
 from w2s.training.settings import GRPOSettings
 
@@ -40,14 +40,14 @@ def train_grpo(model: str | os.PathLike, data, out_dir: str | os.PathLike, confi
     def build(model_obj, tokenizer, records, ckpt_dir, peft_config, cbs):
         eos = {tokenizer.eos_token_id, *_as_list(model_obj.generation_config.eos_token_id)} - {None}
         fn = rewards.bind(reward, task, eos, strict=settings.strict_answers, seed=settings.seed)
-        trainer = trl_compat.grpo_trainer(model_obj, tokenizer, _dataset(records), [fn], settings, ckpt_dir,
+        trainer = trl_grpo.grpo_trainer(model_obj, tokenizer, _dataset(records), [fn], settings, ckpt_dir,
                                           stop=task.stop, peft_config=peft_config, callbacks=cbs)
         if settings.drop_zero_std:
             trl_grpo.keep_signal_only(trainer)
         return trainer
 
     def extra(trainer) -> dict:
-        return {"reward": reward, "task": task.name, "grpo_log": trl_compat.grpo_log(trainer)}
+        return {"reward": reward, "task": task.name, "grpo_log": trl_grpo.grpo_log(trainer)}
 
     return run_training(kind="grpo", model=str(model), data=data, out_dir=out_dir, settings=settings,
                         fields=GRPO_TRAIN_FIELDS, build_trainer=build, extra_lineage=extra, callbacks=callbacks)
