@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -181,6 +183,32 @@ def noun_embedding_cosine(model, tokenizer) -> dict:
     return out
 
 
+def check_replaceable(out: Path) -> None:
+    """A pretraining output may replace an empty directory or a toy checkpoint (its manifest names
+    a `w2s-toy-` model), nothing else."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        ours = json.loads((out / "manifest.json").read_text()).get("name", "").startswith("w2s-toy-")
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{out} exists and is not a toy checkpoint (no w2s-toy manifest.json); refusing to "
+                         "replace it: choose another --out")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """The complete model in `staging` becomes `out`; an old checkpoint there is removed only then."""
+    old = out.parent / f".{out.name}.w2s-old"
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.rename(out, old)
+    os.rename(staging, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def write_manifest(out: Path, extra: dict) -> dict:
     files = {p.name: file_sha256(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"}
     manifest = {**extra, "files": files}
@@ -199,6 +227,8 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     recipe = recipe or RECIPES[world]
     specs = {**SPECS_BY_WORLD[world], **(specs or {})}
     out_dir = Path(out_dir)
+    for name in which:  # before any work: never replace what is not a toy checkpoint
+        check_replaceable(out_dir / name)
     t0 = time.time()
     tokenizer = toy_tokenizer()
     docs = build_corpus(recipe, seed=seed, exclude=_held_out_splits())
@@ -209,14 +239,12 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
         spec = specs[name]
         model, stats = train_model(spec, tokenizer, stream, seed=seed * 1000 + SEED_OFFSET[name], log=log,
                                    threads=threads)
-        out = out_dir / name
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.iterdir():
-            if old.is_file():
-                old.unlink()
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        write_manifest(out, {
+        out, staging = out_dir / name, out_dir / f".{name}.w2s-pretrain"
+        if staging.exists():
+            shutil.rmtree(staging)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        write_manifest(staging, {
             "name": f"w2s-toy-{name}", "seed": seed, "spec": asdict(spec),
             "config": json.loads(model.config.to_json_string()),
             "corpus_recipe": recipe.to_dict(),
@@ -226,6 +254,7 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": platform.python_version()},
         })
+        _swap_in(staging, out)
         log(f"[{name}] saved to {out} ({stats['params']} params, {stats['wall_s']}s)")
         paths[name] = out
     return paths
