@@ -10,11 +10,12 @@ import pytest
 from w2s.toy import CHECKPOINTS, CheckpointError, checkpoint_path, verify_checkpoint
 
 
+@pytest.mark.parametrize("world", ["v10", "v11"])
 @pytest.mark.parametrize("which", ["weak", "strong"])
-def test_shipped_checkpoint_loads_and_matches_manifest(which):
+def test_shipped_checkpoint_loads_and_matches_manifest(which, world):
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-    path = checkpoint_path(which)
+    path = checkpoint_path(which, world=world)
     manifest = json.loads((path / "manifest.json").read_text())
     assert {"config", "seed", "corpus_recipe", "files", "tokens_seen", "wall_s"} <= set(manifest)
     assert "model.safetensors" in manifest["files"] and "tokenizer.json" in manifest["files"]
@@ -68,3 +69,40 @@ def test_pretrain_smoke(tmp_path):
     assert manifest["corpus"]["n_docs"] == 40
     model = AutoModelForCausalLM.from_pretrained(paths["weak"])
     assert model.config.num_hidden_layers == 1
+
+
+def test_each_world_has_its_own_models_and_the_demo_uses_them(tmp_path):
+    from w2s.demo import demo_config
+    from w2s.pipeline.config import config_from_dict
+    from w2s.toy.pretrain import RECIPES, SPECS_BY_WORLD
+
+    v11 = {w: json.loads((checkpoint_path(w, world="v11") / "manifest.json").read_text()) for w in ("weak", "strong")}
+    assert checkpoint_path("strong", world="v11") == CHECKPOINTS / "v11" / "strong"
+    assert all(m["corpus_recipe"] == RECIPES["v11"].to_dict() for m in v11.values())
+    assert v11["strong"]["spec"]["decay_embeddings"] is False and SPECS_BY_WORLD["v11"]["strong"].decay_embeddings is False
+    cfg = demo_config(tmp_path, quick=True, world="v11")
+    assert cfg["strong"]["model"] == str(CHECKPOINTS / "v11" / "strong")
+    assert cfg["task"] == {"name": "toy", "rewrite_markers": False}
+    assert config_from_dict(cfg).task == cfg["task"]
+    assert demo_config(tmp_path, quick=True)["task"] == "toy"       # v10: as every published number
+
+
+def test_pretrain_never_replaces_a_directory_that_is_not_a_toy_checkpoint(tmp_path):
+    from w2s.toy.corpus import CorpusRecipe
+    from w2s.toy.pretrain import ModelSpec, pretrain
+
+    spec = ModelSpec("weak", hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, steps=2,
+                     batch_size=2, seq_len=64, warmup_steps=1)
+    (tmp_path / "weak").mkdir()
+    (tmp_path / "weak" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not a toy checkpoint"):
+        pretrain(tmp_path, which=("weak",), recipe=CorpusRecipe(n_docs=10), specs={"weak": spec},
+                 log=lambda s: None, threads=1)
+    assert (tmp_path / "weak" / "notes.txt").read_text() == "mine"
+    (tmp_path / "weak" / "notes.txt").unlink()
+    first = pretrain(tmp_path, which=("weak",), recipe=CorpusRecipe(n_docs=10), specs={"weak": spec},
+                     log=lambda s: None, threads=1)["weak"]
+    again = pretrain(tmp_path, which=("weak",), recipe=CorpusRecipe(n_docs=10), specs={"weak": spec},
+                     log=lambda s: None, threads=1)["weak"]      # a toy checkpoint is replaced, whole
+    assert first == again and verify_checkpoint(again)["steps"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weak"]    # no staging left behind
