@@ -41,6 +41,8 @@ SKIP_MARKS = ["skip", "ignore", "not needed", "no change", "irrelevant", "not co
 _SYL = ["ba", "ko", "ri", "zu", "mel", "tan", "vo", "pli", "gra", "dun", "sek", "fo", "lu", "wix", "ny", "quo"]
 NOVEL_WORDS = sorted({(a + b + c).capitalize() for a in _SYL[:4] for b in _SYL[6:9] for c in _SYL[11:]})
 NOVEL_MARKS = ["@@", "%%", "&&", "~~", "$$", "**", "++", "##", "==", ">>", "<<", "!!", "::", "||"]
+#: v12: the share of the other problem documents (familiar keys) that end with a novel final marker
+NOVEL_FINALS_SHARE = 0.5
 
 
 def symbol_run(rng: random.Random) -> str:
@@ -131,10 +133,18 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
         if recipe.world.version == "v10":
             fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
         else:  # symbol runs the more common novel marker
-            fmt["final"] = rng.choice([f + ": {a}", symbol_run(rng) + " {a}", symbol_run(rng) + " {a}",
-                                       "{a} " + f.lower()])
+            fmt["final"] = novel_final(rng, f)
+        fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
+    elif recipe.world.version not in ("v10", "v11") and rng.random() < NOVEL_FINALS_SHARE:
+        # v12: familiar keys, a marker of this document only: the marker is copied from context
+        fmt["final"] = novel_final(rng, rng.choice(NOVEL_WORDS))
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     return fmt
+
+
+def novel_final(rng: random.Random, word: str) -> str:
+    """A final marker no other document shares often: `Word: N`, a symbol run (`@@@@ N`), `N word`."""
+    return rng.choice([word + ": {a}", symbol_run(rng) + " {a}", symbol_run(rng) + " {a}", "{a} " + word.lower()])
 
 
 def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) -> str:

@@ -65,13 +65,15 @@ STRONG = ModelSpec("strong", hidden_size=128, num_layers=4, num_heads=4, interme
                    steps=2400, batch_size=8, seq_len=768, lr=3e-3, tie_embeddings=False)
 SPECS = {"weak": WEAK, "strong": STRONG}
 #: each world version's model specs (v10's reproduce the shipped checkpoints)
-SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, decay_embeddings=False)}}
+SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, decay_embeddings=False)},
+                  "v12": {"weak": replace(WEAK, decay_embeddings=False), "strong": replace(STRONG, decay_embeddings=False)}}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
 #: markers, and keys more documents by nonsense words (format copying from context)
 RECIPES = {"v10": DEFAULT_RECIPE,
-           "v11": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v11"))}
+           "v11": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v11")),
+           "v12": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v12"))}
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
