@@ -39,6 +39,15 @@ def table(result: dict) -> str:
     ]
     lines = ["| criterion | measured (dev, seed 0) | met |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {'yes' if m else '**no**'} |" for a, b, m in rows]
+    lenient = result["diagnostics"]["lenient_vote"]
+    lines += ["", "diagnostic, not a criterion: M_plus read by the lenient parser (any final marker)", "",
+              "| T | greedy | maj@k | avg@k | maj@k - greedy [95% CI] | p |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {t} | {pct(r['greedy'])} | {pct(r['maj@k'])} | {pct(r['avg@k'])} | "
+              f"{pct(r['maj_minus_greedy']['delta'])} [{pct(r['maj_minus_greedy']['ci95'][0])}, "
+              f"{pct(r['maj_minus_greedy']['ci95'][1])}] | {r['maj_minus_greedy']['p']:.3f} |" for t, r in lenient.items()]
+    errors = result["diagnostics"]["lenient_errors"]
+    lines += ["", f"lenient errors: plan {pct(errors['plan_share'])} % of {errors['wrong']} wrong samples "
+                  f"({', '.join(f'{k} {v}' for k, v in errors['error_kinds'].items())})"]
     return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
                               f"{result['n_dev']} dev questions)"
 

@@ -39,3 +39,16 @@ def test_sample_diagnostics_counts_wrong_samples_by_kind():
     assert d["samples"] == 4 and d["wrong"] == 3
     assert d["error_kinds"] == {"no_answer": 1, "false_equation": 1, "plan": 1, "final_copy": 0, "no_equation": 0}
     assert d["plan_share"] == pytest.approx(1 / 3) and d["nouns_right"] == 0.75
+
+
+def test_lenient_vote_reads_any_marker_and_pairs_the_vote_with_greedy():
+    from w2s.toy.acceptance import lenient_vote
+
+    questions = [{"id": "a", "answer": "7"}, {"id": "b", "answer": "3"}]
+    greedy = [{"id": "a", "response": " 3 + 3 = 6. Result: 6"}, {"id": "b", "response": " 1 + 2 = 3.\n#### 3"}]
+    samples = [{"id": "a", "response": r} for r in (" Result: 7", " => 7", " Result: 6")] + \
+              [{"id": "b", "response": r} for r in (" Result: 3", " Result: 4", " Result: 5")]
+    v = lenient_vote(get_task("toy"), questions, greedy, samples)
+    # a: greedy wrong, the vote right (7, 7, 6); b: greedy right, no majority answer wins by count: the first (3)
+    assert v["k"] == 3 and v["greedy"] == 0.5 and v["avg@k"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert v["maj@k"] == 1.0 and v["maj_minus_greedy"]["delta"] == 0.5 and v["maj_minus_greedy"]["a_only"] == 1

@@ -367,3 +367,16 @@ def test_task_keeps_responses_as_written_without_marker_rewriting():
     assert keep.completion("Mia has 3 apples: 3 + 4 = 7. Result: 7") == " Mia has 3 apples: 3 + 4 = 7. Result: 7"
     assert keep.strict().rewrite_markers is False
     assert get_task("toy").completion("3 + 4 = 7. Result: 7") == " 3 + 4 = 7.\n#### 7"
+
+
+def test_v12_corpus_ends_familiar_key_documents_with_their_own_markers():
+    familiar = re.compile(r"^(Problem|Q|Task|Puzzle|Exercise|Story):")
+    novel_end = re.compile(r"(\n| )(([@%&~$*+=><!:|#])\3+ \d+|[A-Z][a-z]+: \d+|\d+ [a-z]+)$")
+    common_end = re.compile(r"(Result|Final|Total): \d+$|=> \d+$|result is \d+\.$|ends with \d+ \w+\.$")
+
+    def share(version):
+        docs = build_corpus(CorpusRecipe(n_docs=800, share_novel_keys=0.4, world=WorldConfig(version=version)), seed=0)
+        keyed = [d for d in docs if familiar.match(d)]
+        return sum(bool(novel_end.search(d) and not common_end.search(d)) for d in keyed) / len(keyed)
+
+    assert share("v11") < 0.02 and 0.35 < share("v12") < 0.65      # NOVEL_FINALS_SHARE = 0.5

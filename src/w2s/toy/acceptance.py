@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from w2s.io import read_json, read_jsonl
+from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
 from w2s.pipeline.layout import Q_DEV
 from w2s.toy.world import OBJECTS
 
@@ -47,27 +48,41 @@ def nouns_right(response: str, question: str) -> bool:
     return set(_NOUNS.findall(response)) <= set(_NOUNS.findall(question))
 
 
-def sample_diagnostics(task, questions: list[dict], samples: list[dict]) -> dict:
+def sample_diagnostics(task, questions: list[dict], samples: list[dict], strict: bool = True) -> dict:
     """Over a model's samples: the share of each error kind among the wrong ones, and the share of
-    samples whose object nouns are right."""
+    samples whose object nouns are right. Answers are read strictly (the task's `strict()` form)
+    unless `strict` is False."""
     by_id = {str(q["id"]): q for q in questions}
     kinds = dict.fromkeys(ERROR_KINDS, 0)
     wrong = right_nouns = n = 0
-    strict = task.strict() or task
+    grader = (task.strict() or task) if strict else task
     for s in samples:
         q = by_id.get(str(s["id"]))
         if q is None:
             continue
-        response = strict.clean_response(s.get("response") or "")
+        response = grader.clean_response(s.get("response") or "")
         n += 1
         right_nouns += nouns_right(response, q["question"])
-        answer = strict.find_answer(response)
-        if not strict.equivalent(answer, q["answer"]):
+        answer = grader.find_answer(response)
+        if not grader.equivalent(answer, q["answer"]):
             wrong += 1
             kinds[error_kind(response, answer, str(q["answer"]))] += 1
     return {"samples": n, "wrong": wrong, "error_kinds": kinds,
             "plan_share": kinds["plan"] / wrong if wrong else 0.0,
             "nouns_right": right_nouns / n if n else 0.0}
+
+
+def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], samples: list[dict]) -> dict:
+    """Greedy, maj@k and avg@k read by the LENIENT parser (`lenient_task`: any final marker), with
+    maj@k - greedy's paired CI: whether the vote would beat greedy decoding once the answer format
+    is fixed (a diagnostic beside criterion 2, which is strict)."""
+    golds = golds_of(questions)
+    greedy_ok = {q: int(bool(v) and v[0]) for q, v in correctness_by_id(lenient_task, greedy, golds).items()}
+    per_q = correctness_by_id(lenient_task, samples, golds)
+    k = min((len(v) for v in per_q.values()), default=0)
+    maj = maj_verdicts(lenient_task, samples, golds, k)
+    return {"k": k, "greedy": accuracy(greedy_ok.values()), "maj@k": accuracy(maj.values()),
+            "avg@k": avg_at_k(per_q, golds, k), "maj_minus_greedy": paired_comparison(maj, greedy_ok)}
 
 
 def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0),
@@ -84,6 +99,9 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
     questions = read_jsonl(run_dir / Q_DEV)
     samples = read_jsonl(run_dir / "eval_dev" / "temperatures" / f"{m_plus_name}.t{diagnose_at:g}.samples.jsonl")
     diag = sample_diagnostics(task, questions, samples)
+    greedy = read_jsonl(run_dir / "eval_dev" / f"{m_plus_name}.greedy.jsonl")
+    lenient = {t: lenient_vote(task, questions, greedy, read_jsonl(
+        run_dir / "eval_dev" / "temperatures" / f"{m_plus_name}.t{t:g}.samples.jsonl")) for t in temperatures if t in sweep}
     few = dev["strong_fewshot"]
     best = max(sweep.values(), key=lambda r: r["maj_minus_greedy"])
     criteria = {
@@ -107,4 +125,6 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
                     and few["accuracy"] < m_plus["ci95"][0])},
     }
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
+            "diagnostics": {"lenient_vote": lenient,
+                            "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}
