@@ -307,6 +307,16 @@ def test_cli_toy_data(tmp_path, splits):
     assert json.loads((tmp_path / "clean" / "world.json").read_text())["decontaminated_against_corpus_seed"] == 0
     bad = CliRunner().invoke(app, ["toy", "data", "--out", str(out), "--min-steps", "5", "--max-steps", "2"])
     assert bad.exit_code == 2 and "min_steps" in bad.output
+    res = CliRunner().invoke(app, ["toy", "data", "--out", str(tmp_path / "v11"), "--n-train-1", "5", "--n-train-2",
+                                   "5", "--n-test", "200", "--no-decontaminate", "--world", "v11"])
+    assert res.exit_code == 0, res.output
+    v11 = read_jsonl(tmp_path / "v11" / "test.jsonl")
+    assert [r["question"] for r in v11] == [r["question"] for r in splits["test"]]
+    assert json.loads((tmp_path / "v11" / "world.json").read_text())["config"]["version"] == "v11"
+    bad = CliRunner().invoke(app, ["toy", "data", "--out", str(tmp_path / "v9"), "--world", "v9"])
+    assert bad.exit_code == 2 and "unknown toy world version 'v9'" in bad.output and not (tmp_path / "v9").exists()
+    bad = CliRunner().invoke(app, ["toy", "pretrain", "--out", str(tmp_path / "p"), "--world", "v9"])
+    assert bad.exit_code == 2 and "--world must be one of v10, v11, v12" in bad.output
 
 
 def test_dev_split_is_drawn_last_and_changes_nothing_else():

@@ -102,10 +102,11 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
     config = WorldConfig(**DEMO_WORLD, version=world)
+    # the world's models first: a version without shipped checkpoints fails before any data is written
+    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world), overrides or {})
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], config):
         write_splits(data_dir, seed, p["sizes"], config)  # decontaminated against the pretraining corpus
-    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world), overrides or {})
     cfg = config_from_dict(raw)  # a bad override fails before anything is written
     (out / "demo.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_pipeline(cfg, out, quiet=quiet)

@@ -21,7 +21,7 @@ CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _VERIFIED: set[str] = set()
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A shipped checkpoint is missing or does not match its manifest."""
 
 
