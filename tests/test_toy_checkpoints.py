@@ -106,3 +106,20 @@ def test_pretrain_never_replaces_a_directory_that_is_not_a_toy_checkpoint(tmp_pa
                      log=lambda s: None, threads=1)["weak"]      # a toy checkpoint is replaced, whole
     assert first == again and verify_checkpoint(again)["steps"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weak"]    # no staging left behind
+
+
+def test_demo_trains_with_another_seed_on_the_same_data_and_sizes_its_dev_split(tmp_path, monkeypatch):
+    import yaml
+
+    from w2s import demo
+    from w2s.io import read_jsonl
+
+    monkeypatch.setattr(demo, "run_pipeline", lambda cfg, out, quiet=False: None)   # the data and config only
+    out = demo.run_demo(tmp_path / "d", seed=3, quick=True, train_seed=7, dev_size=30)
+    raw = yaml.safe_load((out / "demo.yaml").read_text())
+    assert raw["seed"] == 7 and json.loads((out / "toy_data" / "world.json").read_text())["seed"] == 3
+    assert len(read_jsonl(out / "toy_data" / "dev.jsonl")) == 30
+    assert len(read_jsonl(out / "toy_data" / "test.jsonl")) == demo.QUICK["sizes"]["test"]
+    assert demo.demo_config(tmp_path, seed=3)["seed"] == 3
+    with pytest.raises(ValueError, match="dev split's size"):
+        demo.run_demo(tmp_path / "e", quick=True, dev_size=0)

@@ -51,7 +51,9 @@ def stage3_config(quick: bool = False) -> dict:
 
 
 def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str = "hf",
-                stage3: bool = False, world: str = "v10") -> dict:
+                stage3: bool = False, world: str = "v10", train_seed: int | None = None) -> dict:
+    """The demo's run config; `seed` is the world's (data) and, unless `train_seed` is given, the
+    run's (training order, sampling): several training seeds on one world's data."""
     p = QUICK if quick else FULL
     # no warmup: what every demo number was measured with (until the trl_compat fix, transformers 5
     # dropped the 0.05 this used to say)
@@ -62,7 +64,7 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
         # v10's strong base ends few-shot answers with its corpus's markers, which Stage I's data
         # needs rewritten into `#### N`; from v11 on the method sees responses as written
         "task": "toy" if world == "v10" else {"name": "toy", "rewrite_markers": False},
-        "seed": seed,
+        "seed": seed if train_seed is None else train_seed,
         "threads": 0,  # auto: 2 on an idle machine, 1 on a busy one
         "data": {"gold": str(data_dir / "train_1.jsonl"), "unlabeled": str(data_dir / "train_2.jsonl"),
                  "test": str(data_dir / "test.jsonl"), "dev": str(data_dir / "dev.jsonl")},
@@ -94,16 +96,24 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
 
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
-             overrides: dict | None = None, stage3: bool = False, world: str = "v10") -> Path:
+             overrides: dict | None = None, stage3: bool = False, world: str = "v10",
+             train_seed: int | None = None, dev_size: int | None = None) -> Path:
     """Write the toy data and the demo's config into `out` and run the pipeline there.
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
-    scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl)."""
+    scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl); `train_seed` trains
+    and samples with another seed on the same data; `dev_size` sets the dev split's size (drawn
+    last: the other splits stay as they are)."""
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
+    if dev_size is not None:
+        if isinstance(dev_size, bool) or not isinstance(dev_size, int) or dev_size < 1:
+            raise ValueError(f"the dev split's size must be a whole number >= 1, got {dev_size!r}")
+        p = {**p, "sizes": {**p["sizes"], "dev": dev_size}}
     config = WorldConfig(**DEMO_WORLD, version=world)
     # the world's models first: a version without shipped checkpoints fails before any data is written
-    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world), overrides or {})
+    raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world, train_seed=train_seed),
+                     overrides or {})
     info_path = data_dir / "world.json"
     if not info_path.exists() or json.loads(info_path.read_text()) != world_info(seed, p["sizes"], config):
         write_splits(data_dir, seed, p["sizes"], config)  # decontaminated against the pretraining corpus

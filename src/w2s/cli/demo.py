@@ -14,6 +14,10 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run directory (resumable)"),
              seed: int = typer.Option(0, "--seed", help="world, data and training seed"),
+             train_seed: Optional[int] = typer.Option(None, "--train-seed", help="train and sample with this "
+                                                      "seed instead, on --seed's data (training seeds)"),
+             dev_size: Optional[int] = typer.Option(None, "--dev-size", min=1, help="questions in the dev "
+                                                    "split (default 500; drawn last, the others unchanged)"),
              quick: bool = typer.Option(False, "--quick", help="small data and budgets (about 2 minutes)"),
              quiet: bool = typer.Option(False, "--quiet"),
              stage3: bool = typer.Option(False, "--stage3", help="add Stage III: label-free GRPO rewarded by "
@@ -45,7 +49,7 @@ def register(app: typer.Typer) -> None:
                 overrides = deep_merge(overrides, parse_override(s))
             try:
                 run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
-                         stage3=stage3, world=world)
+                         stage3=stage3, world=world, train_seed=train_seed, dev_size=dev_size)
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)
