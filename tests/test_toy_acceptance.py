@@ -52,3 +52,49 @@ def test_lenient_vote_reads_any_marker_and_pairs_the_vote_with_greedy():
     # a: greedy wrong, the vote right (7, 7, 6); b: greedy right, no majority answer wins by count: the first (3)
     assert v["k"] == 3 and v["greedy"] == 0.5 and v["avg@k"] == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert v["maj@k"] == 1.0 and v["maj_minus_greedy"]["delta"] == 0.5 and v["maj_minus_greedy"]["a_only"] == 1
+
+
+def _fake_run(root, few_strict, few_lenient, sweep_best):
+    """A dev-scored run's files as the pipeline writes them (2 dev questions, k = 2)."""
+    import json
+
+    from w2s.io import write_json, write_jsonl
+
+    qs = [{"id": "q1", "question": Q["question"], "answer": "17"},
+          {"id": "q2", "question": "Ava has 4 eggs. She doubles her eggs. How many eggs does Ava have now?", "answer": "8"}]
+    write_jsonl(root / "data" / "questions" / "dev.jsonl", qs)
+    ev = root / "eval_dev"
+    for name, acc in (("weak", 0.3), ("full_weak", 0.4)):
+        write_json(ev / f"{name}.json", {"accuracy": acc, "accuracy_lenient": acc})
+    write_json(ev / "strong_fewshot.json", {"accuracy": few_strict, "accuracy_lenient": few_lenient})
+    write_json(ev / "m.json", {"accuracy": 0.75, "ci95": [0.7, 0.8]})
+    write_jsonl(ev / "m.greedy.jsonl", [{"id": "q1", "response": " 12 + 5 = 18.\n#### 18"},
+                                         {"id": "q2", "response": " 4 * 2 = 8.\n#### 8"}])
+    rows = []
+    for t in (0.3, 0.5, 0.7, 1.0):
+        write_jsonl(ev / "temperatures" / f"m.t{t:g}.samples.jsonl",
+                    [{"id": "q1", "response": " She buys 5 more apples: 5 + 12 = 17.\n#### 17"},
+                     {"id": "q1", "response": " Leo has 30 apples: 30 + 5 = 35.\n#### 35"},
+                     {"id": "q2", "response": " She doubles her eggs: 4 + 4 = 8.\n#### 8"},
+                     {"id": "q2", "response": " She doubles her eggs: 4 * 2 = 9.\n#### 9"}])
+        gain = sweep_best if t == 0.7 else 0.0
+        rows.append({"temperature": t, "greedy": 0.75, "maj@k": 0.75 + gain, "avg@k": 0.5, "maj_minus_greedy": gain,
+                     "maj_minus_greedy_ci95": [gain - 0.01, gain + 0.01]})
+    (root / "metrics.json").write_text(json.dumps({"temperature_sweep": {"eval_name": "m", "rows": rows}}))
+    return root
+
+
+def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
+    from w2s.toy.acceptance import world_acceptance
+
+    ok = world_acceptance(_fake_run(tmp_path / "a", 0.5, 0.52, 0.04), get_task("toy"))
+    c = ok["criteria"]
+    assert c["1_fewshot_strict_vs_lenient"]["met"] and c["2_self_consistency"]["met"]
+    assert c["2_self_consistency"]["best_temperature"] == 0.7 and c["4_stage1"]["met"]
+    # 2 wrong samples of 4 at T 1.0: one plan-level (the distractor used), one a false equation
+    three = c["3_errors_and_nouns"]
+    assert three["wrong"] == 2 and three["plan_share"] == 0.5 and three["nouns_right"] == 1.0 and three["met"]
+    assert ok["accepted"] and ok["diagnostics"]["lenient_vote"][0.7]["k"] == 2
+    bad = world_acceptance(_fake_run(tmp_path / "b", 0.0, 0.3, 0.02), get_task("toy"))
+    assert not bad["criteria"]["1_fewshot_strict_vs_lenient"]["met"] and not bad["criteria"]["2_self_consistency"]["met"]
+    assert bad["criteria"]["4_stage1"]["met"] and not bad["accepted"]     # few-shot 0 < M_plus's CI: 4 holds
