@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from w2s.method.metrics import golds_of
 from w2s.method.registry import LABEL_RULES
-from w2s.method.selection import first_generation
+from w2s.method.selection import first_generation, select_consistent
 from w2s.method.voting import Vote, usable_answer, vote
 from w2s.records import group_by_id
 from w2s.tasks.base import Task
@@ -98,16 +98,9 @@ def relabel_labels(task: Task, questions: Sequence[dict], samples: Iterable[dict
     of all k samples is at least `min_confidence` (Shi et al., 2025, arXiv 2503.04249: the strong
     model relabels what weak supervision could not settle). Stage I's kept questions get no label:
     Stage I already trained on them."""
-    weak, icl = first_generation(weak_gens), first_generation(icl_gens)
-    kept = set()
-    for q in questions:
-        qid = str(q["id"])
-        a, b = usable_answer(task, weak.get(qid)), usable_answer(task, icl.get(qid))
-        if a and b and task.equivalent(a, b):
-            kept.add(qid)
-    labels = majority_labels(task, [q for q in questions if str(q["id"]) not in kept], samples,
-                             min_confidence=min_confidence)
-    return labels
+    kept = set(select_consistent(task, questions, weak_gens, icl_gens).ids)   # Stage I's own rule
+    return majority_labels(task, [q for q in questions if str(q["id"]) not in kept], samples,
+                           min_confidence=min_confidence)
 
 
 def pseudo_labels(rule: str, task: Task, questions: Sequence[dict], samples: Sequence[dict],
