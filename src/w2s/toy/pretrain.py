@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import platform
 import time
@@ -24,6 +23,7 @@ from typing import Callable
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus
 from w2s.toy.world import WorldConfig, make_splits, split_signatures
+from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
 from w2s.tiny_models import random_llama
@@ -199,18 +199,6 @@ def check_replaceable(out: Path) -> None:
                          "replace it: choose another --out")
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """The complete model in `staging` becomes `out`; an old checkpoint there is removed only then."""
-    old = out.parent / f".{out.name}.w2s-old"
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(staging, out)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def write_manifest(out: Path, extra: dict) -> dict:
     files = {p.name: file_sha256(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"}
     manifest = {**extra, "files": files}
@@ -230,6 +218,7 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     specs = {**SPECS_BY_WORLD[world], **(specs or {})}
     out_dir = Path(out_dir)
     for name in which:  # before any work: never replace what is not a toy checkpoint
+        recover(out_dir / name)
         check_replaceable(out_dir / name)
     t0 = time.time()
     tokenizer = toy_tokenizer()
@@ -241,7 +230,7 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
         spec = specs[name]
         model, stats = train_model(spec, tokenizer, stream, seed=seed * 1000 + SEED_OFFSET[name], log=log,
                                    threads=threads)
-        out, staging = out_dir / name, out_dir / f".{name}.w2s-pretrain"
+        out, staging = out_dir / name, staging_dir(out_dir / name, "pretrain")
         if staging.exists():
             shutil.rmtree(staging)
         model.save_pretrained(staging, safe_serialization=True)
@@ -256,7 +245,8 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": platform.python_version()},
         })
-        _swap_in(staging, out)
+        # swapped in whole, the old model removed only then (a crash leaves one of the two)
+        publish(staging, out, complete=lambda d: (d / "manifest.json").is_file())
         log(f"[{name}] saved to {out} ({stats['params']} params, {stats['wall_s']}s)")
         paths[name] = out
     return paths

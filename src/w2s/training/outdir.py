@@ -75,10 +75,11 @@ def fresh_stage(out: Path, tag: str) -> Path:
     return stage
 
 
-def publish(stage: Path, out: Path) -> Path:
-    """Swap the complete directory `stage` in as `out` (see the module docstring)."""
-    if not lin.is_complete(stage):
-        raise RuntimeError(f"{stage} is not complete (no {lin.DONE}); not replacing {out}")
+def publish(stage: Path, out: Path, complete=lin.is_complete) -> Path:
+    """Swap the complete directory `stage` in as `out` (see the module docstring); `complete`
+    says whether a directory is whole (a trained model: DONE written)."""
+    if not complete(stage):
+        raise RuntimeError(f"{stage} is not complete; not replacing {out}")
     out = _norm(out)
     recover(out)
     if out.exists():
