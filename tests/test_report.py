@@ -164,7 +164,9 @@ def test_the_temperature_sweep_reads_only_the_configured_temperatures_of_m_plus(
                {"accuracy": 0.55, "maj@k": 0.58, "avg@k": 0.49, "pass@k": 0.9, "k": 10, "temperature": 0.7,
                 "correct": {q: int(i < 55) for i, q in enumerate(ids)},
                 "correct_maj": {q: int(i < 58) for i, q in enumerate(ids)}})
-    metrics = collect_metrics(tmp_path, models, [0.3, 0.5, 0.7, 1.0])
+    from w2s.pipeline.layout import eval_rel
+
+    metrics = collect_metrics(tmp_path, models, {t: eval_rel("stage1_iter1_hybrid", "dev", t) for t in (0.3, 0.5, 0.7, 1.0)})
     s = metrics["temperature_sweep"]
     assert s["eval_name"] == "stage1_iter1_hybrid" and s["split"] == "dev"
     assert [r["temperature"] for r in s["rows"]] == [0.3, 0.7, 1.0]          # 0.5 not scored yet, 0.9 stale

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping
 
 import yaml
 
@@ -37,11 +37,12 @@ class ModelRef:
 
 
 def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef],
-                    sweep_temperatures: Sequence[float] = ()) -> dict:
+                    sweep_files: Mapping[float, str] | None = None) -> dict:
     """Gather per-model scores, selection diagnostics and timings into the metrics.json shape:
     {"models": {NAME: {"accuracy", "pass@k", "maj@k", "avg@k", "pgr", ...}}, "aliases": {NAME: NAME},
-     "selection": {...}, "temperature_sweep": {...}, "timings": {...}}. Only the configured
-    `sweep_temperatures` are read (a file left by an earlier config is not this run's)."""
+     "selection": {...}, "temperature_sweep": {...}, "timings": {...}}. `sweep_files`: M_plus's
+    temperature-sweep files by temperature, relative to the run directory; only these are read (a
+    file left by an earlier config is not this run's)."""
     run_dir = Path(run_dir)
     scores: dict[str, dict] = {}
     verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
@@ -57,7 +58,7 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef],
     aliases = {name: ref.eval_name for name, ref in models.items() if ref.eval_name != name and name in scores}
     stage3_file = run_dir / "data" / "stage3" / "summary.json"
     stage3 = _read_json(stage3_file) if stage3_file.exists() and "m_rl" in models else None
-    sweep = temperature_sweep(run_dir, models, sweep_temperatures)
+    sweep = temperature_sweep(run_dir, models, sweep_files or {})
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
             "aliases": aliases, "comparisons": comparisons(verdicts),
             **({"comparisons_lenient": comparisons(lenient)} if lenient else {}),
@@ -97,15 +98,15 @@ def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, na
     return row
 
 
-def temperature_sweep(run_dir: Path, models: dict[str, ModelRef], temperatures: Sequence[float]) -> dict | None:
+def temperature_sweep(run_dir: Path, models: dict[str, ModelRef], files: Mapping[float, str]) -> dict | None:
     """M_plus on dev at each swept temperature: its greedy accuracy, and of its k samples maj@k,
     avg@k, pass@k and maj@k - greedy with its paired 95% CI and McNemar p (does voting beat greedy
     decoding? the premise of Stage II's pairs and the majority rewards). None when no sweep file
     exists yet."""
     ref = models.get("m_plus")
     rows = []
-    for temperature in dict.fromkeys(temperatures) if ref else ():
-        f = run_dir / "eval_dev" / "temperatures" / f"{ref.eval_name}.t{float(temperature):g}.json"  # layout.eval_rel
+    for temperature, rel in files.items() if ref else ():
+        f = run_dir / rel
         if f.exists():
             s = _read_json(f)
             greedy, maj = s.get("accuracy"), s.get("maj@k")

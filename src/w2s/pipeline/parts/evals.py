@@ -87,7 +87,9 @@ def evaluate(g: Graph, ctx, report_name: str, spec: EvalSpec, split: str, n: int
 
 def run_metrics(cfg, run_dir, models) -> dict:
     """metrics.json's content for a run of `cfg` (the report stage and `w2s report`)."""
-    return collect_metrics(run_dir, models, cfg.eval.sweep_temperatures if cfg.eval.n and cfg.data.dev else ())
+    swept = cfg.eval.sweep_temperatures if cfg.eval.n and cfg.data.dev and "m_plus" in models else ()
+    return collect_metrics(run_dir, models, {float(t): eval_rel(models["m_plus"].eval_name, "dev", t)
+                                             for t in dict.fromkeys(swept)})
 
 
 def report(g: Graph, ctx) -> dict:
