@@ -67,11 +67,12 @@ def _fake_run(root, few_strict, few_lenient, sweep_best):
     for name, acc in (("weak", 0.3), ("full_weak", 0.4)):
         write_json(ev / f"{name}.json", {"accuracy": acc, "accuracy_lenient": acc})
     write_json(ev / "strong_fewshot.json", {"accuracy": few_strict, "accuracy_lenient": few_lenient})
-    write_json(ev / "m.json", {"accuracy": 0.75, "ci95": [0.7, 0.8]})
+    write_json(ev / "m.json", {"accuracy": 0.75, "ci95": [0.7, 0.8], "generations": {"greedy": "m.greedy.jsonl"}})
     write_jsonl(ev / "m.greedy.jsonl", [{"id": "q1", "response": " 12 + 5 = 18.\n#### 18"},
                                          {"id": "q2", "response": " 4 * 2 = 8.\n#### 8"}])
     rows = []
     for t in (0.3, 0.5, 0.7, 1.0):
+        write_json(ev / "temperatures" / f"m.t{t:g}.json", {"generations": {"samples": f"m.t{t:g}.samples.jsonl"}})
         write_jsonl(ev / "temperatures" / f"m.t{t:g}.samples.jsonl",
                     [{"id": "q1", "response": " She buys 5 more apples: 5 + 12 = 17.\n#### 17"},
                      {"id": "q1", "response": " Leo has 30 apples: 30 + 5 = 35.\n#### 35"},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from w2s.io import read_json, read_jsonl
 from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
-from w2s.pipeline.layout import Q_DEV
+from w2s.pipeline.layout import Q_DEV, eval_rel
 from w2s.toy.world import OBJECTS
 
 _EQ = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(\d+)")
@@ -85,23 +85,29 @@ def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], sample
             "avg@k": avg_at_k(per_q, golds, k), "maj_minus_greedy": paired_comparison(maj, greedy_ok)}
 
 
+def _generations(run_dir: Path, rel: str, kind: str) -> list[dict]:
+    """The greedy or sampled generations behind a scored file (its metrics name them)."""
+    scored = run_dir / rel
+    return read_jsonl(scored.parent / read_json(scored)["generations"][kind])
+
+
 def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0),
                      diagnose_at: float = 1.0) -> dict:
     """The four criteria from a dev-scored demo run (`w2s demo --dev-only`): each with its measured
     values and `met`. Reads eval_dev/*.json, the sweep's files and dev.jsonl; writes nothing."""
     run_dir = Path(run_dir)
     dev = {name: read_json(p) for name in ("weak", "strong_fewshot", "full_weak")
-           if (p := run_dir / "eval_dev" / f"{name}.json").exists()}
+           if (p := run_dir / eval_rel(name, "dev")).exists()}
     metrics = read_json(run_dir / "metrics.json")
     m_plus_name = metrics["temperature_sweep"]["eval_name"]
-    m_plus = read_json(run_dir / "eval_dev" / f"{m_plus_name}.json")
+    m_plus = read_json(run_dir / eval_rel(m_plus_name, "dev"))
     sweep = {row["temperature"]: row for row in metrics["temperature_sweep"]["rows"]}
     questions = read_jsonl(run_dir / Q_DEV)
-    samples = read_jsonl(run_dir / "eval_dev" / "temperatures" / f"{m_plus_name}.t{diagnose_at:g}.samples.jsonl")
+    samples = _generations(run_dir, eval_rel(m_plus_name, "dev", diagnose_at), "samples")
     diag = sample_diagnostics(task, questions, samples)
-    greedy = read_jsonl(run_dir / "eval_dev" / f"{m_plus_name}.greedy.jsonl")
-    lenient = {t: lenient_vote(task, questions, greedy, read_jsonl(
-        run_dir / "eval_dev" / "temperatures" / f"{m_plus_name}.t{t:g}.samples.jsonl")) for t in temperatures if t in sweep}
+    greedy = _generations(run_dir, eval_rel(m_plus_name, "dev"), "greedy")
+    lenient = {t: lenient_vote(task, questions, greedy, _generations(run_dir, eval_rel(m_plus_name, "dev", t), "samples"))
+               for t in temperatures if t in sweep}
     few = dev["strong_fewshot"]
     best = max(sweep.values(), key=lambda r: r["maj_minus_greedy"])
     criteria = {
