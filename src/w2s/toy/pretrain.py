@@ -185,7 +185,7 @@ def noun_embedding_cosine(model, tokenizer) -> dict:
     return out
 
 
-def check_replaceable(out: Path) -> None:
+def check_pretrain_output(out: Path) -> None:
     """A pretraining output may replace an empty directory or a toy checkpoint (its manifest names
     a `w2s-toy-` model), nothing else."""
     if not out.is_dir() or not any(out.iterdir()):
@@ -219,7 +219,7 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     out_dir = Path(out_dir)
     for name in which:  # before any work: never replace what is not a toy checkpoint
         recover(out_dir / name)
-        check_replaceable(out_dir / name)
+        check_pretrain_output(out_dir / name)
     t0 = time.time()
     tokenizer = toy_tokenizer()
     docs = build_corpus(recipe, seed=seed, exclude=_held_out_splits())
