@@ -71,6 +71,29 @@ def test_pretrain_smoke(tmp_path):
     assert model.config.num_hidden_layers == 1
 
 
+def test_copy_steps_read_repeat_documents_first_even_with_pieces_the_corpus_lacks(tmp_path):
+    """v13's strong model starts on repeat documents; a piece the corpus never uses must not be
+    masked out of the softmax then (it was: loss inf, the model destroyed)."""
+    import math
+
+    from w2s.toy.corpus import CorpusRecipe
+    from w2s.toy.pretrain import ModelSpec, pretrain, repeat_tokens
+    from w2s.toy.tokenizer import toy_tokenizer
+
+    spec = ModelSpec("weak", hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, steps=8,
+                     batch_size=2, seq_len=64, warmup_steps=2, copy_steps=4)
+    stream = repeat_tokens(toy_tokenizer(), spec, seed=0)
+    assert len(stream) >= 4 * 2 * 64
+    text = toy_tokenizer().decode(stream[:400].tolist())
+    block = text.split("\n\n")[0].removeprefix("<s>")
+    lines = block.split("\n") if "\n" in block else block.rstrip(".").split(". ")
+    assert len(set(lines)) == 1 and 3 <= len(lines) <= 8 and len(lines[0].split()) <= 10   # a short list, 3-8 times
+    paths = pretrain(tmp_path, seed=0, which=("weak",), recipe=CorpusRecipe(n_docs=30), specs={"weak": spec},
+                     log=lambda s: None, threads=1)
+    manifest = verify_checkpoint(paths["weak"])
+    assert math.isfinite(manifest["final_loss"]) and manifest["spec"]["copy_steps"] == 4
+
+
 def test_each_world_has_its_own_models_and_the_demo_uses_them(tmp_path):
     from w2s.demo import demo_config
     from w2s.tasks import make_task

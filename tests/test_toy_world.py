@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -390,3 +391,24 @@ def test_v12_corpus_ends_familiar_key_documents_with_their_own_markers():
         return sum(bool(novel_end.search(d) and not common_end.search(d)) for d in keyed) / len(keyed)
 
     assert share("v11") < 0.02 and 0.35 < share("v12") < 0.65      # NOVEL_FINALS_SHARE = 0.5
+
+
+def test_v13_corpus_holds_repeat_documents_in_known_pieces_and_v12_is_unchanged():
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.tokenizer import toy_tokenizer
+
+    small = dataclasses.replace(RECIPES["v13"], n_docs=500)
+    docs = build_corpus(small, seed=0)
+    starts_repeated = re.compile(r"^(\d+ [^\n.]*)(\n|\. )\1(\n|\.|$)")   # a list, then the same list again
+    repeats = [d for d in docs if starts_repeated.match(d)]
+    assert 0.12 < len(repeats) / len(docs) < 0.28
+    tok = toy_tokenizer()
+    for doc in repeats:
+        assert tok.unk_token_id not in tok(doc, add_special_tokens=False).input_ids
+        for block in doc.split("\n\n"):   # each block is one list written 2-8 times
+            lines = block.split("\n") if "\n" in block else [x + "." for x in block.split(". ")]
+            assert len(lines) >= 2 and len(set(x.rstrip(".") for x in lines)) == 1
+    assert not any(b in "\n".join(docs) for b in BANNED)
+    v12 = dataclasses.replace(RECIPES["v12"], n_docs=300)
+    assert "share_repeat" not in v12.to_dict() and "share_repeat" in small.to_dict()
+    assert not any(starts_repeated.match(d) for d in build_corpus(v12, seed=0))

@@ -9,7 +9,10 @@ Three kinds of document (shares set by `CorpusRecipe`):
   from context; most solutions restate each question sentence before its equation (the task's
   solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
 * narrative documents — the same stories told with the running total stated after each event;
-* arithmetic facts — lists of single operations, one style per document.
+* arithmetic facts — lists of single operations, one style per document;
+* repeat documents (v13) — a random list of words and numbers written 2-5 times: the plain
+  copying ("induction") that the other kinds never demand beyond one problem, and without which
+  no base model copied a key or a final marker from an earlier problem (docs/toy_world.md).
 
 Equation styles: `compact` (`12+5=17`, bare number tokens, far from the task), `words`
 (`12 plus 5 is 17`), `verbal` (`add 5 to 12 to get 17`) and `spaced` (`12 + 5 = 17`, the
@@ -22,8 +25,8 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from w2s.toy.world import (Problem, WorldConfig, equation_form, equation_operands, restated_steps, sample_problem,
-                           steps_key)
+from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, equation_form, equation_operands, restated_steps,
+                           sample_problem, steps_key)
 
 BANNED = ("Question", "Answer", "####")
 
@@ -58,6 +61,8 @@ class CorpusRecipe:
     share_problems: float = 0.6
     share_narrative: float = 0.15
     share_facts: float = 0.25
+    #: repeat documents (v13): a random list of words written several times; 0 draws none
+    share_repeat: float = 0.0
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -78,6 +83,8 @@ class CorpusRecipe:
         d["eq_styles"] = [list(x) for x in self.eq_styles]
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
+        if not self.share_repeat:  # v10-v12's recipes (and their manifests) predate the field
+            del d["share_repeat"]
         return d
 
 
@@ -223,6 +230,27 @@ def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
     return sep.join(lines) + ("." if sep == ". " else "")
 
 
+#: the pieces of repeat documents: words and numbers of the world (all in the tokenizer, with a leading space)
+REPEAT_PIECES = ([str(n) for n in range(100)] + [w.lower() for w in NOVEL_WORDS] + [n for n, _ in NAMES]
+                 + list(OBJECTS))
+
+
+def repeat_doc(rng: random.Random, long_share: float = 0.5) -> str:
+    """3-6 blocks, each a random list of pieces written several times (one line each, or `. `-joined): predicting a
+    repeat means finding where the current piece occurred before and copying what followed. Half
+    are short lists written many times: with long lists only, a 2-layer model trained on nothing
+    else was still not copying after 12M tokens; short ones form the copying within ~4M."""
+    return "\n\n".join(_repeat_block(rng, long_share) for _ in range(rng.randint(3, 6)))
+
+
+def _repeat_block(rng: random.Random, long_share: float) -> str:
+    n, times = ((rng.randint(2, 10), rng.randint(3, 8)) if rng.random() >= long_share
+                else (rng.randint(10, 40), rng.randint(2, 4)))
+    # a number first: every number is a token with and without its space, at a line's start too
+    words = " ".join([str(rng.randint(0, 99))] + [rng.choice(REPEAT_PIECES) for _ in range(n - 1)])
+    return rng.choice(["\n", "\n", ". "]).join([words] * times)
+
+
 def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
                  exclude: set | None = None, used: set | None = None) -> list[str]:
     """`recipe.n_docs` documents, deterministic in (recipe, seed). Problems whose question text or
@@ -241,7 +269,7 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
                 return p
 
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
-             ("facts", recipe.share_facts)]
+             ("facts", recipe.share_facts)] + ([("repeat", recipe.share_repeat)] if recipe.share_repeat else [])
     docs = []
     for _ in range(recipe.n_docs):
         kind = _weighted(rng, kinds)
@@ -249,8 +277,10 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
             doc = problem_doc(rng, recipe, draw)
         elif kind == "narrative":
             doc = narrative_doc(rng, recipe, draw)
-        else:
+        elif kind == "facts":
             doc = facts_doc(rng, recipe)
+        else:
+            doc = repeat_doc(rng)
         docs.append(doc)
     for d in docs:
         if any(b in d for b in BANNED):  # pragma: no cover - guarded by construction

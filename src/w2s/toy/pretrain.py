@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from w2s.io import file_sha256, write_json
-from w2s.toy.corpus import CorpusRecipe, build_corpus
+from w2s.toy.corpus import CorpusRecipe, build_corpus, repeat_doc
 from w2s.toy.world import WorldConfig, make_splits, split_signatures
 from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
@@ -53,6 +53,14 @@ class ModelSpec:
     #: 0.80 output, against the weak model's 0.45), and at T = 1 its samples wrote a noun the
     #: question does not name 94 % of the time (docs/toy_world.md, world v11)
     decay_embeddings: bool = True
+    #: the first `copy_steps` of `steps` read only repeat documents (`corpus.repeat_doc`): v12's
+    #: models, and a strong model whose corpus held 16 % repeat tokens, never copied anything from
+    #: an earlier problem; a small model forms that copying within ~4M tokens of repeats alone
+    copy_steps: int = 0
+    #: the constant learning rate of those steps (measured: a 4-layer 128-wide model on short repeats
+    #: reached loss 2.7 after 300 steps at 1e-3, 4.2 at 3e-3); the schedule (warmup, cosine)
+    #: then runs over the other `steps - copy_steps`
+    copy_lr: float = 1e-3
 
     @property
     def tokens(self) -> int:
@@ -67,13 +75,19 @@ SPECS = {"weak": WEAK, "strong": STRONG}
 #: each world version's model specs (v10's reproduce the shipped checkpoints)
 SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, decay_embeddings=False)},
                   "v12": {"weak": replace(WEAK, decay_embeddings=False), "strong": replace(STRONG, decay_embeddings=False)}}
+#: v13's strong model first reads 500 batches of repeat documents (copying), then v12's 2400
+SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
+                         "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=2900, copy_steps=500)}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
 #: markers, and keys more documents by nonsense words (format copying from context)
 RECIPES = {"v10": DEFAULT_RECIPE,
            "v11": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v11")),
-           "v12": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v12"))}
+           "v12": CorpusRecipe(n_docs=22000, share_novel_keys=0.4, world=WorldConfig(version="v12")),
+           # v12's documents (as many of each kind) and a fifth as many repeat documents (~16 % of tokens)
+           "v13": CorpusRecipe(n_docs=27500, share_novel_keys=0.4, world=WorldConfig(version="v13"), share_problems=0.48,
+                               share_narrative=0.12, share_facts=0.2, share_repeat=0.2)}
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
@@ -109,7 +123,8 @@ def build_model(spec: ModelSpec, tokenizer, seed: int):
 
 def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
                 log: Callable[[str], None] = print, threads: int | None = None) -> tuple:
-    """Train one model on a token stream; returns (model, stats)."""
+    """Train one model on a token stream (its first `spec.copy_steps` batches on repeat documents);
+    returns (model, stats)."""
     import torch
 
     threads = threads or default_threads()
@@ -120,9 +135,10 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
     # receive the same "never predict" gradient and collapse onto ONE vector (measured: cosine 1.00
     # between `Question`, `Answer` and `####` in v7), so a few-shot prompt could not tell the
     # question key from the answer key. Masked, they keep distinct random embeddings, as new words.
-    absent = torch.bincount(stream, minlength=len(tokenizer)) == 0
-    n_chunks = len(stream) // spec.seq_len
-    chunks = stream[: n_chunks * spec.seq_len].view(n_chunks, spec.seq_len)
+    copy_stream = repeat_tokens(tokenizer, spec, seed) if spec.copy_steps else stream[:0]
+    absent = torch.bincount(torch.cat([stream, copy_stream]), minlength=len(tokenizer)) == 0
+    chunks, copy_chunks = _chunks(stream, spec.seq_len), _chunks(copy_stream, spec.seq_len)
+    n_chunks = len(chunks)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n_chunks, generator=g)
     embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
@@ -134,9 +150,12 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
                             lr=spec.lr, betas=(0.9, 0.95), eps=1e-8)
 
     def lr_at(step: int) -> float:
+        if step < spec.copy_steps:
+            return spec.copy_lr
+        step -= spec.copy_steps
         if step < spec.warmup_steps:
             return spec.lr * (step + 1) / spec.warmup_steps
-        t = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+        t = (step - spec.warmup_steps) / max(1, spec.steps - spec.copy_steps - spec.warmup_steps)
         return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
     model.train()
@@ -144,9 +163,11 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
     losses: list[float] = []
     pos = 0
     for step in range(spec.steps):
-        idx = [order[(pos + j) % n_chunks].item() for j in range(spec.batch_size)]
-        pos += spec.batch_size
-        x = chunks[idx]
+        if step < spec.copy_steps:
+            x = copy_chunks[step * spec.batch_size:(step + 1) * spec.batch_size]
+        else:
+            x = chunks[[order[(pos + j) % n_chunks].item() for j in range(spec.batch_size)]]
+            pos += spec.batch_size
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         logits = model(input_ids=x).logits[:, :-1].masked_fill(absent, float("-inf"))
@@ -167,6 +188,24 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
              "tokens_absent_from_corpus": int(absent.sum()),
              "noun_embedding_cosine": noun_embedding_cosine(model, tokenizer)}
     return model, stats
+
+
+def _chunks(stream, seq_len: int):
+    n = len(stream) // seq_len
+    return stream[: n * seq_len].view(n, seq_len)
+
+
+def repeat_tokens(tokenizer, spec: ModelSpec, seed: int):
+    """Repeat documents (fresh draws, seeded) for `spec.copy_steps` batches, as one token stream."""
+    import random
+
+    import torch
+
+    rng, need, parts, have = random.Random(f"toy-repeat:{seed}"), spec.copy_steps * spec.batch_size * spec.seq_len, [], 0
+    while have < need:
+        parts.append(corpus_tokens(tokenizer, [repeat_doc(rng, long_share=0.0) for _ in range(200)]))
+        have += len(parts[-1])
+    return torch.cat(parts)
 
 
 def noun_embedding_cosine(model, tokenizer) -> dict:

@@ -42,8 +42,10 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: `17 * 2`, `2 * 17` or `17 + 17`; `5 * 3` or `3 * 5`), so that two solutions of one problem use
 #: different arithmetic facts, and the corpus's final markers include symbol runs (`@@@@ 27`).
 #: v12: v11, and most of the corpus's problem documents end with a marker found only in that
-#: document (docs/toy_world.md). The questions and their seeds are the same in every version.
-VERSIONS = ("v10", "v11", "v12")
+#: document (docs/toy_world.md). v13: v12, and the corpus holds repeat documents (lists written
+#: several times), without which no base model copied anything from an earlier problem.
+#: The questions and their seeds are the same in every version.
+VERSIONS = ("v10", "v11", "v12", "v13")
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
