@@ -77,11 +77,13 @@ def test_copy_steps_read_repeat_documents_first_even_with_pieces_the_corpus_lack
     import math
 
     from w2s.toy.corpus import CorpusRecipe
-    from w2s.toy.pretrain import ModelSpec, pretrain, repeat_tokens
+    from w2s.toy.pretrain import ModelSpec, lr_at, pretrain, repeat_tokens
     from w2s.toy.tokenizer import toy_tokenizer
 
     spec = ModelSpec("weak", hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, steps=8,
                      batch_size=2, seq_len=64, warmup_steps=2, copy_steps=4)
+    # copy steps at copy_lr, then the warmup starts afresh
+    assert [lr_at(spec, i) for i in (0, 3)] == [spec.copy_lr] * 2 and lr_at(spec, 4) == spec.lr / 2
     stream = repeat_tokens(toy_tokenizer(), spec, seed=0)
     assert len(stream) >= 4 * 2 * 64
     text = toy_tokenizer().decode(stream[:400].tolist())

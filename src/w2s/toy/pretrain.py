@@ -141,23 +141,7 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
     n_chunks = len(chunks)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n_chunks, generator=g)
-    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
-    decayed = [p.dim() >= 2 and (spec.decay_embeddings or id(p) not in embeddings) for p in model.parameters()]
-    decay = [p for p, d in zip(model.parameters(), decayed) if d]
-    no_decay = [p for p, d in zip(model.parameters(), decayed) if not d]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=spec.lr, betas=(0.9, 0.95), eps=1e-8)
-
-    def lr_at(step: int) -> float:
-        if step < spec.copy_steps:
-            return spec.copy_lr
-        step -= spec.copy_steps
-        if step < spec.warmup_steps:
-            return spec.lr * (step + 1) / spec.warmup_steps
-        t = (step - spec.warmup_steps) / max(1, spec.steps - spec.copy_steps - spec.warmup_steps)
-        return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
+    opt = _optimizer(model, spec)
     model.train()
     t0 = time.time()
     losses: list[float] = []
@@ -169,7 +153,7 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
             x = chunks[[order[(pos + j) % n_chunks].item() for j in range(spec.batch_size)]]
             pos += spec.batch_size
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = lr_at(spec, step)
         logits = model(input_ids=x).logits[:, :-1].masked_fill(absent, float("-inf"))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         loss.backward()
@@ -180,14 +164,38 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
         if (step + 1) % 50 == 0 or step + 1 == spec.steps:
             dt = time.time() - t0
             log(f"[{spec.name}] step {step + 1}/{spec.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
-                f"lr {lr_at(step):.2e} {(step + 1) * spec.batch_size * spec.seq_len / dt:.0f} tok/s {dt:.0f}s")
+                f"lr {lr_at(spec, step):.2e} {(step + 1) * spec.batch_size * spec.seq_len / dt:.0f} tok/s {dt:.0f}s")
     model.eval()
-    stats = {"steps": spec.steps, "tokens_seen": spec.tokens, "epochs": round(spec.tokens / len(stream), 3),
+    corpus_tokens_seen = (spec.steps - spec.copy_steps) * spec.batch_size * spec.seq_len
+    stats = {"steps": spec.steps, "tokens_seen": spec.tokens, "epochs": round(corpus_tokens_seen / len(stream), 3),
              "wall_s": round(time.time() - t0, 1), "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
              "params": sum(p.numel() for p in model.parameters()), "threads": threads,
              "tokens_absent_from_corpus": int(absent.sum()),
              "noun_embedding_cosine": noun_embedding_cosine(model, tokenizer)}
     return model, stats
+
+
+def _optimizer(model, spec: ModelSpec):
+    """AdamW, weight decay on matrices (on the embeddings only if `spec.decay_embeddings`)."""
+    import torch
+
+    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    decayed = [p.dim() >= 2 and (spec.decay_embeddings or id(p) not in embeddings) for p in model.parameters()]
+    decay = [p for p, d in zip(model.parameters(), decayed) if d]
+    no_decay = [p for p, d in zip(model.parameters(), decayed) if not d]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def lr_at(spec: ModelSpec, step: int) -> float:
+    """`copy_lr` for the copy steps, then warmup and cosine to `min_lr_ratio` over the rest."""
+    if step < spec.copy_steps:
+        return spec.copy_lr
+    step -= spec.copy_steps
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    t = (step - spec.warmup_steps) / max(1, spec.steps - spec.copy_steps - spec.warmup_steps)
+    return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _chunks(stream, seq_len: int):
