@@ -85,7 +85,7 @@ def test_copy_steps_read_repeat_documents_first_even_with_pieces_the_corpus_lack
     # copy steps at copy_lr, then the warmup starts afresh
     assert [lr_at(spec, i) for i in (0, 3)] == [spec.copy_lr] * 2 and lr_at(spec, 4) == spec.lr / 2
     stream = repeat_tokens(toy_tokenizer(), spec, seed=0)
-    assert len(stream) >= 4 * 2 * 64
+    assert len(stream) >= 4 * spec.copy_batch_size * spec.copy_seq_len    # copy batches have their own shape
     text = toy_tokenizer().decode(stream[:400].tolist())
     block = text.split("\n\n")[0].removeprefix("<s>")
     lines = block.split("\n") if "\n" in block else block.rstrip(".").split(". ")

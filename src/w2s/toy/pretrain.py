@@ -146,6 +146,7 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
     copy_stream = repeat_tokens(tokenizer, spec, seed) if spec.copy_steps else stream[:0]
     absent = torch.bincount(torch.cat([stream, copy_stream]), minlength=len(tokenizer)) == 0
     chunks, copy_chunks = _chunks(stream, spec.seq_len), _chunks(copy_stream, spec.copy_seq_len)
+    assert len(copy_chunks) >= spec.copy_steps * spec.copy_batch_size, "too few repeat documents for the copy steps"
     n_chunks = len(chunks)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n_chunks, generator=g)
@@ -221,7 +222,8 @@ def repeat_tokens(tokenizer, spec: ModelSpec, seed: int):
 
     import torch
 
-    rng, need, parts, have = random.Random(f"toy-repeat:{seed}"), spec.copy_steps * spec.batch_size * spec.seq_len, [], 0
+    rng, parts, have = random.Random(f"toy-repeat:{seed}"), [], 0
+    need = spec.copy_steps * spec.copy_batch_size * spec.copy_seq_len
     while have < need:
         parts.append(corpus_tokens(tokenizer, [repeat_doc(rng, long_share=0.0) for _ in range(200)]))
         have += len(parts[-1])
