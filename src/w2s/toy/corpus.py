@@ -237,7 +237,7 @@ REPEAT_PIECES = ([str(n) for n in range(100)] + [w.lower() for w in NOVEL_WORDS]
 
 def repeat_doc(rng: random.Random, long_share: float = 0.5) -> str:
     """3-6 blocks, each a random list of pieces written several times (one line each, or `. `-joined): predicting a
-    repeat means finding where the current piece occurred before and copying what followed. Half
+    repeat means finding where the current piece occurred before and copying what followed. 1 - `long_share`
     are short lists written many times: with long lists only, a 2-layer model trained on nothing
     else copied only partly after 12M tokens (loss 3.6); short ones form the copying within ~5M."""
     return "\n\n".join(_repeat_block(rng, long_share) for _ in range(rng.randint(3, 6)))
