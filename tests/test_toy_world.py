@@ -412,3 +412,29 @@ def test_v13_corpus_holds_repeat_documents_in_known_pieces_and_v12_is_unchanged(
     v12 = dataclasses.replace(RECIPES["v12"], n_docs=300)
     assert "share_repeat" not in v12.to_dict() and "share_repeat" in small.to_dict()
     assert not any(starts_repeated.match(d) for d in build_corpus(v12, seed=0))
+
+
+def test_v14_world_has_small_operands_step_like_distractors_and_a_corpus_without_hash_runs():
+    from w2s.toy.pretrain import RECIPES
+
+    cfg = WorldConfig(max_steps=3, max_distractors=1, version="v14")
+    assert cfg.max_operand == 20 and WorldConfig(version="v13").max_operand == 99
+    assert WorldConfig(max_operand=7, version="v14").max_operand == 7          # a config's own value wins
+    records = make_splits(0, {"train_1": 300, "train_2": 0, "test": 0}, cfg)["train_1"]
+    operands = [s[1] for r in records for s in r["steps"][1:] if len(s) > 1]
+    assert operands and max(operands) <= 20
+    step_like = re.compile(r"(\w+) (buys \d+ more|gives away \d+) (\w+)\.")
+    traps = 0
+    for r in records:
+        name = r["question"].split()[0]
+        for m in step_like.finditer(r["question"]):
+            if m.group(1) not in (name, "He", "She"):   # another person doing a step: restated, skipped
+                traps += 1
+                assert f"{m.group(0)[:-1]}: skip." in r["solution"]
+        assert check_solution(r["solution"]) == int(r["answer"]) == evaluate_steps(r["steps"])
+    assert traps > 20
+    docs = build_corpus(dataclasses.replace(RECIPES["v14"], n_docs=600), seed=0)
+    text = "\n".join(docs)
+    assert "#" not in text and re.search(r"([@%&~$*+=><!:|])\1\1\1 \d+", text)   # runs, none of `#`
+    v13 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v13"], n_docs=600), seed=0))
+    assert re.search(r"(^|[^#])### \d+", v13)                                      # v13 as it was

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -23,10 +24,11 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                                       "(drawn last: the other splits do not change)."),
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),
-         max_operand: int = typer.Option(99, "--max-operand", help="Largest operand of add/sub."),
+         max_operand: Optional[int] = typer.Option(None, "--max-operand",
+                                                    help="Largest operand of add/sub (default: the world's, 99; v14: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
-                                                        "candidate v11-v13 (docs/toy_world.md)."),
+                                                        "candidate v11-v14 (docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -50,7 +52,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v13: candidates, docs/toy_world.md)."),
+                                                                "(v10: the shipped models; v11-v14: candidates, docs/toy_world.md)."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  as_json: bool = typer.Option(False, "--json")):

@@ -10,7 +10,7 @@ Three kinds of document (shares set by `CorpusRecipe`):
   solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
 * narrative documents — the same stories told with the running total stated after each event;
 * arithmetic facts — lists of single operations, one style per document;
-* repeat documents (v13) — a random list of words and numbers written 2-5 times: the plain
+* repeat documents (v13, v14) — a random list of words and numbers written 2-5 times: the plain
   copying ("induction") that the other kinds never demand beyond one problem, and without which
   no base model copied a key or a final marker from an earlier problem (docs/toy_world.md).
 
@@ -48,10 +48,13 @@ NOVEL_MARKS = ["@@", "%%", "&&", "~~", "$$", "**", "++", "##", "==", ">>", "<<",
 NOVEL_FINALS_SHARE = 0.5
 
 
-def symbol_run(rng: random.Random) -> str:
+def symbol_run(rng: random.Random, version: str) -> str:
     """v11's novel final markers: a run of 2-5 of one symbol (`@@@@`, `%%%`), so that copying a
-    demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned)."""
-    sym = rng.choice(NOVEL_MARKS)[0]
+    demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned).
+    v14 writes no `#` at all: v13's strong base copied `@@@@ N` from demonstrations 118 times in
+    120 but wrote `### N` for `#### N` 88 times, the corpus's cap on `#` runs learned as a prior."""
+    marks = [m for m in NOVEL_MARKS if m != "##"] if version == "v14" else NOVEL_MARKS
+    sym = rng.choice(marks)[0]
     return sym * rng.randint(2, 3 if sym == "#" else 5)
 
 
@@ -140,18 +143,19 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
         if recipe.world.version == "v10":
             fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
         else:  # symbol runs the more common novel marker
-            fmt["final"] = novel_final(rng, f)
+            fmt["final"] = novel_final(rng, f, recipe.world.version)
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     elif recipe.world.version not in ("v10", "v11") and rng.random() < NOVEL_FINALS_SHARE:
         # v12: familiar keys, a marker of this document only: the marker is copied from context
-        fmt["final"] = novel_final(rng, rng.choice(NOVEL_WORDS))
+        fmt["final"] = novel_final(rng, rng.choice(NOVEL_WORDS), recipe.world.version)
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     return fmt
 
 
-def novel_final(rng: random.Random, word: str) -> str:
+def novel_final(rng: random.Random, word: str, version: str) -> str:
     """A final marker no other document shares often: `Word: N`, a symbol run (`@@@@ N`), `N word`."""
-    return rng.choice([word + ": {a}", symbol_run(rng) + " {a}", symbol_run(rng) + " {a}", "{a} " + word.lower()])
+    return rng.choice([word + ": {a}", symbol_run(rng, version) + " {a}", symbol_run(rng, version) + " {a}",
+                       "{a} " + word.lower()])
 
 
 def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) -> str:

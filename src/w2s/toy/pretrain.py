@@ -86,6 +86,8 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 #: v13's strong model first reads 700 batches of repeat documents (copying), then v12's 2400
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
+#: v14 changes the world (operands, distractors, no `#` runs), not the models
+SPECS_BY_WORLD["v14"] = SPECS_BY_WORLD["v13"]
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -96,6 +98,7 @@ RECIPES = {"v10": DEFAULT_RECIPE,
            # v12's documents (as many of each kind) and a fifth as many repeat documents (~16 % of tokens)
            "v13": CorpusRecipe(n_docs=27500, share_novel_keys=0.4, world=WorldConfig(version="v13"), share_problems=0.48,
                                share_narrative=0.12, share_facts=0.2, share_repeat=0.2)}
+RECIPES["v14"] = replace(RECIPES["v13"], world=WorldConfig(version="v14"))
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 

@@ -44,8 +44,13 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: v12: v11, and most of the corpus's problem documents end with a marker found only in that
 #: document (docs/toy_world.md). v13: v12, and the corpus holds repeat documents (lists written
 #: several times), without which no base model copied anything from an earlier problem.
-#: The questions and their seeds are the same in every version.
-VERSIONS = ("v10", "v11", "v12", "v13")
+#: v14: v13 with add/sub operands of at most 20 (`MAX_OPERAND`), distractors that read like an
+#: operation on someone else (`Leo buys 5 more apples.`), and no `#` run in the corpus.
+#: The questions and their seeds are the same in v10-v13.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14")
+#: the largest add/sub operand of a version when a config does not set one: v14's arithmetic is
+#: a fifth of the facts (v13's models got 98 % of their wrong answers from false equations)
+MAX_OPERAND = {"v14": 20}
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
@@ -61,6 +66,9 @@ Q_OPS = {
     "half": ["{S} halves {pos} {obj}."],
 }
 Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} {obj2}."]
+#: v14: also distractors that read like a step of the problem but happen to someone else, so that
+#: using one (or skipping the real step beside it) is a plan-level error a model can make
+Q_DISTRACTORS_V14 = Q_DISTRACTORS + ["{N2} buys {k} more {obj}.", "{N2} gives away {k} {obj}."]
 Q_FINAL = ["How many {obj} does {N} have now?"]
 
 
@@ -72,7 +80,7 @@ class WorldConfig:
     max_steps: int = 5
     min_start: int = 2
     max_start: int = 99
-    max_operand: int = 99         # operand of add / sub
+    max_operand: int | None = None  # operand of add / sub; None: the version's (MAX_OPERAND, else 99)
     max_value: int = 99           # cap on every intermediate value (the tokenizer covers 0..299)
     max_distractors: int = 2      # 0..max_distractors distractor sentences per question
     ops: tuple[str, ...] = OPS
@@ -81,6 +89,8 @@ class WorldConfig:
     def __post_init__(self):
         if self.version not in VERSIONS:
             raise ValueError(f"unknown toy world version {self.version!r}; known: {', '.join(VERSIONS)}")
+        if self.max_operand is None:  # frozen: resolved once, so world.json records the number
+            object.__setattr__(self, "max_operand", MAX_OPERAND.get(self.version, 99))
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError("need 1 <= min_steps <= max_steps")
         if not 0 <= self.min_start <= self.max_start <= self.max_value:
@@ -186,7 +196,7 @@ def sample_problem(rng: random.Random, cfg: WorldConfig) -> Problem:
     prev_distractor = False
     for i in slots:
         if i is None:
-            t = rng.choice(Q_DISTRACTORS)
+            t = rng.choice(Q_DISTRACTORS_V14 if cfg.version == "v14" else Q_DISTRACTORS)
             k = rng.randint(2, 60 if "years" in t else min(cfg.max_value, max(cfg.max_operand, 12)))
             text = _fmt(t, N=name, N2=rng.choice(others), Pos=pos.capitalize(), k=k, obj=obj,
                         obj2=rng.choice([o for o in OBJECTS if o != obj]))
