@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--run", required=True)
     ap.add_argument("--world", default="v10")
     ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--model", help="a strong model directory (default: the shipped checkpoint of --world)")
     a = ap.parse_args()
 
     from w2s.generation import SamplingConfig, generate
@@ -34,7 +35,7 @@ def main() -> None:
 
     rows = [json.loads(line) for line in (Path(a.run) / "eval_dev" / "strong_fewshot.greedy.jsonl").open()][:a.n]
     cfg = SamplingConfig(max_new_tokens=90, temperature=0.0, stop=("\nQuestion:", "\nProblem:", "\n\n"), seed=0)
-    model = str(checkpoint_path("strong", world=a.world))
+    model = a.model or str(checkpoint_path("strong", world=a.world))
     for name, (q, ans, marker) in VARIANTS.items():
         prompts = [{"id": r["id"], "prompt": r["prompt"].replace("Question:", q).replace("Answer:", ans)
                     .replace("####", marker)} for r in rows]
