@@ -37,16 +37,10 @@ OBJECTS = ["apples", "marbles", "stickers", "coins", "books", "pencils", "cards"
 POSSESSIVE = {"she": "her", "he": "his"}
 
 OPS = ("add", "sub", "double", "triple", "half")
-#: world versions. v10: one way to write each equation (every number published before v11).
-#: v11: each equation written in one of its valid forms, drawn per equation (`12 + 5` or `5 + 12`;
-#: `17 * 2`, `2 * 17` or `17 + 17`; `5 * 3` or `3 * 5`), so that two solutions of one problem use
-#: different arithmetic facts, and the corpus's final markers include symbol runs (`@@@@ 27`).
-#: v12: v11, and most of the corpus's problem documents end with a marker found only in that
-#: document (docs/toy_world.md). v13: v12, and the corpus holds repeat documents (lists written
-#: several times), without which no base model copied anything from an earlier problem.
-#: v14: v13 with add/sub operands of at most 20 (`MAX_OPERAND`), distractors that read like an
-#: operation on someone else (`Leo buys 5 more apples.`), and no `#` run in the corpus.
-#: The questions and their seeds are the same in v10-v13.
+#: world versions (each designed and measured in docs/toy_world.md). v10: one form per equation
+#: (every number published before v11); v11: forms drawn per equation (`12 + 5` or `5 + 12`) and
+#: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
+#: v14: operands <= 20, step-like distractors, no `#` run. Questions are the same in v10-v13.
 VERSIONS = ("v10", "v11", "v12", "v13", "v14")
 #: the largest add/sub operand of a version when a config does not set one: v14's arithmetic is
 #: a fifth of the facts (v13's models got 98 % of their wrong answers from false equations)
