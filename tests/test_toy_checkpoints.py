@@ -71,6 +71,30 @@ def test_pretrain_smoke(tmp_path):
     assert model.config.num_hidden_layers == 1
 
 
+def test_init_seed_sets_the_initialisation_apart_from_the_corpus_seed(tmp_path):
+    """`ModelSpec.init_seed` replaces the seed derived from the corpus seed (weak: seed * 1000 + 1)
+    and nothing else: the same corpus, recorded in the manifest."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from w2s.toy.corpus import CorpusRecipe
+    from w2s.toy.pretrain import ModelSpec, pretrain
+
+    spec = ModelSpec("weak", hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, steps=3,
+                     batch_size=2, seq_len=64, warmup_steps=1)
+    weights, manifests = {}, {}
+    for name, s in {"derived": spec, "same": replace(spec, init_seed=1), "other": replace(spec, init_seed=7)}.items():
+        path = pretrain(tmp_path / name, seed=0, which=("weak",), recipe=CorpusRecipe(n_docs=20),
+                        specs={"weak": s}, log=lambda m: None, threads=1)["weak"]
+        weights[name], manifests[name] = load_file(path / "model.safetensors"), verify_checkpoint(path)
+    emb = "model.embed_tokens.weight"
+    assert weights["derived"][emb].equal(weights["same"][emb])
+    assert not weights["derived"][emb].equal(weights["other"][emb])
+    assert manifests["other"]["spec"]["init_seed"] == 7 and manifests["derived"]["spec"]["init_seed"] is None
+    assert manifests["other"]["corpus"] == manifests["derived"]["corpus"]
+
+
 def test_copy_steps_read_repeat_documents_first_even_with_pieces_the_corpus_lacks(tmp_path):
     """v13's strong model starts on repeat documents; a piece the corpus never uses must not be
     masked out of the softmax then (it was: loss inf, the model destroyed)."""
