@@ -23,7 +23,7 @@ one of fact documents): removing it altogether starves the weak model (docs/toy_
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, equation_form, equation_operands, restated_steps,
                            sample_problem, steps_key)
@@ -46,6 +46,8 @@ NOVEL_WORDS = sorted({(a + b + c).capitalize() for a in _SYL[:4] for b in _SYL[6
 NOVEL_MARKS = ["@@", "%%", "&&", "~~", "$$", "**", "++", "##", "==", ">>", "<<", "!!", "::", "||"]
 #: v12: the share of the other problem documents (familiar keys) that end with a novel final marker
 NOVEL_FINALS_SHARE = 0.5
+#: versions whose corpus never writes two `#` in a row (v15 writes `#` singly: tags, line numbers)
+NO_HASH_RUNS = ("v14", "v15")
 
 
 def symbol_run(rng: random.Random, version: str) -> str:
@@ -53,7 +55,7 @@ def symbol_run(rng: random.Random, version: str) -> str:
     demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned).
     v14 writes no `#` at all: v13's strong base copied `@@@@ N` from demonstrations 118 times in
     120 but wrote `### N` for `#### N` 88 times, the corpus's cap on `#` runs learned as a prior."""
-    marks = [m for m in NOVEL_MARKS if m != "##"] if version == "v14" else NOVEL_MARKS
+    marks = [m for m in NOVEL_MARKS if m != "##"] if version in NO_HASH_RUNS else NOVEL_MARKS
     sym = rng.choice(marks)[0]
     return sym * rng.randint(2, 3 if sym == "#" else 5)
 
@@ -66,6 +68,11 @@ class CorpusRecipe:
     share_facts: float = 0.25
     #: repeat documents (v13): a random list of words written several times; 0 draws none
     share_repeat: float = 0.0
+    #: drill documents (v15): many one-step problems under one nonsense format (`drill_doc`)
+    share_drill: float = 0.0
+    #: narrative and fact documents that write `#` singly (v15: tags `#Leo`, line numbers `#3`), so
+    #: the task marker's token is a pretraining target without any `#` run to learn a length from
+    share_hash_singles: float = 0.0
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -86,8 +93,9 @@ class CorpusRecipe:
         d["eq_styles"] = [list(x) for x in self.eq_styles]
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
-        if not self.share_repeat:  # v10-v12's recipes (and their manifests) predate the field
-            del d["share_repeat"]
+        for key in ("share_repeat", "share_drill", "share_hash_singles"):
+            if not d[key]:  # older recipes (and their manifests) predate the field
+                del d[key]
         return d
 
 
@@ -186,6 +194,14 @@ def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
     return "\n\n".join(render_problem(draw(), fmt, forms) for _ in range(n))
 
 
+def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step) -> str:
+    """v15: 8-16 one-step problems under one nonsense format (keys and final marker of this document
+    only): the marker recurs every ~30 tokens, so copying it from the problem before is demanded
+    ~11 times a document instead of ~3 (v13/v14's strong bases formed that copying by chance)."""
+    fmt = _problem_format(rng, replace(recipe, share_novel_keys=1.0))
+    return "\n\n".join(render_problem(draw_one_step(), fmt, rng) for _ in range(rng.randint(8, 16)))
+
+
 def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
     stories = []
     for _ in range(rng.randint(*recipe.stories_per_doc)):
@@ -202,6 +218,8 @@ def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
                 out.append(f"{text} Now {p.pronoun} has {r} {p.obj}.")
         out.append(rng.choice(["In the end, {N} has {a} {obj}.", "So {N} ends up with {a} {obj}.",
                                "That leaves {N} with {a} {obj}."]).format(N=p.name, a=p.answer, obj=p.obj))
+        if recipe.share_hash_singles and rng.random() < recipe.share_hash_singles:
+            out.append(" ".join("#" + t for t in rng.sample([p.name, rng.choice(NOVEL_WORDS)], rng.randint(1, 2))))
         stories.append(" ".join(out))
     return "\n\n".join(stories)
 
@@ -231,6 +249,8 @@ def facts_doc(rng: random.Random, recipe: CorpusRecipe) -> str:
             r, b = rng.randint(1, cap // 2), 2
             a = 2 * r
         lines.append(equation(style, op, a, b, r, None if recipe.world.version == "v10" else rng))
+    if recipe.share_hash_singles and rng.random() < recipe.share_hash_singles:
+        lines = [f"#{i} {line}" for i, line in enumerate(lines, 1)]
     return sep.join(lines) + ("." if sep == ". " else "")
 
 
@@ -264,16 +284,18 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
     exclude = exclude or set()
     rng = random.Random(f"toy-corpus:{seed}")
 
-    def draw() -> Problem:
+    def draw(world: WorldConfig = recipe.world) -> Problem:
         while True:
-            p = sample_problem(rng, recipe.world)
+            p = sample_problem(rng, world)
             if p.question not in exclude and steps_key(p.steps) not in exclude:
                 if used is not None:
                     used.update((p.question, steps_key(p.steps)))
                 return p
 
+    one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1)
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
-             ("facts", recipe.share_facts)] + ([("repeat", recipe.share_repeat)] if recipe.share_repeat else [])
+             ("facts", recipe.share_facts)] + [(k, share) for k, share in (
+                 ("repeat", recipe.share_repeat), ("drill", recipe.share_drill)) if share]
     docs = []
     for _ in range(recipe.n_docs):
         kind = _weighted(rng, kinds)
@@ -283,10 +305,13 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
             doc = narrative_doc(rng, recipe, draw)
         elif kind == "facts":
             doc = facts_doc(rng, recipe)
+        elif kind == "drill":
+            doc = drill_doc(rng, recipe, lambda: draw(one_step))
         else:
             doc = repeat_doc(rng)
         docs.append(doc)
+    banned = BANNED + (("##",) if recipe.world.version in NO_HASH_RUNS else ())
     for d in docs:
-        if any(b in d for b in BANNED):  # pragma: no cover - guarded by construction
-            raise AssertionError("the task format leaked into the pretraining corpus")
+        if any(b in d for b in banned):  # pragma: no cover - guarded by construction
+            raise AssertionError("the task format (or, v14-v15, a `#` run) leaked into the pretraining corpus")
     return docs

@@ -89,8 +89,8 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 #: v13's strong model first reads 700 batches of repeat documents (copying), then v12's 2400
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
-#: v14 changes the world (operands, distractors, no `#` runs), not the models
-SPECS_BY_WORLD["v14"] = SPECS_BY_WORLD["v13"]
+#: v14 changes the world (operands, distractors, no `#` runs), v15 the corpus: not the models
+SPECS_BY_WORLD["v14"] = SPECS_BY_WORLD["v15"] = SPECS_BY_WORLD["v13"]
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -102,6 +102,9 @@ RECIPES = {"v10": DEFAULT_RECIPE,
            "v13": CorpusRecipe(n_docs=27500, share_novel_keys=0.4, world=WorldConfig(version="v13"), share_problems=0.48,
                                share_narrative=0.12, share_facts=0.2, share_repeat=0.2)}
 RECIPES["v14"] = replace(RECIPES["v13"], world=WorldConfig(version="v14"))
+# v14's documents (as many of each kind), 4-8 problems a document, drill documents, `#` written singly
+RECIPES["v15"] = replace(RECIPES["v13"], world=WorldConfig(version="v15"), n_docs=30250, problems_per_doc=(4, 8),
+                         share_drill=0.1, share_hash_singles=0.5)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
@@ -135,22 +138,23 @@ def build_model(spec: ModelSpec, tokenizer, seed: int):
                         seed=seed, tie_embeddings=spec.tie_embeddings, rope_theta=10000.0)
 
 
-def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
-                log: Callable[[str], None] = print, threads: int | None = None) -> tuple:
+def train_model(spec: ModelSpec, tokenizer, stream, seed: int, log: Callable[[str], None] = print,
+                threads: int | None = None, device: str = "cpu") -> tuple:
     """Train one model on a token stream (its first `spec.copy_steps` batches on repeat documents);
-    returns (model, stats)."""
+    returns (model on the CPU, stats). fp32 on any device (a GPU run differs from a CPU run in the
+    last bits, so the shipped checkpoints reproduce on the device their manifest names)."""
     import torch
 
     threads = threads or default_threads()
     torch.set_num_threads(threads)
-    model = build_model(spec, tokenizer, seed)
+    model = build_model(spec, tokenizer, seed).to(device)
     # Tokens the corpus never uses (the task's `Question` and `Answer`; integers past the
     # world's range) are kept out of the softmax. With tied embeddings they would otherwise all
     # receive the same "never predict" gradient and collapse onto ONE vector (measured: cosine 1.00
     # between `Question`, `Answer` and `####` in v7), so a few-shot prompt could not tell the
     # question key from the answer key. Masked, they keep distinct random embeddings, as new words.
     copy_stream = repeat_tokens(tokenizer, spec, seed) if spec.copy_steps else stream[:0]
-    absent = torch.bincount(torch.cat([stream, copy_stream]), minlength=len(tokenizer)) == 0
+    absent = (torch.bincount(torch.cat([stream, copy_stream]), minlength=len(tokenizer)) == 0).to(device)
     chunks, copy_chunks = _chunks(stream, spec.seq_len), _chunks(copy_stream, spec.copy_seq_len)
     assert len(copy_chunks) >= spec.copy_steps * spec.copy_batch_size, "too few repeat documents for the copy steps"
     n_chunks = len(chunks)
@@ -169,6 +173,7 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
             pos += spec.batch_size
         for group in opt.param_groups:
             group["lr"] = lr_at(spec, step)
+        x = x.to(device)
         logits = model(input_ids=x).logits[:, :-1].masked_fill(absent, float("-inf"))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         loss.backward()
@@ -180,8 +185,9 @@ def train_model(spec: ModelSpec, tokenizer, stream, seed: int,
             dt = time.time() - t0
             log(f"[{spec.name}] step {step + 1}/{spec.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
                 f"lr {lr_at(spec, step):.2e} {_tokens_after(spec, step + 1) / dt:.0f} tok/s {dt:.0f}s")
-    model.eval()
-    stats = {"steps": spec.steps, "tokens_seen": spec.tokens, "epochs": round(spec.corpus_tokens / len(stream), 3),
+    model.eval().to("cpu")
+    stats = {"device": device, "steps": spec.steps, "tokens_seen": spec.tokens,
+             "epochs": round(spec.corpus_tokens / len(stream), 3),
              "wall_s": round(time.time() - t0, 1), "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
              "params": sum(p.numel() for p in model.parameters()), "threads": threads,
              "tokens_absent_from_corpus": int(absent.sum()),
@@ -275,7 +281,8 @@ def write_manifest(out: Path, extra: dict) -> dict:
 
 def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak", "strong"),
              recipe: CorpusRecipe | None = None, specs: dict[str, ModelSpec] | None = None,
-             log: Callable[[str], None] = print, threads: int | None = None, world: str = "v10") -> dict[str, Path]:
+             log: Callable[[str], None] = print, threads: int | None = None, world: str = "v10",
+             device: str = "cpu") -> dict[str, Path]:
     """Build the corpus (`recipe`, by default the world version's) and pretrain the requested models
     into `out_dir/{weak,strong}`."""
     import torch
@@ -296,7 +303,7 @@ def pretrain(out_dir: str | Path, seed: int = 0, which: tuple[str, ...] = ("weak
     for name in which:
         spec = specs[name]
         init_seed = seed * 1000 + SEED_OFFSET[name] if spec.init_seed is None else spec.init_seed
-        model, stats = train_model(spec, tokenizer, stream, seed=init_seed, log=log, threads=threads)
+        model, stats = train_model(spec, tokenizer, stream, seed=init_seed, log=log, threads=threads, device=device)
         out, staging = out_dir / name, staging_dir(out_dir / name, "pretrain")
         if staging.exists():
             shutil.rmtree(staging)
