@@ -42,7 +42,8 @@ def one(job: tuple) -> str:
     label = name if init_seed is None else f"{name}-s{init_seed}"
     t0 = time.time()
     paths = pretrain(target / "_tmp" / label, which=(name,), world=world, recipe=recipe_of(world, variant),
-                     specs={name: spec}, device=device, threads=threads, log=lambda m: None)
+                     specs={name: spec}, device=device, threads=threads,
+                     log=lambda m: print(f"{variant}/{label} {m}", flush=True))
     paths[name].rename(target / label)
     return f"{variant}/{label}: {time.time() - t0:.0f}s"
 
