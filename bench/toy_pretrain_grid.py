@@ -22,6 +22,7 @@ from pathlib import Path
 #: corpus variants beside the world's own recipe (each a change of `pretrain.RECIPES[world]`)
 VARIANTS = {
     "no-drill": {"share_drill": 0.0, "n_docs": 27500},
+    "wide-runs": {"longest_run": 8},
 }
 
 

@@ -50,14 +50,15 @@ NOVEL_FINALS_SHARE = 0.5
 NO_HASH_RUNS = ("v14", "v15")
 
 
-def symbol_run(rng: random.Random, version: str) -> str:
-    """v11's novel final markers: a run of 2-5 of one symbol (`@@@@`, `%%%`), so that copying a
-    demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned).
-    v14 writes no `#` at all: v13's strong base copied `@@@@ N` from demonstrations 118 times in
-    120 but wrote `### N` for `#### N` 88 times, the corpus's cap on `#` runs learned as a prior."""
+def symbol_run(rng: random.Random, version: str, longest: int = 5) -> str:
+    """v11's novel final markers: a run of 2-`longest` of one symbol (`@@@@`, `%%%`), so that copying
+    a demonstrated run such as the task's `####` is learned; `#` at most 3 times (`####` is banned).
+    v14-v15 write no `#` run: v13's strong base copied `@@@@ N` 118 times in 120 but wrote `### N`
+    for `#### N` 88 times. v16 has them again: v15's bases never copied a `#` they had only seen
+    outside the marker's role (docs/toy_world.md)."""
     marks = [m for m in NOVEL_MARKS if m != "##"] if version in NO_HASH_RUNS else NOVEL_MARKS
     sym = rng.choice(marks)[0]
-    return sym * rng.randint(2, 3 if sym == "#" else 5)
+    return sym * rng.randint(2, 3 if sym == "#" else longest)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class CorpusRecipe:
     #: narrative and fact documents that write `#` singly (v15: tags `#Leo`, line numbers `#3`), so
     #: the task marker's token is a pretraining target without any `#` run to learn a length from
     share_hash_singles: float = 0.0
+    #: the longest symbol-run final marker of a symbol other than `#` (whose runs stop at 3)
+    longest_run: int = 5
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -93,8 +96,8 @@ class CorpusRecipe:
         d["eq_styles"] = [list(x) for x in self.eq_styles]
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
-        for key in ("share_repeat", "share_drill", "share_hash_singles"):
-            if not d[key]:  # older recipes (and their manifests) predate the field
+        for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0), ("longest_run", 5)):
+            if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
 
@@ -151,19 +154,19 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
         if recipe.world.version == "v10":
             fmt["final"] = rng.choice([f + ": {a}", rng.choice(NOVEL_MARKS) + " {a}", "{a} " + f.lower()])
         else:  # symbol runs the more common novel marker
-            fmt["final"] = novel_final(rng, f, recipe.world.version)
+            fmt["final"] = novel_final(rng, f, recipe)
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     elif recipe.world.version not in ("v10", "v11") and rng.random() < NOVEL_FINALS_SHARE:
         # v12: familiar keys, a marker of this document only: the marker is copied from context
-        fmt["final"] = novel_final(rng, rng.choice(NOVEL_WORDS), recipe.world.version)
+        fmt["final"] = novel_final(rng, rng.choice(NOVEL_WORDS), recipe)
         fmt["final_sep"] = rng.choice([" ", "\n", "\n"])
     return fmt
 
 
-def novel_final(rng: random.Random, word: str, version: str) -> str:
+def novel_final(rng: random.Random, word: str, recipe: CorpusRecipe) -> str:
     """A final marker no other document shares often: `Word: N`, a symbol run (`@@@@ N`), `N word`."""
-    return rng.choice([word + ": {a}", symbol_run(rng, version) + " {a}", symbol_run(rng, version) + " {a}",
-                       "{a} " + word.lower()])
+    run = [symbol_run(rng, recipe.world.version, recipe.longest_run) + " {a}" for _ in range(2)]
+    return rng.choice([word + ": {a}", *run, "{a} " + word.lower()])
 
 
 def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) -> str:
