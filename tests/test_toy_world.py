@@ -9,7 +9,7 @@ import re
 import pytest
 
 from w2s.tasks import get_task
-from w2s.toy.corpus import BANNED, CorpusRecipe, build_corpus
+from w2s.toy.corpus import BANNED, NOVEL_WORDS, CorpusRecipe, build_corpus
 from w2s.toy.world import (WorldConfig, check_solution, evaluate_steps, make_splits, sample_problem,
                            split_signatures, steps_key)
 
@@ -438,3 +438,30 @@ def test_v14_world_has_small_operands_step_like_distractors_and_a_corpus_without
     assert "#" not in text and re.search(r"([@%&~$*+=><!:|])\1\1\1 \d+", text)   # runs, none of `#`
     v13 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v13"], n_docs=600), seed=0))
     assert re.search(r"(^|[^#])### \d+", v13)                                      # v13 as it was
+
+
+def test_v15_corpus_writes_hash_singly_and_drill_documents_and_v16_writes_short_hash_runs():
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.tokenizer import toy_tokenizer
+
+    assert make_splits(0, {"train_1": 50, "train_2": 0, "test": 0}, WorldConfig(version="v15"))["train_1"] == \
+        make_splits(0, {"train_1": 50, "train_2": 0, "test": 0}, WorldConfig(version="v14"))["train_1"]
+    docs = build_corpus(dataclasses.replace(RECIPES["v15"], n_docs=800), seed=0)
+    text = "\n".join(docs)
+    assert "##" not in text and re.search(r" #[A-Z][a-z]+", text) and re.search(r"(^|\n)#1 ", text)
+    assert not re.search(r"#+ \d+", text)                       # `#` is never a final marker in v15
+    # drill documents: 8-16 one-step problems, one nonsense format, each ending with the same marker
+    drills = [d for d in docs if 8 <= d.count("\n\n") + 1 <= 16 and len(d.split("\n\n")[0]) < 220]
+    drills = [d for d in drills if len({p.split(":")[0] for p in d.split("\n\n")}) == 1]
+    assert len(drills) > 30
+    tok = toy_tokenizer()
+    for d in drills[:20]:
+        assert tok.unk_token_id not in tok(d, add_special_tokens=False).input_ids
+        problems = d.split("\n\n")
+        assert problems[0].split(":")[0] in NOVEL_WORDS
+        assert len({tuple(re.sub(r"-?\d+", "N", p).split()[-2:]) for p in problems}) == 1   # the same marker
+    v16 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v16"], n_docs=800), seed=0))
+    assert re.search(r"(^|[^#])### \d+", v16) and "####" not in v16 and not re.search(r" #[A-Z]", v16)
+    wide = dataclasses.replace(RECIPES["v16"], n_docs=800, longest_run=8)
+    assert re.search(r"([@%&~$*+=><!:|])\1{6} \d+", "\n".join(build_corpus(wide, seed=0)))
+    assert "longest_run" in wide.to_dict() and "longest_run" not in RECIPES["v16"].to_dict()

@@ -56,9 +56,19 @@ def symbol_run(rng: random.Random, version: str, longest: int = 5) -> str:
     v14-v15 write no `#` run: v13's strong base copied `@@@@ N` 118 times in 120 but wrote `### N`
     for `#### N` 88 times. v16 has them again: v15's bases never copied a `#` they had only seen
     outside the marker's role (docs/toy_world.md)."""
-    marks = [m for m in NOVEL_MARKS if m != "##"] if version in NO_HASH_RUNS else NOVEL_MARKS
-    sym = rng.choice(marks)[0]
+    marks = [m[0] for m in NOVEL_MARKS if m != "##" or version not in NO_HASH_RUNS]
+    sym = rng.choice(marks)
     return sym * rng.randint(2, 3 if sym == "#" else longest)
+
+
+def two_runs(rng: random.Random, version: str, longest: int = 5) -> str:
+    """v17: two runs of different symbols (`##@@`, `%%%###`): where a run ends, what follows (the
+    number or another run) is known only from the context, so the model copies there instead of
+    learning that a `#` run ends after the third (v16's bases wrote `### N` for `#### N`)."""
+    first = symbol_run(rng, version, longest)
+    while (second := symbol_run(rng, version, longest))[0] == first[0]:
+        pass
+    return first + second
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class CorpusRecipe:
     share_hash_singles: float = 0.0
     #: the longest symbol-run final marker of a symbol other than `#` (whose runs stop at 3)
     longest_run: int = 5
+    #: symbol-run markers made of two runs (v17, `two_runs`), the share of documents drawing one
+    share_two_runs: float = 0.0
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -96,7 +108,8 @@ class CorpusRecipe:
         d["eq_styles"] = [list(x) for x in self.eq_styles]
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
-        for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0), ("longest_run", 5)):
+        for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
+                             ("longest_run", 5), ("share_two_runs", 0)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -166,6 +179,8 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
 def novel_final(rng: random.Random, word: str, recipe: CorpusRecipe) -> str:
     """A final marker no other document shares often: `Word: N`, a symbol run (`@@@@ N`), `N word`."""
     run = [symbol_run(rng, recipe.world.version, recipe.longest_run) + " {a}" for _ in range(2)]
+    if recipe.share_two_runs and rng.random() < recipe.share_two_runs:
+        run[0] = two_runs(rng, recipe.world.version, recipe.longest_run) + " {a}"
     return rng.choice([word + ": {a}", *run, "{a} " + word.lower()])
 
 

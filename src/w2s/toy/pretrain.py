@@ -89,8 +89,8 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 #: v13's strong model first reads 700 batches of repeat documents (copying), then v12's 2400
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
-#: v14 changes the world (operands, distractors, no `#` runs), v15-v16 the corpus: not the models
-SPECS_BY_WORLD["v14"] = SPECS_BY_WORLD["v15"] = SPECS_BY_WORLD["v16"] = SPECS_BY_WORLD["v13"]
+#: v14 changes the world (operands, distractors, no `#` runs), v15-v17 the corpus: not the models
+SPECS_BY_WORLD.update(dict.fromkeys(("v14", "v15", "v16", "v17"), SPECS_BY_WORLD["v13"]))
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -107,6 +107,8 @@ RECIPES["v15"] = replace(RECIPES["v13"], world=WorldConfig(version="v15"), n_doc
                          share_drill=0.1, share_hash_singles=0.5)
 # v15's copying demand (4-8 problems, drill documents); `#` runs of 2-3 in the marker's role, as v13's
 RECIPES["v16"] = replace(RECIPES["v15"], world=WorldConfig(version="v16"), share_hash_singles=0.0)
+# v16 and markers of two runs (`##@@`): what follows a run's end is copied, not a rule
+RECIPES["v17"] = replace(RECIPES["v16"], world=WorldConfig(version="v17"), share_two_runs=0.5)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
