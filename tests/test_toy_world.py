@@ -465,3 +465,8 @@ def test_v15_corpus_writes_hash_singly_and_drill_documents_and_v16_writes_short_
     wide = dataclasses.replace(RECIPES["v16"], n_docs=800, longest_run=8)
     assert re.search(r"([@%&~$*+=><!:|])\1{6} \d+", "\n".join(build_corpus(wide, seed=0)))
     assert "longest_run" in wide.to_dict() and "longest_run" not in RECIPES["v16"].to_dict()
+    v17 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v17"], n_docs=800), seed=0))
+    pairs = re.findall(r"(?:^|\n| )(([@%&~$*+=><!:|#])\2+(?!\2)([@%&~$*+=><!:|#])\3+) \d+", v17)
+    assert len({p[0] for p in pairs}) > 20 and all(p[1] != p[2] for p in pairs)   # two runs: `##@@ 12`
+    assert any("#" in p[0] for p in pairs) and "####" not in v17
+    assert not re.search(r"(?:^|\n| )([@%&~$*+=><!:|#])\1+(?!\1)([@%&~$*+=><!:|#])\2+ \d+", v16)  # v16: one run
