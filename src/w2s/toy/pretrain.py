@@ -1,12 +1,13 @@
-"""Pretraining of the toy world's weak and strong base models (plain torch loop, CPU, fp32).
+"""Pretraining of the toy world's weak and strong base models (plain torch loop, fp32, CPU or GPU).
 
 Both models are `LlamaForCausalLM` with tied embeddings and the word/number tokenizer,
 trained on the SAME corpus (`w2s.toy.corpus`, the task format held out); the strong model
 is bigger and sees more tokens. Each output directory is an ordinary Hugging Face model
 directory (safetensors + tokenizer) with a `manifest.json`: config, spec, seed, corpus recipe,
-token counts, wall time, final loss and the sha256 of every file.
+token counts, device, wall time, final loss and the sha256 of every file.
 
     w2s toy pretrain --out DIR [--seed 0]      # reproduces src/w2s/toy/checkpoints/
+    w2s toy pretrain --world v17 --device cuda --out DIR   # v15-v17's were pretrained on a GPU
 """
 
 from __future__ import annotations
