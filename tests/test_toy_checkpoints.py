@@ -65,7 +65,7 @@ def test_pretrain_smoke(tmp_path):
     paths = pretrain(tmp_path, seed=0, which=("weak",), recipe=CorpusRecipe(n_docs=40),
                      specs={"weak": spec}, log=lambda s: None, threads=1)
     manifest = verify_checkpoint(paths["weak"])
-    assert manifest["steps"] == 20 and manifest["spec"]["hidden_size"] == 16
+    assert manifest["steps"] == 20 and manifest["spec"]["hidden_size"] == 16 and manifest["device"] == "cpu"
     assert manifest["corpus"]["n_docs"] == 40
     model = AutoModelForCausalLM.from_pretrained(paths["weak"])
     assert model.config.num_hidden_layers == 1
