@@ -23,6 +23,7 @@ from pathlib import Path
 VARIANTS = {
     "no-drill": {"share_drill": 0.0, "n_docs": 27500},
     "wide-runs": {"longest_run": 8},
+    "facts-spaced": {"fact_styles": (("spaced", 1.0),)},
 }
 
 

@@ -90,8 +90,8 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 #: v13's strong model first reads 700 batches of repeat documents (copying), then v12's 2400
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
-#: v14 changes the world (operands, distractors, no `#` runs), v15-v17 the corpus: not the models
-SPECS_BY_WORLD.update(dict.fromkeys(("v14", "v15", "v16", "v17"), SPECS_BY_WORLD["v13"]))
+#: v14 changes the world (operands, distractors, no `#` runs), v15-v18 the corpus: not the models
+SPECS_BY_WORLD.update(dict.fromkeys(("v14", "v15", "v16", "v17", "v18"), SPECS_BY_WORLD["v13"]))
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -110,6 +110,8 @@ RECIPES["v15"] = replace(RECIPES["v13"], world=WorldConfig(version="v15"), n_doc
 RECIPES["v16"] = replace(RECIPES["v15"], world=WorldConfig(version="v16"), share_hash_singles=0.0)
 # v16 and markers of two runs (`##@@`): what follows a run's end is copied, not a rule
 RECIPES["v17"] = replace(RECIPES["v16"], world=WorldConfig(version="v17"), share_two_runs=0.5)
+# v17 and three times as many arithmetic-fact documents (the others keep their counts)
+RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_docs=41250, share_facts=0.6)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 

@@ -40,10 +40,10 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: world versions (each designed and measured in docs/toy_world.md). v10: one form per equation
 #: (every number published before v11); v11: forms drawn per equation (`12 + 5` or `5 + 12`) and
 #: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
-#: v14: operands <= 20, step-like distractors, no `#` run; v15-v17: v14's questions, other corpora.
-VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17")
+#: v14: operands <= 20, step-like distractors, no `#` run; v15-v18: v14's questions, other corpora.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-MAX_OPERAND = {"v14": 20, "v15": 20, "v16": 20, "v17": 20}
+MAX_OPERAND = dict.fromkeys(("v14", "v15", "v16", "v17", "v18"), 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
@@ -62,7 +62,7 @@ Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} 
 #: v14: also distractors that read like a step of the problem but happen to someone else, so that
 #: using one (or skipping the real step beside it) is a plan-level error a model can make
 Q_DISTRACTORS_V14 = Q_DISTRACTORS + ["{N2} buys {k} more {obj}.", "{N2} gives away {k} {obj}."]
-STEP_LIKE_DISTRACTORS = ("v14", "v15", "v16", "v17")
+STEP_LIKE_DISTRACTORS = tuple(MAX_OPERAND)
 Q_FINAL = ["How many {obj} does {N} have now?"]
 
 
