@@ -48,6 +48,10 @@ def table(result: dict) -> str:
     errors = result["diagnostics"]["lenient_errors"]
     lines += ["", f"lenient errors: plan {pct(errors['plan_share'])} % of {errors['wrong']} wrong samples "
                   f"({', '.join(f'{k} {v}' for k, v in errors['error_kinds'].items())})"]
+    lines += ["", "diagnostic: false equations in the greedy dev answers (share of the equations written)", "",
+              "| model | + | - | * | / |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} | " + " | ".join(f"{pct(r[op]['rate'])} % of {r[op]['equations']}" for op in "+-*/") + " |"
+              for name, r in result["diagnostics"]["greedy_slip_rates"].items()]
     return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
                               f"{result['n_dev']} dev questions)"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from w2s.tasks import get_task
-from w2s.toy.acceptance import error_kind, nouns_right, sample_diagnostics
+from w2s.toy.acceptance import error_kind, nouns_right, sample_diagnostics, slip_rates
 
 Q = {"id": "q1", "question": "Mia has 12 apples. Leo has 30 apples. She buys 5 more apples. "
                              "How many apples does Mia have now?", "answer": "17"}
@@ -21,6 +21,14 @@ Q = {"id": "q1", "question": "Mia has 12 apples. Leo has 30 apples. She buys 5 m
 ])
 def test_error_kind(response, answer, kind):
     assert error_kind(response, answer, "17") == kind
+
+
+def test_slip_rates_count_false_equations_per_operation_before_the_marker():
+    rates = slip_rates([" 12 + 5 = 18. 18 - 3 = 15.\n#### 15 + 1 = 9", " 7+5=12, 12 * 2 = 24, 24 / 2 = 13"])
+    assert rates["+"] == {"equations": 2, "false": 1, "rate": 0.5}      # `15 + 1 = 9` after #### not read
+    assert rates["-"]["false"] == 0 and rates["*"]["rate"] == 0.0 and rates["/"] == {"equations": 1, "false": 1,
+                                                                                      "rate": 1.0}
+    assert slip_rates([])["+"] == {"equations": 0, "false": 0, "rate": 0.0}
 
 
 def test_nouns_right_allows_the_question_nouns_only():
@@ -66,7 +74,9 @@ def _fake_run(root, few_strict, few_lenient, sweep_best):
     ev = root / "eval_dev"
     for name, acc in (("weak", 0.3), ("full_weak", 0.4)):
         write_json(ev / f"{name}.json", {"accuracy": acc, "accuracy_lenient": acc})
-    write_json(ev / "strong_fewshot.json", {"accuracy": few_strict, "accuracy_lenient": few_lenient})
+    write_json(ev / "strong_fewshot.json", {"accuracy": few_strict, "accuracy_lenient": few_lenient,
+                                            "generations": {"greedy": "f.greedy.jsonl"}})
+    write_jsonl(ev / "f.greedy.jsonl", [{"id": "q1", "response": " 12 + 5 = 17.\n#### 17"}])
     write_json(ev / "m.json", {"accuracy": 0.75, "ci95": [0.7, 0.8], "generations": {"greedy": "m.greedy.jsonl"}})
     write_jsonl(ev / "m.greedy.jsonl", [{"id": "q1", "response": " 12 + 5 = 18.\n#### 18"},
                                          {"id": "q2", "response": " 4 * 2 = 8.\n#### 8"}])
@@ -96,6 +106,8 @@ def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
     three = c["3_errors_and_nouns"]
     assert three["wrong"] == 2 and three["plan_share"] == 0.5 and three["nouns_right"] == 1.0 and three["met"]
     assert ok["accepted"] and ok["diagnostics"]["lenient_vote"][0.7]["k"] == 2
+    slips = ok["diagnostics"]["greedy_slip_rates"]             # the files that name their generations
+    assert set(slips) == {"strong_fewshot", "m"} and slips["m"]["+"]["false"] == 1 and slips["m"]["*"]["rate"] == 0
     bad = world_acceptance(_fake_run(tmp_path / "b", 0.0, 0.3, 0.02), get_task("toy"))
     assert not bad["criteria"]["1_fewshot_strict_vs_lenient"]["met"] and not bad["criteria"]["2_self_consistency"]["met"]
     assert bad["criteria"]["4_stage1"]["met"] and not bad["accepted"]     # few-shot 0 < M_plus's CI: 4 holds

@@ -43,6 +43,18 @@ def error_kind(response: str, answer: str, gold: str) -> str:
     return "final_copy" if str(equations[-1][3]) == str(gold) else "plan"
 
 
+def slip_rates(responses) -> dict:
+    """Per operation (`+ - * /`): how many equations the responses write and the share that are
+    false, the arithmetic a model gets wrong whatever its plan (docs/toy_world.md, world v17)."""
+    counts = {op: [0, 0] for op in "+-*/"}
+    for response in responses:
+        for a, s, b, r in _EQ.findall(response.split("####")[0]):
+            a, b, r = int(a), int(b), int(r)
+            counts[s][0] += 1
+            counts[s][1] += {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[s] != r
+    return {op: {"equations": n, "false": bad, "rate": bad / n if n else 0.0} for op, (n, bad) in counts.items()}
+
+
 def nouns_right(response: str, question: str) -> bool:
     """Every object noun the response writes is one the question names (a distractor's counts)."""
     return set(_NOUNS.findall(response)) <= set(_NOUNS.findall(question))
@@ -130,7 +142,10 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
                     and m_plus["accuracy"] - dev["full_weak"]["accuracy"] >= 0.15
                     and few["accuracy"] < m_plus["ci95"][0])},
     }
+    scored = {name: run_dir / eval_rel(name, "dev") for name in ("weak", "strong_fewshot", "gold_sft", m_plus_name)}
+    slips = {name: slip_rates(g["response"] for g in _generations(run_dir, eval_rel(name, "dev"), "greedy"))
+             for name, path in scored.items() if path.exists() and "generations" in read_json(path)}
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
-            "diagnostics": {"lenient_vote": lenient,
+            "diagnostics": {"lenient_vote": lenient, "greedy_slip_rates": slips,
                             "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}

@@ -10,10 +10,10 @@ Three kinds of document (shares set by `CorpusRecipe`):
   solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
 * narrative documents — the same stories told with the running total stated after each event;
 * arithmetic facts — lists of single operations, one style per document;
-* repeat documents (v13-v17) — a random list of words and numbers written 2-5 times: the plain
+* repeat documents (v13 on) — a random list of words and numbers written 2-5 times: the plain
   copying ("induction") that the other kinds never demand beyond one problem, and without which
   no base model copied a key or a final marker from an earlier problem (docs/toy_world.md);
-* drill documents (v15-v17) — 8-16 one-step problems under one nonsense format: copying the
+* drill documents (v15 on) — 8-16 one-step problems under one nonsense format: copying the
   previous problem's final marker, demanded ~11 times a document (it then forms on every
   initialisation, not by chance).
 
