@@ -170,5 +170,9 @@ def test_demo_trains_with_another_seed_on_the_same_data_and_sizes_its_dev_split(
     assert len(read_jsonl(out / "toy_data" / "dev.jsonl")) == 30
     assert len(read_jsonl(out / "toy_data" / "test.jsonl")) == demo.QUICK["sizes"]["test"]
     assert demo.demo_config(tmp_path, seed=3)["seed"] == 3
+    harder = demo.run_demo(tmp_path / "h", quick=True, difficulty={"max_steps": 4, "max_distractors": 2})
+    world = json.loads((harder / "toy_data" / "world.json").read_text())["config"]
+    assert (world["max_steps"], world["max_distractors"], world["min_steps"]) == (4, 2, 2)
+    assert max(len(r["steps"]) - 1 for r in read_jsonl(harder / "toy_data" / "train_1.jsonl")) == 4
     with pytest.raises(ValueError, match="dev split's size"):
         demo.run_demo(tmp_path / "e", quick=True, dev_size=0)

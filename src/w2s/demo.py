@@ -97,12 +97,13 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
 
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
              overrides: dict | None = None, stage3: bool = False, world: str = "v10",
-             train_seed: int | None = None, dev_size: int | None = None) -> Path:
+             train_seed: int | None = None, dev_size: int | None = None, difficulty: dict | None = None) -> Path:
     """Write the toy data and the demo's config into `out` and run the pipeline there.
     `overrides` (`--set` keys) change the config, e.g. {"eval": {"test": False}} for a tuning run
     scored on the dev split only; `stage3` adds Stage III (GRPO, model m_rl); `train_seed` trains
     and samples with another seed on the same data; `dev_size` sets the dev split's size (drawn
-    last: the other splits stay as they are)."""
+    last: the other splits stay as they are); `difficulty` changes DEMO_WORLD's knobs
+    (`max_steps`, `max_distractors`)."""
     out = Path(out)
     data_dir = out / "toy_data"
     p = QUICK if quick else FULL
@@ -110,7 +111,7 @@ def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = 
         if isinstance(dev_size, bool) or not isinstance(dev_size, int) or dev_size < 1:
             raise ValueError(f"the dev split's size must be a whole number >= 1, got {dev_size!r}")
         p = {**p, "sizes": {**p["sizes"], "dev": dev_size}}
-    config = WorldConfig(**DEMO_WORLD, version=world)
+    config = WorldConfig(**{**DEMO_WORLD, **(difficulty or {})}, version=world)
     # the world's models first: a version without shipped checkpoints fails before any data is written
     raw = deep_merge(demo_config(data_dir, seed, quick, backend, stage3=stage3, world=world, train_seed=train_seed),
                      overrides or {})

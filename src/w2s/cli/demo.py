@@ -31,7 +31,11 @@ def register(app: typer.Typer) -> None:
              set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key, e.g. "
                                                       "stage2.train.beta=0.3 (repeatable)"),
              dev_only: bool = typer.Option(False, "--dev-only", help="score on the dev split only, never "
-                                           "on test: for choosing settings (eval.test=false)")):
+                                           "on test: for choosing settings (eval.test=false)"),
+             max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="most operations a question "
+                                                     "has (default 3)"),
+             max_distractors: Optional[int] = typer.Option(None, "--max-distractors", min=0,
+                                                           help="most distractor sentences (default 1)")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import print_results
         from w2s.demo import run_demo
@@ -49,7 +53,9 @@ def register(app: typer.Typer) -> None:
                 overrides = deep_merge(overrides, parse_override(s))
             try:
                 run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
-                         stage3=stage3, world=world, train_seed=train_seed, dev_size=dev_size)
+                         stage3=stage3, world=world, train_seed=train_seed, dev_size=dev_size,
+                         difficulty={k: v for k, v in (("max_steps", max_steps), ("max_distractors", max_distractors))
+                                     if v is not None})
             except StageFailed as e:
                 typer.echo(f"error: {e}\n(traceback in {out / 'log.txt'}; finished stages are kept, "
                            "rerun the same command to resume)", err=True)
