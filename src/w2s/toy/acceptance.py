@@ -27,6 +27,11 @@ _NOUNS = re.compile(r"\b(" + "|".join(OBJECTS) + r")\b")
 ERROR_KINDS = ("no_answer", "false_equation", "plan", "final_copy", "no_equation")
 
 
+def _holds(a: int, op: str, b: int, r: int) -> bool:
+    """Is `a op b = r` true (integer operands as written)?"""
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op] == r
+
+
 def error_kind(response: str, answer: str, gold: str) -> str:
     """Why a wrong response is wrong (`answer`: its strict answer, "" when none):
     no_answer (no `#### N`), false_equation (an arithmetic slip: some equation is false),
@@ -38,7 +43,7 @@ def error_kind(response: str, answer: str, gold: str) -> str:
     equations = [(int(a), s, int(b), int(r)) for a, s, b, r in _EQ.findall(response.split("####")[0])]
     if not equations:
         return "no_equation"
-    if any({"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[s] != r for a, s, b, r in equations):
+    if not all(_holds(*eq) for eq in equations):
         return "false_equation"
     return "final_copy" if str(equations[-1][3]) == str(gold) else "plan"
 
@@ -51,7 +56,7 @@ def slip_rates(responses) -> dict:
         for a, s, b, r in _EQ.findall(response.split("####")[0]):
             a, b, r = int(a), int(b), int(r)
             counts[s][0] += 1
-            counts[s][1] += {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[s] != r
+            counts[s][1] += not _holds(a, s, b, r)
     return {op: {"equations": n, "false": bad, "rate": bad / n if n else 0.0} for op, (n, bad) in counts.items()}
 
 

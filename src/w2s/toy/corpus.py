@@ -181,6 +181,7 @@ def _problem_format(rng: random.Random, recipe: CorpusRecipe) -> dict:
 
 def novel_final(rng: random.Random, word: str, recipe: CorpusRecipe) -> str:
     """A final marker no other document shares often: `Word: N`, a symbol run (`@@@@ N`), `N word`."""
+    # both runs drawn first, as before v17, so that older recipes' corpora stay byte-identical
     run = [symbol_run(rng, recipe.world.version, recipe.longest_run) + " {a}" for _ in range(2)]
     if recipe.share_two_runs and rng.random() < recipe.share_two_runs:
         run[0] = two_runs(rng, recipe.world.version, recipe.longest_run) + " {a}"

@@ -7,7 +7,7 @@ directory (safetensors + tokenizer) with a `manifest.json`: config, spec, seed, 
 token counts, device, wall time, final loss and the sha256 of every file.
 
     w2s toy pretrain --out DIR [--seed 0]      # reproduces src/w2s/toy/checkpoints/
-    w2s toy pretrain --world v17 --device cuda --out DIR   # v15-v17's were pretrained on a GPU
+    w2s toy pretrain --world v17 --device cuda --out DIR   # v16-v18's shipped models came from a GPU
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus, repeat_doc
-from w2s.toy.world import WorldConfig, make_splits, split_signatures
+from w2s.toy.world import V14_QUESTIONS, WorldConfig, make_splits, split_signatures
 from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
@@ -91,7 +91,7 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
 #: v14 changes the world (operands, distractors, no `#` runs), v15-v18 the corpus: not the models
-SPECS_BY_WORLD.update(dict.fromkeys(("v14", "v15", "v16", "v17", "v18"), SPECS_BY_WORLD["v13"]))
+SPECS_BY_WORLD.update(dict.fromkeys(V14_QUESTIONS, SPECS_BY_WORLD["v13"]))
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final

@@ -43,7 +43,8 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: v14: operands <= 20, step-like distractors, no `#` run; v15-v18: v14's questions, other corpora.
 VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-MAX_OPERAND = dict.fromkeys(("v14", "v15", "v16", "v17", "v18"), 20)
+V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18")   # the versions that ask v14's questions
+MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
 # {pos}: possessive, {k}: operand, {obj}: object noun.
@@ -62,7 +63,6 @@ Q_DISTRACTORS = ["{N2} has {k} {obj}.", "{N} is {k} years old.", "{N2} buys {k} 
 #: v14: also distractors that read like a step of the problem but happen to someone else, so that
 #: using one (or skipping the real step beside it) is a plan-level error a model can make
 Q_DISTRACTORS_V14 = Q_DISTRACTORS + ["{N2} buys {k} more {obj}.", "{N2} gives away {k} {obj}."]
-STEP_LIKE_DISTRACTORS = tuple(MAX_OPERAND)
 Q_FINAL = ["How many {obj} does {N} have now?"]
 
 
@@ -190,7 +190,7 @@ def sample_problem(rng: random.Random, cfg: WorldConfig) -> Problem:
     prev_distractor = False
     for i in slots:
         if i is None:
-            t = rng.choice(Q_DISTRACTORS_V14 if cfg.version in STEP_LIKE_DISTRACTORS else Q_DISTRACTORS)
+            t = rng.choice(Q_DISTRACTORS_V14 if cfg.version in V14_QUESTIONS else Q_DISTRACTORS)
             k = rng.randint(2, 60 if "years" in t else min(cfg.max_value, max(cfg.max_operand, 12)))
             text = _fmt(t, N=name, N2=rng.choice(others), Pos=pos.capitalize(), k=k, obj=obj,
                         obj2=rng.choice([o for o in OBJECTS if o != obj]))
