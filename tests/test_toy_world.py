@@ -470,3 +470,16 @@ def test_v15_corpus_writes_hash_singly_and_drill_documents_and_v16_writes_short_
     assert len({p[0] for p in pairs}) > 20 and all(p[1] != p[2] for p in pairs)   # two runs: `##@@ 12`
     assert any("#" in p[0] for p in pairs) and "####" not in v17
     assert not re.search(r"(?:^|\n| )([@%&~$*+=><!:|#])\1+(?!\1)([@%&~$*+=><!:|#])\2+ \d+", v16)  # v16: one run
+
+
+def test_v19_corpus_solves_no_distractor_and_stories_keep_theirs():
+    from w2s.toy.corpus import RESTATE_SEPS, SKIP_MARKS
+    from w2s.toy.pretrain import RECIPES
+
+    skips = [f"{sep}{mark}" for sep in RESTATE_SEPS for mark in SKIP_MARKS]
+    v18 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v18"], n_docs=600), seed=0))
+    v19 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v19"], n_docs=600), seed=0))
+    assert sum(v18.count(s) for s in skips) > 50                  # v18 solves distractors: `Zoe ...: skip`
+    assert not any(s in v19 for s in skips)                       # v19 never does
+    assert "years old" in v19 and "years old" in v18              # stories still tell distractors
+    assert "solved_distractors" in RECIPES["v19"].to_dict() and "solved_distractors" not in RECIPES["v18"].to_dict()

@@ -3,7 +3,7 @@ the task's own format (`Question:` / `Answer:` / `####`) held out.
 
 Three kinds of document (shares set by `CorpusRecipe`):
 
-* problem documents — 2..6 problems, every problem of a document in ONE random surface format
+* problem documents — 2..6 problems (v19: none with a distractor), every problem of a document in ONE random surface format
   (question key `Problem:`/`Q:`/`Task:`..., solution key `Solution:`/`Work:`/..., step layout,
   equation style, final marker `Result: N`/`=> N`/...), so models learn to pick a format up
   from context; most solutions restate each question sentence before its equation (the task's
@@ -91,6 +91,9 @@ class CorpusRecipe:
     longest_run: int = 5
     #: symbol-run markers made of two runs (v17, `two_runs`), the share of documents drawing one
     share_two_runs: float = 0.0
+    #: solved problems (problem and drill documents) with distractor sentences; v19: none, so the
+    #: task's `: skip.` is seen only in its demonstrations and training data (stories keep theirs)
+    solved_distractors: bool = True
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -112,7 +115,7 @@ class CorpusRecipe:
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
         for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
-                             ("longest_run", 5), ("share_two_runs", 0)):
+                             ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -314,7 +317,8 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
                     used.update((p.question, steps_key(p.steps)))
                 return p
 
-    one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1)
+    solved = recipe.world if recipe.solved_distractors else replace(recipe.world, max_distractors=0)
+    one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=int(recipe.solved_distractors))
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
              ("facts", recipe.share_facts)] + [(k, share) for k, share in (
                  ("repeat", recipe.share_repeat), ("drill", recipe.share_drill)) if share]
@@ -322,7 +326,7 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
     for _ in range(recipe.n_docs):
         kind = _weighted(rng, kinds)
         if kind == "problems":
-            doc = problem_doc(rng, recipe, draw)
+            doc = problem_doc(rng, recipe, lambda: draw(solved))
         elif kind == "narrative":
             doc = narrative_doc(rng, recipe, draw)
         elif kind == "facts":

@@ -90,7 +90,7 @@ SPECS_BY_WORLD = {"v10": SPECS, "v11": {"weak": WEAK, "strong": replace(STRONG, 
 #: v13's strong model first reads 700 batches of repeat documents (copying), then v12's 2400
 SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
-#: v14 changes the world (operands, distractors, no `#` runs), v15-v18 the corpus: not the models
+#: v14 changes the world (operands, distractors, no `#` runs), v15-v19 the corpus: not the models
 SPECS_BY_WORLD.update(dict.fromkeys(V14_QUESTIONS, SPECS_BY_WORLD["v13"]))
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
@@ -112,6 +112,8 @@ RECIPES["v16"] = replace(RECIPES["v15"], world=WorldConfig(version="v16"), share
 RECIPES["v17"] = replace(RECIPES["v16"], world=WorldConfig(version="v17"), share_two_runs=0.5)
 # v17 and three times as many arithmetic-fact documents (the others keep their counts)
 RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_docs=41250, share_facts=0.6)
+# v18 with no distractor in any solved problem: skipping one is learned from the task, not the corpus
+RECIPES["v19"] = replace(RECIPES["v18"], world=WorldConfig(version="v19"), solved_distractors=False)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 

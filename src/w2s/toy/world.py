@@ -40,10 +40,10 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: world versions (each designed and measured in docs/toy_world.md). v10: one form per equation
 #: (every number published before v11); v11: forms drawn per equation (`12 + 5` or `5 + 12`) and
 #: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
-#: v14: operands <= 20, step-like distractors, no `#` run; v15-v18: v14's questions, other corpora.
-VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18")
+#: v14: operands <= 20, step-like distractors, no `#` run; v15-v19: v14's questions, other corpora.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18")   # the versions that ask v14's questions
+V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19")   # the versions that ask v14's questions
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
