@@ -43,3 +43,10 @@ def tiny_model_b(tmp_path_factory) -> Path:
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model_b"), _gsm8k_texts(), hidden_size=96,
                             num_layers=3, seed=1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow (end-to-end) tests first: pyproject runs the suite on two xdist workers (`-n 2 --dist
+    load`), which deal the first tests out in turn, so each worker starts on a long one instead of
+    the last minutes running them one after another on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise

@@ -5,11 +5,13 @@ refused; each case is one clear error naming the key (or the file), never a trac
 
 from __future__ import annotations
 
+import os
 import re
-import resource
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -51,10 +53,19 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
 
 
 def peak_mb_of(code: str) -> tuple[int, str]:
-    """Run `code` in a fresh interpreter; its peak RSS in MB and its stderr."""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024  # the largest child so far
-    return rss, proc.stdout + proc.stderr
+    """Run `code` in a fresh interpreter; its own peak RSS in MB (wait4: that child's usage, not the
+    largest child this test process ever had, e.g. a vLLM engine under xdist) and its output."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        try:
+            _, _, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = 0  # reaped by wait4
+        out.seek(0)
+        return usage.ru_maxrss // 1024, out.read().decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize("key, value, message", [

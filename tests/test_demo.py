@@ -4,10 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 EXPECTED = {"weak", "strong_fewshot", "full_weak", "gold_sft", "m_plus", "m_pro_dpo", "m_pro_orpo"} | {
     f"stage1_iter{i}_{v}" for i in (1, 2) for v in ("weak", "icl", "hybrid")}
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "w2s", "demo", "--quick", "--out", str(out)],

