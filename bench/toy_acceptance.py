@@ -52,6 +52,10 @@ def table(result: dict) -> str:
               "| model | + | - | * | / |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {name} | " + " | ".join(f"{pct(r[op]['rate'])} % of {r[op]['equations']}" for op in "+-*/") + " |"
               for name, r in result["diagnostics"]["greedy_slip_rates"].items()]
+    lines += ["", "diagnostic: greedy strict accuracy on dev questions with / without a distractor", "",
+              "| model | with a distractor | without |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {pct(r['with']['accuracy'])} % of {r['with']['n']} | {pct(r['without']['accuracy'])} % "
+              f"of {r['without']['n']} |" for name, r in result["diagnostics"]["greedy_by_distractor"].items()]
     return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
                               f"{result['n_dev']} dev questions)"
 

@@ -68,8 +68,10 @@ def _fake_run(root, few_strict, few_lenient, sweep_best):
 
     from w2s.io import write_json, write_jsonl
 
-    qs = [{"id": "q1", "question": Q["question"], "answer": "17"},
-          {"id": "q2", "question": "Ava has 4 eggs. She doubles her eggs. How many eggs does Ava have now?", "answer": "8"}]
+    qs = [{"id": "q1", "question": Q["question"], "answer": "17", "solution": "Mia has 12 apples. Leo has 30 apples: "
+           "skip. She buys 5 more apples: 12 + 5 = 17.\n#### 17"},
+          {"id": "q2", "question": "Ava has 4 eggs. She doubles her eggs. How many eggs does Ava have now?", "answer": "8",
+           "solution": "Ava has 4 eggs. She doubles her eggs: 4 * 2 = 8.\n#### 8"}]
     write_jsonl(root / "data" / "questions" / "dev.jsonl", qs)
     ev = root / "eval_dev"
     for name, acc in (("weak", 0.3), ("full_weak", 0.4)):
@@ -108,6 +110,9 @@ def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
     assert ok["accepted"] and ok["diagnostics"]["lenient_vote"][0.7]["k"] == 2
     slips = ok["diagnostics"]["greedy_slip_rates"]             # the files that name their generations
     assert set(slips) == {"strong_fewshot", "m"} and slips["m"]["+"]["false"] == 1 and slips["m"]["*"]["rate"] == 0
+    split = ok["diagnostics"]["greedy_by_distractor"]           # q1 skips a distractor; M_plus wrong there
+    assert split["m"] == {"with": {"n": 1, "accuracy": 0.0}, "without": {"n": 1, "accuracy": 1.0}}
+    assert split["strong_fewshot"]["with"] == {"n": 1, "accuracy": 1.0} and split["strong_fewshot"]["without"]["n"] == 0
     bad = world_acceptance(_fake_run(tmp_path / "b", 0.0, 0.3, 0.02), get_task("toy"))
     assert not bad["criteria"]["1_fewshot_strict_vs_lenient"]["met"] and not bad["criteria"]["2_self_consistency"]["met"]
     assert bad["criteria"]["4_stage1"]["met"] and not bad["accepted"]     # few-shot 0 < M_plus's CI: 4 holds

@@ -89,6 +89,20 @@ def sample_diagnostics(task, questions: list[dict], samples: list[dict], strict:
             "nouns_right": right_nouns / n if n else 0.0}
 
 
+def accuracy_by_distractor(task, questions: list[dict], greedy: list[dict]) -> dict:
+    """Greedy strict accuracy on the questions with a distractor (their gold solution skips a
+    sentence: `...: skip.`) and on those without: where world v19 puts the room between the
+    few-shot base and fine-tuning (docs/toy_world.md)."""
+    grader = task.strict() or task
+    by_id = {str(q["id"]): q for q in questions}
+    groups: dict[str, list[bool]] = {"with": [], "without": []}
+    for g in greedy:
+        if (q := by_id.get(str(g["id"]))) is not None:
+            group = "with" if ": skip." in (q.get("solution") or "") else "without"
+            groups[group].append(grader.is_correct(g.get("response") or "", str(q["answer"])))
+    return {name: {"n": len(oks), "accuracy": accuracy(oks)} for name, oks in groups.items()}
+
+
 def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], samples: list[dict]) -> dict:
     """Greedy, maj@k and avg@k read by the LENIENT parser (`lenient_task`: any final marker), with
     maj@k - greedy's paired CI: whether the vote would beat greedy decoding once the answer format
@@ -148,9 +162,12 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
                     and few["accuracy"] < m_plus["ci95"][0])},
     }
     scored = {name: run_dir / eval_rel(name, "dev") for name in ("weak", "strong_fewshot", "gold_sft", m_plus_name)}
-    slips = {name: slip_rates(g["response"] for g in _generations(run_dir, eval_rel(name, "dev"), "greedy"))
-             for name, path in scored.items() if path.exists() and "generations" in read_json(path)}
+    greedy_of = {name: _generations(run_dir, eval_rel(name, "dev"), "greedy")
+                 for name, path in scored.items() if path.exists() and "generations" in read_json(path)}
+    slips = {name: slip_rates(g["response"] for g in gens) for name, gens in greedy_of.items()}
+    by_distractor = {name: accuracy_by_distractor(task, questions, gens) for name, gens in greedy_of.items()}
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
             "diagnostics": {"lenient_vote": lenient, "greedy_slip_rates": slips,
+                            "greedy_by_distractor": by_distractor,
                             "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}
