@@ -5,13 +5,10 @@ refused; each case is one clear error naming the key (or the file), never a trac
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -52,20 +49,19 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
     return "\n".join(lines)
 
 
+#: printed by the child at exit: its own peak RSS (VmHWM, kB). Not ru_maxrss: exec carries the
+#: parent's high-water mark into it (an xdist worker that has loaded vLLM: ~1.1 GB)
+_PEAK = ("import atexit, re\natexit.register(lambda: print('VMHWM_KB', re.search(r'VmHWM:\\s+(\\d+)', "
+         "open('/proc/self/status').read()).group(1)))\n")
+
+
 def peak_mb_of(code: str) -> tuple[int, str]:
-    """Run `code` in a fresh interpreter; its own peak RSS in MB (wait4: that child's usage, not the
-    largest child this test process ever had, e.g. a vLLM engine under xdist) and its output."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
-        timer = threading.Timer(120, proc.kill)
-        timer.start()
-        try:
-            _, _, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = 0  # reaped by wait4
-        out.seek(0)
-        return usage.ru_maxrss // 1024, out.read().decode("utf-8", "replace")
+    """Run `code` in a fresh interpreter; its own peak RSS in MB and its output."""
+    proc = subprocess.run([sys.executable, "-c", _PEAK + code], capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    found = re.search(r"VMHWM_KB (\d+)", out)
+    assert found, out
+    return int(found.group(1)) // 1024, out
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -264,10 +264,12 @@ def test_huge_record_is_cut_before_tokenisation(tmp_path):
     rows = [{"id": str(i), "prompt": f"Q {i}?\nA:", "completion": f" {i} #### {i}"} for i in range(8)]
     rows.append({"id": "big", "prompt": "Q big?\nA:", "completion": " 1 + 2 = 3 and" * 1_500_000})  # 21 MB
     write_jsonl(data, rows)
-    # report the child's own peak RSS (kB on Linux) on exit
-    probe = ("import atexit, resource, runpy, sys; "
-             "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-             "file=sys.stderr)); sys.argv = ['w2s'] + sys.argv[1:]; runpy.run_module('w2s', run_name='__main__')")
+    # report the child's own peak RSS (VmHWM, kB) on exit; not ru_maxrss, which exec inherits from
+    # the parent (an xdist worker that has loaded vLLM)
+    probe = ("import atexit, re, runpy, sys; "
+             "atexit.register(lambda: print('MAXRSS', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status')"
+             ".read()).group(1), file=sys.stderr)); sys.argv = ['w2s'] + sys.argv[1:]; "
+             "runpy.run_module('w2s', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", probe, "train", "sft", "-m", str(TOY), "-d", str(data),
                            "-o", str(tmp_path / "out"), "--max-steps", "1", "--max-length", "64"],
                           env=ENV, capture_output=True, text=True, timeout=300)
