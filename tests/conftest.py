@@ -45,6 +45,17 @@ def tiny_model_b(tmp_path_factory) -> Path:
                             num_layers=3, seed=1)
 
 
+#: Python that makes a child print its own peak RSS at exit (`PEAK_RSS_KB n` on stderr): VmHWM, not
+#: ru_maxrss, which exec carries over from the parent (an xdist worker that has loaded vLLM: ~1.1 GB)
+PEAK_RSS_PROBE = ("import atexit, re, sys; atexit.register(lambda: print('PEAK_RSS_KB', re.search("
+                  "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1), file=sys.stderr))\n")
+
+
+@pytest.fixture(scope="session")
+def peak_rss_probe() -> str:
+    return PEAK_RSS_PROBE
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow (end-to-end) tests first: pyproject runs the suite on two xdist workers (`-n 2 --dist
     load`), which deal the first tests out in turn, so each worker starts on a long one instead of

@@ -49,17 +49,11 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
     return "\n".join(lines)
 
 
-#: printed by the child at exit: its own peak RSS (VmHWM, kB). Not ru_maxrss: exec carries the
-#: parent's high-water mark into it (an xdist worker that has loaded vLLM: ~1.1 GB)
-_PEAK = ("import atexit, re\natexit.register(lambda: print('VMHWM_KB', re.search(r'VmHWM:\\s+(\\d+)', "
-         "open('/proc/self/status').read()).group(1)))\n")
-
-
-def peak_mb_of(code: str) -> tuple[int, str]:
-    """Run `code` in a fresh interpreter; its own peak RSS in MB and its output."""
-    proc = subprocess.run([sys.executable, "-c", _PEAK + code], capture_output=True, text=True, timeout=120)
+def peak_mb_of(code: str, probe: str) -> tuple[int, str]:
+    """Run `code` in a fresh interpreter; its own peak RSS in MB (`probe`: conftest's) and its output."""
+    proc = subprocess.run([sys.executable, "-c", probe + code], capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
-    found = re.search(r"VMHWM_KB (\d+)", out)
+    found = re.search(r"PEAK_RSS_KB (\d+)", out)
     assert found, out
     return int(found.group(1)) // 1024, out
 
@@ -128,7 +122,7 @@ def test_cli_refuses_a_python_tag_in_set_with_exit_2(files, tmp_path):
 
 @pytest.mark.parametrize("extra", ["stage1:\n  iterations: 100000\n", "stage1:\n  iterations: 1e23\n",
                                    alias_bomb() + "\ngeneration:\n  options:\n    x: *a9\n"])
-def test_the_worst_configs_stay_small_in_memory(files, tmp_path, extra):
+def test_the_worst_configs_stay_small_in_memory(files, tmp_path, extra, peak_rss_probe):
     path = write(files, head(files) + extra)
     code = textwrap.dedent(f"""
         from w2s.pipeline import run_pipeline, ConfigError
@@ -138,7 +132,7 @@ def test_the_worst_configs_stay_small_in_memory(files, tmp_path, extra):
             print("REFUSED", e)
     """)
     t0 = time.time()
-    peak, out = peak_mb_of(code)
+    peak, out = peak_mb_of(code, peak_rss_probe)
     assert "REFUSED" in out and "Traceback" not in out, out
     assert peak < 300, f"peak RSS {peak} MB"
     assert time.time() - t0 < 30

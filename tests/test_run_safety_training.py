@@ -259,23 +259,19 @@ def test_eval_limit_must_be_positive(cli, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # one huge record
 # ---------------------------------------------------------------------------------------------
-def test_huge_record_is_cut_before_tokenisation(tmp_path):
+def test_huge_record_is_cut_before_tokenisation(tmp_path, peak_rss_probe):
     data = tmp_path / "huge.jsonl"
     rows = [{"id": str(i), "prompt": f"Q {i}?\nA:", "completion": f" {i} #### {i}"} for i in range(8)]
     rows.append({"id": "big", "prompt": "Q big?\nA:", "completion": " 1 + 2 = 3 and" * 1_500_000})  # 21 MB
     write_jsonl(data, rows)
-    # report the child's own peak RSS (VmHWM, kB) on exit; not ru_maxrss, which exec inherits from
-    # the parent (an xdist worker that has loaded vLLM)
-    probe = ("import atexit, re, runpy, sys; "
-             "atexit.register(lambda: print('MAXRSS', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status')"
-             ".read()).group(1), file=sys.stderr)); sys.argv = ['w2s'] + sys.argv[1:]; "
-             "runpy.run_module('w2s', run_name='__main__')")
+    probe = peak_rss_probe + ("import runpy, sys; sys.argv = ['w2s'] + sys.argv[1:]; "
+                              "runpy.run_module('w2s', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", probe, "train", "sft", "-m", str(TOY), "-d", str(data),
                            "-o", str(tmp_path / "out"), "--max-steps", "1", "--max-length", "64"],
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 of 9 records have a field longer than" in proc.stderr
-    peak_mb = int(proc.stderr.rsplit("MAXRSS", 1)[1].split()[0]) / 1024
+    peak_mb = int(proc.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0]) / 1024
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB (before the cut: about 5 GB for this record)"
     assert is_complete(tmp_path / "out") and read_lineage(tmp_path / "out")["data"]["n_records"] == 9
 

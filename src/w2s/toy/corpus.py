@@ -3,8 +3,8 @@ the task's own format (`Question:` / `Answer:` / `####`) held out.
 
 Three kinds of document (shares set by `CorpusRecipe`):
 
-* problem documents — 2..6 problems (v19: none with a distractor), every problem of a document in ONE random surface format
-  (question key `Problem:`/`Q:`/`Task:`..., solution key `Solution:`/`Work:`/..., step layout,
+* problem documents — 2..6 problems (v19: none with a distractor), every problem of a document
+  in ONE random surface format (question key `Problem:`/`Q:`/`Task:`..., solution key `Solution:`/`Work:`/..., step layout,
   equation style, final marker `Result: N`/`=> N`/...), so models learn to pick a format up
   from context; most solutions restate each question sentence before its equation (the task's
   solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
@@ -318,7 +318,7 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
                 return p
 
     solved = recipe.world if recipe.solved_distractors else replace(recipe.world, max_distractors=0)
-    one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=int(recipe.solved_distractors))
+    one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1 if recipe.solved_distractors else 0)
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
              ("facts", recipe.share_facts)] + [(k, share) for k, share in (
                  ("repeat", recipe.share_repeat), ("drill", recipe.share_drill)) if share]
