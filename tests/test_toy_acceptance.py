@@ -116,3 +116,19 @@ def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
     bad = world_acceptance(_fake_run(tmp_path / "b", 0.0, 0.3, 0.02), get_task("toy"))
     assert not bad["criteria"]["1_fewshot_strict_vs_lenient"]["met"] and not bad["criteria"]["2_self_consistency"]["met"]
     assert bad["criteria"]["4_stage1"]["met"] and not bad["accepted"]     # few-shot 0 < M_plus's CI: 4 holds
+
+
+def test_distractor_split_reads_the_question_when_the_gold_leaves_the_distractor_out():
+    from w2s.toy.acceptance import accuracy_by_distractor
+
+    steps = [["start", 3], ["add", 2]]
+    questions = [  # v20: the first gold passes over its distractor; a record without steps falls back to `: skip.`
+        {"id": "a", "answer": "5", "steps": steps, "question": "Mia has 3 apples. Leo has 9 apples. She buys 2 more "
+         "apples. How many apples does Mia have now?", "solution": "Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"},
+        {"id": "b", "answer": "5", "steps": steps, "question": "Mia has 3 apples. She buys 2 more apples. How many "
+         "apples does Mia have now?", "solution": "Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"},
+        {"id": "c", "answer": "5", "question": "?", "solution": "Leo has 9 apples: skip. 3 + 2 = 5.\n#### 5"}]
+    greedy = [{"id": "a", "response": " 3 + 9 = 12.\n#### 12"}, {"id": "b", "response": " 3 + 2 = 5.\n#### 5"},
+              {"id": "c", "response": " 3 + 2 = 5.\n#### 5"}]
+    split = accuracy_by_distractor(get_task("toy"), questions, greedy)
+    assert split == {"with": {"n": 2, "accuracy": 0.5}, "without": {"n": 1, "accuracy": 1.0}}

@@ -483,3 +483,40 @@ def test_v19_corpus_solves_no_distractor_and_stories_keep_theirs():
     assert not any(s in v19 for s in skips)                       # v19 never does
     assert "years old" in v19 and "years old" in v18              # stories still tell distractors
     assert "solved_distractors" in RECIPES["v19"].to_dict() and "solved_distractors" not in RECIPES["v18"].to_dict()
+
+
+def test_v20_same_questions_and_forms_as_v19_each_distractor_skipped_or_left_out():
+    from w2s.toy import checkpoint_path
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.world import n_distractors
+
+    v19 = make_splits(0, SIZES, WorldConfig(version="v19"))
+    v20 = make_splits(0, SIZES, WorldConfig(version="v20"))
+    kept = left_out = 0
+    for name, rows in v19.items():
+        for old, new in zip(rows, v20[name], strict=True):
+            assert (new["question"], new["steps"], new["answer"]) == (old["question"], old["steps"], old["answer"])
+            assert check_solution(new["solution"]) == int(new["answer"])
+            assert n_distractors(old) == old["solution"].count(": skip.")     # v19 restates every one
+            (old_body, tail), (new_body, new_tail) = old["solution"].split("\n"), new["solution"].split("\n")
+            old_s, new_s = re.split(r"(?<=\.) ", old_body), re.split(r"(?<=\.) ", new_body)
+            j = 0
+            for sentence in old_s:                                            # v20's sentences are v19's, in order,
+                if j < len(new_s) and new_s[j] == sentence:
+                    j += 1
+                else:                                                         # less some `...: skip.`
+                    assert sentence.endswith(": skip."), sentence
+            assert j == len(new_s) and tail == new_tail
+            kept += new["solution"].count(": skip.")
+            left_out += n_distractors(old) - new["solution"].count(": skip.")
+    assert kept > 100 and left_out > 100 and abs(kept - left_out) < 0.2 * (kept + left_out)
+    assert RECIPES["v20"] is RECIPES["v19"]                                   # the same corpus ...
+    assert checkpoint_path("strong", verify=False, world="v20") == checkpoint_path("strong", verify=False, world="v19")
+
+
+def test_n_distractors_counts_the_sentences_beyond_the_step_list(splits):
+    from w2s.toy.world import n_distractors
+
+    counts = [n_distractors(r) for rows in splits.values() for r in rows]
+    assert set(counts) == {0, 1, 2}                                           # v10: 0-2 a question
+    assert all(n_distractors(r) == r["solution"].count(": skip.") for rows in splits.values() for r in rows)

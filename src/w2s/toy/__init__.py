@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from w2s.io import file_sha256
+from w2s.toy.world import SAME_BASES
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _VERIFIED: set[str] = set()
@@ -44,9 +45,11 @@ def verify_checkpoint(path: str | Path) -> dict:
 def checkpoint_path(which: str, verify: bool = True, world: str = "v10") -> Path:
     """Directory of a shipped base model ("weak" or "strong") of a world version, loadable with
     `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`. v10's are
-    `checkpoints/{weak,strong}`, a later version's `checkpoints/<version>/{weak,strong}`."""
+    `checkpoints/{weak,strong}`, a later version's `checkpoints/<version>/{weak,strong}` (or, for a
+    version that changes only the task, those of the version it shares its models with)."""
     if which not in ("weak", "strong"):
         raise ValueError(f"unknown toy checkpoint {which!r}; expected 'weak' or 'strong'")
+    world = SAME_BASES.get(world, world)
     path = CHECKPOINTS / which if world == "v10" else CHECKPOINTS / world / which
     if verify and str(path) not in _VERIFIED:
         verify_checkpoint(path)

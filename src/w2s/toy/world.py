@@ -40,10 +40,15 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: world versions (each designed and measured in docs/toy_world.md). v10: one form per equation
 #: (every number published before v11); v11: forms drawn per equation (`12 + 5` or `5 + 12`) and
 #: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
-#: v14: operands <= 20, step-like distractors, no `#` run; v15-v19: v14's questions, other corpora.
-VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19")
+#: v14: operands <= 20, step-like distractors, no `#` run; v15-v19: v14's questions, other corpora;
+#: v20: v19's corpus and models, each distractor of a gold solution skipped or left out.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19")   # the versions that ask v14's questions
+V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19", "v20")   # the versions that ask v14's questions
+#: versions that change only the task's gold solutions and so share another's base models
+SAME_BASES = {"v20": "v19"}
+#: versions whose gold solutions leave out each distractor with probability 1/2 (else `: skip.`)
+LEAVE_OUT_DISTRACTORS = ("v20",)
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
@@ -231,14 +236,15 @@ SKIP = "skip"
 
 
 def restated_steps(p: Problem, render_equation, sep: str = ": ", skip: str = SKIP,
-                   keep_distractors: bool = True) -> list[str]:
+                   keep_distractors: bool = True, leave_out: random.Random | None = None) -> list[str]:
     """Every question sentence in order, each operation followed by `sep` and its equation
-    (`render_equation(op, a, b, result)`), each distractor by `sep` and `skip`. Shared by the
-    task's solutions and the corpus's restating formats."""
+    (`render_equation(op, a, b, result)`), each distractor by `sep` and `skip`, or left out: always
+    without `keep_distractors`, with probability 1/2 under a `leave_out` generator (v20). Shared by
+    the task's solutions and the corpus's restating formats."""
     parts = []
     for text, i in p.sentences:
         if i is None:
-            if keep_distractors:
+            if keep_distractors and not (leave_out is not None and leave_out.random() < 0.5):
                 parts.append(f"{text[:-1]}{sep}{skip}.")
         elif i == 0:
             parts.append(text)
@@ -269,7 +275,13 @@ def forms_rng(version: str, key: str) -> random.Random | None:
     return None if version == "v10" else random.Random(f"toy-forms:{key}")
 
 
-def solution_text(p: Problem, forms: random.Random | None = None) -> str:
+def leave_out_rng(version: str, key: str) -> random.Random | None:
+    """The generator that leaves distractors out of a gold solution (v20), apart from the
+    question's and the equation forms' (so both are v19's); None in every other version."""
+    return random.Random(f"toy-omit:{key}") if version in LEAVE_OUT_DISTRACTORS else None
+
+
+def solution_text(p: Problem, forms: random.Random | None = None, leave_out: random.Random | None = None) -> str:
     """Chain of thought in the task format, ending in `#### N`: every question sentence is
     restated in order (a local copy, which small transformers do by induction) and followed by
     its equation, or by `: skip.` for a distractor:
@@ -278,12 +290,13 @@ def solution_text(p: Problem, forms: random.Random | None = None) -> str:
         She doubles her apples: 17 * 2 = 34.
         #### 34
 
-    `forms` (v11) draws each equation's form: `She buys 5 more apples: 5 + 12 = 17.`"""
+    `forms` (v11) draws each equation's form: `She buys 5 more apples: 5 + 12 = 17.`; `leave_out`
+    (v20) passes over half the distractors: `Mia has 12 apples. She buys 5 more apples: ...`."""
     def render(op, a, b, r):
         x, sym, y = equation_form(forms, op, a, b)
         return f"{x} {sym} {y} = {r}"
 
-    return " ".join(restated_steps(p, render)) + f"\n#### {p.answer}"
+    return " ".join(restated_steps(p, render, leave_out=leave_out)) + f"\n#### {p.answer}"
 
 
 # --------------------------------------------------------------------------- independent checks
@@ -343,9 +356,16 @@ SPLITS = ("train_1", "train_2", "test", "dev")
 DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500, "dev": 0}
 
 
-def problem_record(p: Problem, split: str, i: int, forms: random.Random | None = None) -> dict:
+def problem_record(p: Problem, split: str, i: int, forms: random.Random | None = None,
+                   leave_out: random.Random | None = None) -> dict:
     return {"id": f"toy-{split}-{i}", "question": p.question, "answer": str(p.answer),
-            "solution": solution_text(p, forms), "steps": p.steps, "n_steps": len(p.steps) - 1}
+            "solution": solution_text(p, forms, leave_out), "steps": p.steps, "n_steps": len(p.steps) - 1}
+
+
+def n_distractors(record: dict) -> int:
+    """Distractor sentences in a problem record's question: its sentences beyond the step list
+    (every question sentence ends in `.`, the final question in `?`; no number has a point)."""
+    return record["question"].count(".") - len(record["steps"])
 
 
 def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[dict]:
@@ -360,7 +380,8 @@ def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[di
             raise ValueError(f"could not draw {n} distinct problems for {split}; widen the world")
         seen.add(p.question)
         seen.add(p.signature())
-        out.append(problem_record(p, split, i, forms_rng(cfg.version, f"{seed}:{split}:{i}")))
+        key = f"{seed}:{split}:{i}"
+        out.append(problem_record(p, split, i, forms_rng(cfg.version, key), leave_out_rng(cfg.version, key)))
     return out
 
 
