@@ -122,13 +122,16 @@ def test_distractor_split_reads_the_question_when_the_gold_leaves_the_distractor
     from w2s.toy.acceptance import accuracy_by_distractor
 
     steps = [["start", 3], ["add", 2]]
-    questions = [  # v20: the first gold passes over its distractor; a record without steps falls back to `: skip.`
+    questions = [  # v20: a gold that passes over its distractor; a record without steps counts its gold's equations
         {"id": "a", "answer": "5", "steps": steps, "question": "Mia has 3 apples. Leo has 9 apples. She buys 2 more "
          "apples. How many apples does Mia have now?", "solution": "Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"},
         {"id": "b", "answer": "5", "steps": steps, "question": "Mia has 3 apples. She buys 2 more apples. How many "
          "apples does Mia have now?", "solution": "Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"},
-        {"id": "c", "answer": "5", "question": "?", "solution": "Leo has 9 apples: skip. 3 + 2 = 5.\n#### 5"}]
+        {"id": "c", "answer": "5", "question": "Mia has 3 apples. Mia is 9 years old. She buys 2 more apples. How many "
+         "apples does Mia have now?", "solution": "Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"}]
     greedy = [{"id": "a", "response": " 3 + 9 = 12.\n#### 12"}, {"id": "b", "response": " 3 + 2 = 5.\n#### 5"},
               {"id": "c", "response": " 3 + 2 = 5.\n#### 5"}]
     split = accuracy_by_distractor(get_task("toy"), questions, greedy)
     assert split == {"with": {"n": 2, "accuracy": 0.5}, "without": {"n": 1, "accuracy": 1.0}}
+    assert split == accuracy_by_distractor(get_task("toy"), [{k: v for k, v in q.items() if k != "steps"}
+                                                           for q in questions], greedy)

@@ -520,3 +520,5 @@ def test_n_distractors_counts_the_sentences_beyond_the_step_list(splits):
     counts = [n_distractors(r) for rows in splits.values() for r in rows]
     assert set(counts) == {0, 1, 2}                                           # v10: 0-2 a question
     assert all(n_distractors(r) == r["solution"].count(": skip.") for rows in splits.values() for r in rows)
+    stepless = [{k: v for k, v in r.items() if k != "steps"} for rows in splits.values() for r in rows]
+    assert [n_distractors(r) for r in stepless] == counts                    # a run's question files: no steps

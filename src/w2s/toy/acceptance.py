@@ -20,7 +20,7 @@ from pathlib import Path
 from w2s.io import read_json, read_jsonl
 from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
 from w2s.pipeline.layout import Q_DEV, eval_rel
-from w2s.toy.world import OBJECTS, SKIP, n_distractors
+from w2s.toy.world import OBJECTS, n_distractors
 
 _EQ = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(\d+)")
 _NOUNS = re.compile(r"\b(" + "|".join(OBJECTS) + r")\b")
@@ -90,16 +90,15 @@ def sample_diagnostics(task, questions: list[dict], samples: list[dict], strict:
 
 
 def accuracy_by_distractor(task, questions: list[dict], greedy: list[dict]) -> dict:
-    """Greedy strict accuracy on the questions with a distractor (`world.n_distractors`; a record
-    without a step list: its gold solution skips a sentence, `...: skip.`) and on those without:
-    where world v19 puts the room between the few-shot base and fine-tuning (docs/toy_world.md)."""
+    """Greedy strict accuracy on the questions with a distractor (`world.n_distractors`: told by the
+    question, since a v20 gold solution may leave it out) and on those without: where world v19
+    puts the room between the few-shot base and fine-tuning (docs/toy_world.md)."""
     grader = task.strict() or task
     by_id = {str(q["id"]): q for q in questions}
     groups: dict[str, list[bool]] = {"with": [], "without": []}
     for g in greedy:
         if (q := by_id.get(str(g["id"]))) is not None:
-            has = n_distractors(q) > 0 if "steps" in q else f": {SKIP}." in (q.get("solution") or "")
-            group = "with" if has else "without"
+            group = "with" if n_distractors(q) > 0 else "without"
             groups[group].append(grader.is_correct(g.get("response") or "", str(q["answer"])))
     return {name: {"n": len(oks), "accuracy": accuracy(oks)} for name, oks in groups.items()}
 

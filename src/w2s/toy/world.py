@@ -363,9 +363,12 @@ def problem_record(p: Problem, split: str, i: int, forms: random.Random | None =
 
 
 def n_distractors(record: dict) -> int:
-    """Distractor sentences in a problem record's question: its sentences beyond the step list
-    (every question sentence ends in `.`, the final question in `?`; no number has a point)."""
-    return record["question"].count(".") - len(record["steps"])
+    """Distractor sentences in a problem record's question: its sentences beyond the start and the
+    operations (every question sentence ends in `.`, the final question in `?`; no number has a
+    point). The operations are the step list's or, in a record without one (a run's question
+    files), the gold solution's equations: one each, in every version."""
+    steps = len(record["steps"]) if "steps" in record else 1 + record["solution"].split("####")[0].count(" = ")
+    return record["question"].count(".") - steps
 
 
 def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[dict]:
