@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field, replace
 
-from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, equation_form, equation_operands, restated_steps,
+from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, chain, equation_form, restated_steps,
                            sample_problem, steps_key)
 
 BANNED = ("Question", "Answer", "####")
@@ -147,12 +147,6 @@ def equation(style: str, op: str, a: int, b: int, r: int, forms: random.Random |
     raise ValueError(style)
 
 
-def _chain(p: Problem):
-    for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
-        op = step[0]
-        yield op, a, equation_operands(op, step[1] if len(step) > 1 else None), r
-
-
 # --------------------------------------------------------------------------- documents
 
 def _weighted(rng: random.Random, pairs) -> str:
@@ -202,7 +196,7 @@ def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) ->
     else:
         if fmt["start"]:
             steps.append(fmt["start"].format(N=p.name, v=p.values[0], obj=p.obj))
-        for j, (op, a, b, r) in enumerate(_chain(p), 1):
+        for j, (op, a, b, r) in enumerate(chain(p), 1):
             eq = equation(fmt["eq"], op, a, b, r, forms)
             eq = eq[0].upper() + eq[1:] + "."
             steps.append(f"Step {j}: {eq}" if fmt["layout"].startswith("numbered") else eq)

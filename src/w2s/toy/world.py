@@ -41,14 +41,18 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: (every number published before v11); v11: forms drawn per equation (`12 + 5` or `5 + 12`) and
 #: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
 #: v14: operands <= 20, step-like distractors, no `#` run; v15-v19: v14's questions, other corpora;
-#: v20: v19's corpus and models, each distractor of a gold solution skipped or left out.
-VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20")
+#: v20: v19's corpus and models, each distractor of a gold solution skipped or left out; v21: v19's
+#: corpus and models, each gold solution in one of three plans.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19", "v20")   # the versions that ask v14's questions
+V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21")   # the versions that ask v14's questions
 #: versions that change only the task's gold solutions and so share another's base models
-SAME_BASES = {"v20": "v19"}
+SAME_BASES = {"v20": "v19", "v21": "v19"}
 #: versions whose gold solutions leave out each distractor with probability 1/2 (else `: skip.`)
 LEAVE_OUT_DISTRACTORS = ("v20",)
+#: v21: the plans a gold solution follows (one drawn per problem), `solution_text`
+PLANS = ("restate", "equations", "story")
+PLAN_VERSIONS = ("v21",)
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
@@ -281,7 +285,14 @@ def leave_out_rng(version: str, key: str) -> random.Random | None:
     return random.Random(f"toy-omit:{key}") if version in LEAVE_OUT_DISTRACTORS else None
 
 
-def solution_text(p: Problem, forms: random.Random | None = None, leave_out: random.Random | None = None) -> str:
+def plan_of(version: str, key: str) -> str:
+    """The plan of a gold solution: "restate" in every version but v21, which draws one of `PLANS`
+    per problem from a generator of its own (so questions and equation forms are v19's)."""
+    return random.Random(f"toy-plan:{key}").choice(PLANS) if version in PLAN_VERSIONS else "restate"
+
+
+def solution_text(p: Problem, forms: random.Random | None = None, leave_out: random.Random | None = None,
+                  plan: str = "restate") -> str:
     """Chain of thought in the task format, ending in `#### N`: every question sentence is
     restated in order (a local copy, which small transformers do by induction) and followed by
     its equation, or by `: skip.` for a distractor:
@@ -291,12 +302,36 @@ def solution_text(p: Problem, forms: random.Random | None = None, leave_out: ran
         #### 34
 
     `forms` (v11) draws each equation's form: `She buys 5 more apples: 5 + 12 = 17.`; `leave_out`
-    (v20) passes over half the distractors: `Mia has 12 apples. She buys 5 more apples: ...`."""
+    (v20) passes over half the distractors: `Mia has 12 apples. She buys 5 more apples: ...`.
+    `plan` (v21): "equations" writes the chain alone (`Start: 12. 12 + 5 = 17. 17 * 2 = 34.`),
+    "story" tells every sentence, a distractor as written and an operation with its running
+    total (`She buys 5 more apples, so now she has 12 + 5 = 17.`)."""
     def render(op, a, b, r):
         x, sym, y = equation_form(forms, op, a, b)
         return f"{x} {sym} {y} = {r}"
 
-    return " ".join(restated_steps(p, render, leave_out=leave_out)) + f"\n#### {p.answer}"
+    if plan == "restate":
+        parts = restated_steps(p, render, leave_out=leave_out)
+    elif plan == "equations":
+        parts = [f"Start: {p.values[0]}."] + [f"{render(op, a, b, r)}." for op, a, b, r in chain(p)]
+    elif plan == "story":
+        parts = [text if i is None or i == 0 else f"{text[:-1]}, so now {p.pronoun} has {render(*step)}."
+                 for (text, i), step in zip(p.sentences, _steps_by_sentence(p))]
+    else:
+        raise ValueError(f"unknown solution plan {plan!r}; known: {', '.join(PLANS)}")
+    return " ".join(parts) + f"\n#### {p.answer}"
+
+
+def chain(p: Problem):
+    """(op, value before, operand as written, value after) of each operation, in order."""
+    for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
+        yield step[0], a, equation_operands(step[0], step[1] if len(step) > 1 else None), r
+
+
+def _steps_by_sentence(p: Problem) -> list:
+    """Per question sentence: its operation's (op, a, b, r), or None (the start, a distractor)."""
+    ops = list(chain(p))
+    return [ops[i - 1] if i else None for _, i in p.sentences]
 
 
 # --------------------------------------------------------------------------- independent checks
@@ -357,9 +392,9 @@ DEFAULT_SIZES = {"train_1": 2000, "train_2": 2000, "test": 500, "dev": 0}
 
 
 def problem_record(p: Problem, split: str, i: int, forms: random.Random | None = None,
-                   leave_out: random.Random | None = None) -> dict:
+                   leave_out: random.Random | None = None, plan: str = "restate") -> dict:
     return {"id": f"toy-{split}-{i}", "question": p.question, "answer": str(p.answer),
-            "solution": solution_text(p, forms, leave_out), "steps": p.steps, "n_steps": len(p.steps) - 1}
+            "solution": solution_text(p, forms, leave_out, plan), "steps": p.steps, "n_steps": len(p.steps) - 1}
 
 
 def n_distractors(record: dict) -> int:
@@ -384,7 +419,8 @@ def _fill(split: str, n: int, seed: int, cfg: WorldConfig, seen: set) -> list[di
         seen.add(p.question)
         seen.add(p.signature())
         key = f"{seed}:{split}:{i}"
-        out.append(problem_record(p, split, i, forms_rng(cfg.version, key), leave_out_rng(cfg.version, key)))
+        out.append(problem_record(p, split, i, forms_rng(cfg.version, key), leave_out_rng(cfg.version, key),
+                                  plan_of(cfg.version, key)))
     return out
 
 
