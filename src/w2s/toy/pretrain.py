@@ -23,7 +23,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus, repeat_doc
-from w2s.toy.world import V14_QUESTIONS, WorldConfig, make_splits, split_signatures
+from w2s.toy.world import SAME_BASES, V14_QUESTIONS, WorldConfig, make_splits, split_signatures
 from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
@@ -114,8 +114,8 @@ RECIPES["v17"] = replace(RECIPES["v16"], world=WorldConfig(version="v17"), share
 RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_docs=41250, share_facts=0.6)
 # v18 with no distractor in any solved problem: skipping one is learned from the task, not the corpus
 RECIPES["v19"] = replace(RECIPES["v18"], world=WorldConfig(version="v19"), solved_distractors=False)
-# v20 changes only the task's gold solutions: v19's corpus (and models, world.SAME_BASES)
-RECIPES["v20"] = RECIPES["v19"]
+# v20, v21 change only the task's gold solutions: the corpus (and models) of the version they share
+RECIPES.update({version: RECIPES[base] for version, base in SAME_BASES.items()})
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
