@@ -522,3 +522,28 @@ def test_n_distractors_counts_the_sentences_beyond_the_step_list(splits):
     assert all(n_distractors(r) == r["solution"].count(": skip.") for rows in splits.values() for r in rows)
     stepless = [{k: v for k, v in r.items() if k != "steps"} for rows in splits.values() for r in rows]
     assert [n_distractors(r) for r in stepless] == counts                    # a run's question files: no steps
+
+
+def test_v21_each_gold_follows_one_of_three_plans_with_v19s_questions_and_equations():
+    from w2s.toy.world import n_distractors
+
+    v19 = make_splits(0, SIZES, WorldConfig(version="v19"))
+    v21 = make_splits(0, SIZES, WorldConfig(version="v21"))
+    plans = {"restate": 0, "equations": 0, "story": 0}
+    equations = re.compile(r"\d+ [-+*/] \d+ = \d+")
+    for name, rows in v19.items():
+        for old, new in zip(rows, v21[name], strict=True):
+            assert (new["question"], new["steps"], new["answer"]) == (old["question"], old["steps"], old["answer"])
+            assert check_solution(new["solution"]) == int(new["answer"])
+            assert equations.findall(new["solution"]) == equations.findall(old["solution"])   # v19's forms
+            if new["solution"].startswith("Start: "):
+                plans["equations"] += 1
+                assert re.fullmatch(r"Start: \d+\.( \d+ [-+*/] \d+ = \d+\.)+\n#### \d+", new["solution"])
+            elif ", so now " in new["solution"]:
+                plans["story"] += 1
+                told = [s for s in re.split(r"(?<=\.) ", new["question"]) if s in new["solution"] and "=" not in s]
+                assert len(told) == n_distractors(old) + 1 and ": skip." not in new["solution"]   # start + distractors as written
+            else:
+                plans["restate"] += 1
+                assert new["solution"] == old["solution"]
+    assert all(n > 0.25 * sum(plans.values()) for n in plans.values()), plans
