@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field, replace
 
-from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, chain, equation_form, restated_steps,
+from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, chain, equation_form, restated_steps, story_steps,
                            sample_problem, steps_key)
 
 BANNED = ("Question", "Answer", "####")
@@ -94,6 +94,9 @@ class CorpusRecipe:
     #: solved problems (problem and drill documents) with distractor sentences; v19: none, so the
     #: task's `: skip.` is seen only in its demonstrations and training data (stories keep theirs)
     solved_distractors: bool = True
+    #: v22: every problem of a problem or drill document draws its own plan (restated, a chain of
+    #: equations, a story with running totals; `CORPUS_PLANS`), so plans vary within a format
+    mixed_plans: bool = False
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -115,7 +118,8 @@ class CorpusRecipe:
         d["fact_styles"] = [list(x) for x in self.fact_styles]
         d["world"] = self.world.to_dict()
         for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
-                             ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True)):
+                             ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True),
+                             ("mixed_plans", False)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -185,12 +189,15 @@ def novel_final(rng: random.Random, word: str, recipe: CorpusRecipe) -> str:
     return rng.choice([word + ": {a}", *run, "{a} " + word.lower()])
 
 
-def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) -> str:
-    """One problem in a document's format; `forms` (v11) draws each equation's form."""
+def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None, plan: str | None = None) -> str:
+    """One problem in a document's format; `forms` (v11) draws each equation's form; `plan` (v22,
+    one of `CORPUS_PLANS`) overrides the document's restate-or-chain choice."""
     steps = []
-    if fmt.get("restate"):
-        steps = restated_steps(p, lambda op, a, b, r: equation(fmt["eq"], op, a, b, r, forms),
-                               sep=fmt["restate_sep"], skip=fmt["skip"], keep_distractors=fmt["keep_distractors"])
+    plan = plan or ("restate" if fmt.get("restate") else "chain")
+    if plan in ("restate", "story"):
+        render = lambda op, a, b, r: equation(fmt["eq"], op, a, b, r, forms)   # noqa: E731
+        steps = (restated_steps(p, render, sep=fmt["restate_sep"], skip=fmt["skip"],
+                                keep_distractors=fmt["keep_distractors"]) if plan == "restate" else story_steps(p, render))
         if fmt["layout"].startswith("numbered"):
             steps = [f"Step {j}: {t}" for j, t in enumerate(steps, 1)]
     else:
@@ -206,11 +213,21 @@ def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None) ->
     return f"{fmt['q_key']}{sep}{p.question}\n{fmt['a_key']}{sep}{body}{fmt['final_sep']}{final}"
 
 
+#: v22's plans of a solved problem in the corpus (the task's "equations" plan is the corpus's "chain")
+CORPUS_PLANS = ("restate", "chain", "story")
+
+
+def _render_all(rng: random.Random, recipe: CorpusRecipe, fmt: dict, forms, problems) -> str:
+    """A document's problems in its format; under `mixed_plans` each draws its own plan."""
+    return "\n\n".join(render_problem(p, fmt, forms, rng.choice(CORPUS_PLANS) if recipe.mixed_plans else None)
+                       for p in problems)
+
+
 def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
     fmt = _problem_format(rng, recipe)
     n = rng.randint(*recipe.problems_per_doc)
     forms = None if recipe.world.version == "v10" else rng
-    return "\n\n".join(render_problem(draw(), fmt, forms) for _ in range(n))
+    return _render_all(rng, recipe, fmt, forms, (draw() for _ in range(n)))
 
 
 def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step) -> str:
@@ -218,7 +235,7 @@ def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step) -> str:
     only): the marker recurs every ~30 tokens, so copying it from the problem before is demanded
     ~11 times a document instead of ~3 (v13/v14's strong bases formed that copying by chance)."""
     fmt = _problem_format(rng, replace(recipe, share_novel_keys=1.0))
-    return "\n\n".join(render_problem(draw_one_step(), fmt, rng) for _ in range(rng.randint(8, 16)))
+    return _render_all(rng, recipe, fmt, rng, (draw_one_step() for _ in range(rng.randint(8, 16))))
 
 
 def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:

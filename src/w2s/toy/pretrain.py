@@ -114,6 +114,8 @@ RECIPES["v17"] = replace(RECIPES["v16"], world=WorldConfig(version="v17"), share
 RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_docs=41250, share_facts=0.6)
 # v18 with no distractor in any solved problem: skipping one is learned from the task, not the corpus
 RECIPES["v19"] = replace(RECIPES["v18"], world=WorldConfig(version="v19"), solved_distractors=False)
+# v21's task on v19's corpus with the three plans mixed within documents
+RECIPES["v22"] = replace(RECIPES["v19"], world=WorldConfig(version="v22"), mixed_plans=True)
 # v20, v21 change only the task's gold solutions: the corpus (and models) of the version they share
 RECIPES.update({version: RECIPES[base] for version, base in SAME_BASES.items()})
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus

@@ -42,17 +42,18 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: symbol-run markers in the corpus; v12: document-only markers; v13: repeat documents (copying);
 #: v14: operands <= 20, step-like distractors, no `#` run; v15-v19: v14's questions, other corpora;
 #: v20: v19's corpus and models, each distractor of a gold solution skipped or left out; v21: v19's
-#: corpus and models, each gold solution in one of three plans.
-VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21")
+#: corpus and models, each gold solution in one of three plans; v22: v21's task, a corpus whose
+#: documents mix the three plans.
+VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
-V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21")   # the versions that ask v14's questions
+V14_QUESTIONS = ("v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22")   # the versions that ask v14's questions
 #: versions that change only the task's gold solutions and so share another's base models
 SAME_BASES = {"v20": "v19", "v21": "v19"}
 #: versions whose gold solutions leave out each distractor with probability 1/2 (else `: skip.`)
 LEAVE_OUT_DISTRACTORS = ("v20",)
 #: v21: the plans a gold solution follows (one drawn per problem), `solution_text`
 PLANS = ("restate", "equations", "story")
-PLAN_VERSIONS = ("v21",)
+PLAN_VERSIONS = ("v21", "v22")
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
@@ -286,7 +287,7 @@ def leave_out_rng(version: str, key: str) -> random.Random | None:
 
 
 def plan_of(version: str, key: str) -> str:
-    """The plan of a gold solution: "restate" in every version but v21, which draws one of `PLANS`
+    """The plan of a gold solution: "restate" in every version but v21-v22, which draw one of `PLANS`
     per problem from a generator of its own (so questions and equation forms are v19's)."""
     return random.Random(f"toy-plan:{key}").choice(PLANS) if version in PLAN_VERSIONS else "restate"
 
@@ -315,8 +316,7 @@ def solution_text(p: Problem, forms: random.Random | None = None, leave_out: ran
     elif plan == "equations":
         parts = [f"Start: {p.values[0]}."] + [f"{render(op, a, b, r)}." for op, a, b, r in chain(p)]
     elif plan == "story":
-        parts = [text if i is None or i == 0 else f"{text[:-1]}, so now {p.pronoun} has {render(*step)}."
-                 for (text, i), step in zip(p.sentences, _steps_by_sentence(p))]
+        parts = story_steps(p, render)
     else:
         raise ValueError(f"unknown solution plan {plan!r}; known: {', '.join(PLANS)}")
     return " ".join(parts) + f"\n#### {p.answer}"
@@ -328,10 +328,13 @@ def chain(p: Problem):
         yield step[0], a, equation_operands(step[0], step[1] if len(step) > 1 else None), r
 
 
-def _steps_by_sentence(p: Problem) -> list:
-    """Per question sentence: its operation's (op, a, b, r), or None (the start, a distractor)."""
+def story_steps(p: Problem, render_equation) -> list[str]:
+    """Every question sentence told in order, a distractor (and the start) as written, an operation
+    with the running total: `She buys 5 more apples, so now she has 12 + 5 = 17.` (v21's story plan,
+    v22's corpus)."""
     ops = list(chain(p))
-    return [ops[i - 1] if i else None for _, i in p.sentences]
+    return [text if not i else f"{text[:-1]}, so now {p.pronoun} has {render_equation(*ops[i - 1])}."
+            for text, i in p.sentences]
 
 
 # --------------------------------------------------------------------------- independent checks
