@@ -547,3 +547,36 @@ def test_v21_each_gold_follows_one_of_three_plans_with_v19s_questions_and_equati
                 plans["restate"] += 1
                 assert new["solution"] == old["solution"]
     assert all(n > 0.25 * sum(plans.values()) for n in plans.values()), plans
+
+
+#: the first 150 documents of each version's corpus (seed 0): the shipped models were pretrained on
+#: these corpora, so a change to the corpus code must leave them byte-identical (a new behaviour
+#: goes behind a new recipe field, as `mixed_plans`)
+CORPUS_SHA256 = {"v10": "3d3dc6846d8a6040", "v11": "74721f187b43ef6b", "v12": "3f078a7804d9830f",
+                 "v13": "be17e1b21b6f4d6f", "v14": "179144b65dea6edc", "v15": "e2c0b58f7cae567a",
+                 "v16": "ab97ff2f5294836a", "v17": "770b4f9002ebfa00", "v18": "bb8f47aad86fcfb8",
+                 "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42"}
+
+
+@pytest.mark.parametrize("version", sorted(CORPUS_SHA256))
+def test_each_versions_corpus_is_unchanged(version):
+    import hashlib
+
+    from w2s.toy.pretrain import RECIPES
+
+    docs = build_corpus(dataclasses.replace(RECIPES[version], n_docs=150), seed=0)
+    assert hashlib.sha256("\n".join(docs).encode()).hexdigest()[:16] == CORPUS_SHA256[version]
+
+
+def test_v22_corpus_mixes_the_three_plans_within_a_document():
+    from w2s.toy.pretrain import RECIPES
+
+    docs = build_corpus(dataclasses.replace(RECIPES["v22"], n_docs=400), seed=0)
+    solved = [d for d in docs if re.search(r"\d ?[-+*/] ?\d+ ?= ?\d", d) and "\n\n" in d and "How many" in d]
+    story = re.compile(r", so now (he|she) has (\d+ ?[-+*/]|\d+ (plus|minus|times|divided)|add |take |double |triple |halve )")
+    restated = re.compile(r"(more|away|his|her) \w+(: |, so |; | -> | gives )(add |take |double |triple |halve |\d)")
+    mixed = [d for d in solved if story.search(d) and restated.search(d)]
+    assert len(mixed) > 20                                         # story and restated problems in one document
+    v19 = "\n".join(build_corpus(dataclasses.replace(RECIPES["v19"], n_docs=400), seed=0))
+    assert not story.search(v19) and ", so now she has " in v19    # v19's stories state totals, never equations
+    assert RECIPES["v22"].to_dict()["mixed_plans"] and "mixed_plans" not in RECIPES["v19"].to_dict()
