@@ -56,6 +56,12 @@ def table(result: dict) -> str:
               "| model | with a distractor | without |", "| --- | --- | --- |"]
     lines += [f"| {name} | {pct(r['with']['accuracy'])} % of {r['with']['n']} | {pct(r['without']['accuracy'])} % "
               f"of {r['without']['n']} |" for name, r in result["diagnostics"]["greedy_by_distractor"].items()]
+    plans = result["diagnostics"].get("plan_mix", {})
+    names = next(iter(plans.values()), {})
+    lines += ["", "diagnostic: the solution plan each model follows (share of its answers, strict accuracy within it)", "",
+              "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines += [f"| {name} | " + " | ".join(f"{pct(r[p]['share'])} % ({pct(r[p]['accuracy'])})" for p in names) + " |"
+              for name, r in plans.items()]
     return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
                               f"{result['n_dev']} dev questions)"
 

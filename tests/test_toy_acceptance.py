@@ -135,3 +135,19 @@ def test_distractor_split_reads_the_question_when_the_gold_leaves_the_distractor
     assert split == {"with": {"n": 2, "accuracy": 0.5}, "without": {"n": 1, "accuracy": 1.0}}
     assert split == accuracy_by_distractor(get_task("toy"), [{k: v for k, v in q.items() if k != "steps"}
                                                            for q in questions], greedy)
+
+
+def test_plan_mix_tells_each_plan_and_its_accuracy():
+    from w2s.toy.acceptance import plan_mix
+    from w2s.toy.world import solution_plan
+
+    questions = [{"id": "a", "answer": "5"}, {"id": "b", "answer": "5"}]
+    gens = [{"id": "a", "response": " Start: 3. 3 + 2 = 5.\n#### 5"},
+            {"id": "a", "response": " Mia has 3 apples. She buys 2 more apples, so now she has 3 + 2 = 5.\n#### 5"},
+            {"id": "b", "response": " Mia has 3 apples. She buys 2 more apples: 3 + 2 = 6.\n#### 6"},
+            {"id": "b", "response": " Mia has 3 apples. She buys 2 more apples: 3 + 2 = 5.\n#### 5"},
+            {"id": "zz", "response": " Start: 1.\n#### 1"}]                  # not a question: not counted
+    mix = plan_mix(get_task("toy"), questions, gens)
+    assert mix == {"restate": {"share": 0.5, "accuracy": 0.5}, "equations": {"share": 0.25, "accuracy": 1.0},
+                   "story": {"share": 0.25, "accuracy": 1.0}}
+    assert [solution_plan(g["response"]) for g in gens[:3]] == ["equations", "story", "restate"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from w2s.io import read_json, read_jsonl
 from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
 from w2s.pipeline.layout import Q_DEV, eval_rel
-from w2s.toy.world import OBJECTS, n_distractors
+from w2s.toy.world import OBJECTS, PLANS, n_distractors, solution_plan
 
 _EQ = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(\d+)")
 _NOUNS = re.compile(r"\b(" + "|".join(OBJECTS) + r")\b")
@@ -103,6 +103,21 @@ def accuracy_by_distractor(task, questions: list[dict], greedy: list[dict]) -> d
     return {name: {"n": len(oks), "accuracy": accuracy(oks)} for name, oks in groups.items()}
 
 
+def plan_mix(task, questions: list[dict], generations: list[dict]) -> dict:
+    """Per solution plan (`world.PLANS`, told by `world.solution_plan`): the share of the responses
+    that follow it and their strict accuracy; worlds v21-v22 ask whether a model takes more than one."""
+    grader = task.strict() or task
+    by_id = {str(q["id"]): q for q in questions}
+    counts = {plan: [0, 0] for plan in PLANS}
+    for g in generations:
+        if (q := by_id.get(str(g["id"]))) is not None:
+            response = g.get("response") or ""
+            counts[solution_plan(response)][0] += 1
+            counts[solution_plan(response)][1] += grader.is_correct(response, str(q["answer"]))
+    n = sum(c for c, _ in counts.values())
+    return {plan: {"share": c / n if n else 0.0, "accuracy": ok / c if c else 0.0} for plan, (c, ok) in counts.items()}
+
+
 def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], samples: list[dict]) -> dict:
     """Greedy, maj@k and avg@k read by the LENIENT parser (`lenient_task`: any final marker), with
     maj@k - greedy's paired CI: whether the vote would beat greedy decoding once the answer format
@@ -166,8 +181,10 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
                  for name, path in scored.items() if path.exists() and "generations" in read_json(path)}
     slips = {name: slip_rates(g["response"] for g in gens) for name, gens in greedy_of.items()}
     by_distractor = {name: accuracy_by_distractor(task, questions, gens) for name, gens in greedy_of.items()}
+    plans = {**{name: plan_mix(task, questions, gens) for name, gens in greedy_of.items()},
+             f"{m_plus_name} samples, T {diagnose_at:g}": plan_mix(task, questions, samples)}
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
             "diagnostics": {"lenient_vote": lenient, "greedy_slip_rates": slips,
-                            "greedy_by_distractor": by_distractor,
+                            "greedy_by_distractor": by_distractor, "plan_mix": plans,
                             "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}

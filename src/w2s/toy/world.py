@@ -322,6 +322,13 @@ def solution_text(p: Problem, forms: random.Random | None = None, leave_out: ran
     return " ".join(parts) + f"\n#### {p.answer}"
 
 
+def solution_plan(text: str) -> str:
+    """Which of `PLANS` a solution (or a model's response) follows: a chain that opens with `Start:`,
+    a story (`..., so now she has ...`), or restated sentences (everything else)."""
+    text = text.lstrip()
+    return "equations" if text.startswith("Start:") else "story" if ", so now " in text else "restate"
+
+
 def chain(p: Problem):
     """(op, value before, operand as written, value after) of each operation, in order."""
     for step, a, r in zip(p.steps[1:], p.values, p.values[1:]):
