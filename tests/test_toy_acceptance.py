@@ -139,7 +139,7 @@ def test_distractor_split_reads_the_question_when_the_gold_leaves_the_distractor
 
 def test_plan_mix_tells_each_plan_and_its_accuracy():
     from w2s.toy.acceptance import plan_mix
-    from w2s.toy.world import solution_plan
+    from w2s.toy.solutions import solution_plan
 
     questions = [{"id": "a", "answer": "5"}, {"id": "b", "answer": "5"}]
     gens = [{"id": "a", "response": " Start: 3. 3 + 2 = 5.\n#### 5"},

@@ -1,6 +1,8 @@
 """The toy world: a seeded procedural reasoning task and small base models pretrained for it.
 
+    w2s.toy.problem     a problem: its step list and question sentences
     w2s.toy.world       problem generator, splits, independent step-list evaluator
+    w2s.toy.solutions   the task's gold solutions (restated, equation forms, v21's plans)
     w2s.toy.tokenizer   word/number-level PreTrainedTokenizerFast (every integer 0..299 one token)
     w2s.toy.corpus      pretraining corpus in many surface formats, the task format held out
     w2s.toy.pretrain    pretraining of the weak and strong base models

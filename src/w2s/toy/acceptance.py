@@ -20,7 +20,8 @@ from pathlib import Path
 from w2s.io import read_json, read_jsonl
 from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
 from w2s.pipeline.layout import Q_DEV, eval_rel
-from w2s.toy.world import OBJECTS, PLANS, n_distractors, solution_plan
+from w2s.toy.solutions import PLANS, solution_plan
+from w2s.toy.world import OBJECTS, n_distractors
 
 _EQ = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(\d+)")
 _NOUNS = re.compile(r"\b(" + "|".join(OBJECTS) + r")\b")
@@ -104,7 +105,7 @@ def accuracy_by_distractor(task, questions: list[dict], greedy: list[dict]) -> d
 
 
 def plan_mix(task, questions: list[dict], generations: list[dict]) -> dict:
-    """Per solution plan (`world.PLANS`, told by `world.solution_plan`): the share of the responses
+    """Per solution plan (`solutions.PLANS`, told by `solutions.solution_plan`): the share of the responses
     that follow it and their strict accuracy; worlds v21-v22 ask whether a model takes more than one."""
     grader = task.strict() or task
     by_id = {str(q["id"]): q for q in questions}

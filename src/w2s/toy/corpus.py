@@ -28,8 +28,9 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field, replace
 
-from w2s.toy.world import (NAMES, OBJECTS, Problem, WorldConfig, chain, equation_form, restated_steps, story_steps,
-                           sample_problem, steps_key)
+from w2s.toy.solutions import chain, equation_form, restated_steps, story_steps
+from w2s.toy.problem import Problem, steps_key
+from w2s.toy.world import NAMES, OBJECTS, WorldConfig, sample_problem
 
 BANNED = ("Question", "Answer", "####")
 
@@ -129,7 +130,7 @@ class CorpusRecipe:
 
 def equation(style: str, op: str, a: int, b: int, r: int, forms: random.Random | None = None) -> str:
     """One operation's equation in a style; `forms` (v11) draws its form (`5 + 12`, `17 + 17`) in
-    the symbolic styles (`world.equation_form`)."""
+    the symbolic styles (`solutions.equation_form`)."""
     if forms is not None and style in ("spaced", "compact", "words"):
         x, sym, y = equation_form(forms, op, a, b)
         if style == "words":
