@@ -68,22 +68,33 @@ def tiny_config(tmp_path, shared_data) -> Path:
 
 # ---- one writer per run directory ---------------------------------------------------------------
 
+#: a `w2s` process whose imports are done before it is told to go: on a loaded machine a cold start
+#: (seconds) could outlast the rest of the tiny first run, which then left the lock free
+READY_THEN_RUN = ("import sys\nimport w2s.pipeline, w2s.pipeline.rehearse, w2s.plan\nfrom w2s.cli import main\n"
+                  "print('ready', flush=True)\nsys.stdin.readline()\nsys.argv[0] = 'w2s'\nmain()\n")
+
+
 def test_a_second_run_on_the_same_directory_is_refused_and_the_first_completes(tmp_path, tiny_config):
     run = tmp_path / "run"
+    second = subprocess.Popen([sys.executable, "-c", READY_THEN_RUN, "run", str(tiny_config), "--out", str(run),
+                               "--set", "seed=7"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=ENV)
+    assert second.stdout.readline().strip() == "ready"
     first = start_w2s("run", tiny_config, "--out", run, "--quiet")
     try:
         wait_for(lambda: (run / "manifest.json").exists(), first)  # holding the lock, mid-run
         t0 = time.time()
-        second = w2s("run", tiny_config, "--out", run, "--set", "seed=7")
+        _, err = second.communicate("go\n", timeout=120)
         assert time.time() - t0 < 30  # refused at once, not after waiting
-        assert second.returncode == 2, second.stderr
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and "is in use by another run" in lines[0], second.stderr
+        assert second.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "is in use by another run" in lines[0], err
         assert f"pid {first.pid} " in lines[0] and "since" in lines[0]
         assert first.wait(timeout=300) == 0, first.stderr.read()[-3000:]
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+        for proc in (first, second):
+            if proc.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL) if proc is first else proc.kill()
     m = manifest(run)
     assert len(m["invocations"]) == 1                        # the second did not start an invocation
     assert all(e["status"] == "done" for e in m["stages"].values())
