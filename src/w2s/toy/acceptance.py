@@ -113,8 +113,9 @@ def plan_mix(task, questions: list[dict], generations: list[dict]) -> dict:
     for g in generations:
         if (q := by_id.get(str(g["id"]))) is not None:
             response = g.get("response") or ""
-            counts[solution_plan(response)][0] += 1
-            counts[solution_plan(response)][1] += grader.is_correct(response, str(q["answer"]))
+            tally = counts[solution_plan(response)]
+            tally[0] += 1
+            tally[1] += grader.is_correct(response, str(q["answer"]))
     n = sum(c for c, _ in counts.values())
     return {plan: {"share": c / n if n else 0.0, "accuracy": ok / c if c else 0.0} for plan, (c, ok) in counts.items()}
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field, replace
 
-from w2s.toy.solutions import chain, equation_form, restated_steps, story_steps
+from w2s.toy.solutions import PLANS, chain, equation_form, restated_steps, story_steps
 from w2s.toy.problem import Problem, steps_key
 from w2s.toy.world import NAMES, OBJECTS, WorldConfig, sample_problem
 
@@ -96,7 +96,7 @@ class CorpusRecipe:
     #: task's `: skip.` is seen only in its demonstrations and training data (stories keep theirs)
     solved_distractors: bool = True
     #: v22: every problem of a problem or drill document draws its own plan (restated, a chain of
-    #: equations, a story with running totals; `CORPUS_PLANS`), so plans vary within a format
+    #: equations, a story with running totals; `solutions.PLANS`), so plans vary within a format
     mixed_plans: bool = False
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
@@ -192,9 +192,9 @@ def novel_final(rng: random.Random, word: str, recipe: CorpusRecipe) -> str:
 
 def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None, plan: str | None = None) -> str:
     """One problem in a document's format; `forms` (v11) draws each equation's form; `plan` (v22,
-    one of `CORPUS_PLANS`) overrides the document's restate-or-chain choice."""
+    one of `solutions.PLANS`) overrides the document's restate-or-chain choice."""
     steps = []
-    plan = plan or ("restate" if fmt.get("restate") else "chain")
+    plan = plan or ("restate" if fmt.get("restate") else "equations")
     if plan in ("restate", "story"):
         render = lambda op, a, b, r: equation(fmt["eq"], op, a, b, r, forms)   # noqa: E731
         steps = (restated_steps(p, render, sep=fmt["restate_sep"], skip=fmt["skip"],
@@ -214,13 +214,9 @@ def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None, pl
     return f"{fmt['q_key']}{sep}{p.question}\n{fmt['a_key']}{sep}{body}{fmt['final_sep']}{final}"
 
 
-#: v22's plans of a solved problem in the corpus (the task's "equations" plan is the corpus's "chain")
-CORPUS_PLANS = ("restate", "chain", "story")
-
-
 def _render_all(rng: random.Random, recipe: CorpusRecipe, fmt: dict, forms, problems) -> str:
     """A document's problems in its format; under `mixed_plans` each draws its own plan."""
-    return "\n\n".join(render_problem(p, fmt, forms, rng.choice(CORPUS_PLANS) if recipe.mixed_plans else None)
+    return "\n\n".join(render_problem(p, fmt, forms, rng.choice(PLANS) if recipe.mixed_plans else None)
                        for p in problems)
 
 

@@ -12,7 +12,8 @@ from w2s.toy.problem import Problem
 
 #: versions whose gold solutions leave out each distractor with probability 1/2 (else `: skip.`)
 LEAVE_OUT_DISTRACTORS = ("v20",)
-#: v21: the plans a gold solution follows (one drawn per problem), `solution_text`
+#: v21: the plans a gold solution follows (one drawn per problem), `solution_text`; v22's corpus
+#: draws them per solved problem too
 PLANS = ("restate", "equations", "story")
 PLAN_VERSIONS = ("v21", "v22")
 
@@ -32,7 +33,7 @@ def restated_steps(p: Problem, render_equation, sep: str = ": ", skip: str = SKI
     (`render_equation(op, a, b, result)`), each distractor by `sep` and `skip`, or left out: always
     without `keep_distractors`, with probability 1/2 under a `leave_out` generator (v20). Shared by
     the task's solutions and the corpus's restating formats."""
-    parts = []
+    ops, parts = list(chain(p)), []
     for text, i in p.sentences:
         if i is None:
             if keep_distractors and not (leave_out is not None and leave_out.random() < 0.5):
@@ -40,9 +41,7 @@ def restated_steps(p: Problem, render_equation, sep: str = ": ", skip: str = SKI
         elif i == 0:
             parts.append(text)
         else:
-            step = p.steps[i]
-            b = equation_operands(step[0], step[1] if len(step) > 1 else None)
-            parts.append(f"{text[:-1]}{sep}{render_equation(step[0], p.values[i - 1], b, p.values[i])}.")
+            parts.append(f"{text[:-1]}{sep}{render_equation(*ops[i - 1])}.")
     return parts
 
 
