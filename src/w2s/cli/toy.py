@@ -25,10 +25,10 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: Optional[int] = typer.Option(None, "--max-operand",
-                                                    help="Largest operand of add/sub (default: the world's, 99; v14-v22: 20)."),
+                                                    help="Largest operand of add/sub (default: the world's, 99; v14-v23: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
-                                                        "candidate v11-v22 (docs/toy_world.md)."),
+                                                        "candidate v11-v23 (docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -52,7 +52,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v22: candidates, docs/toy_world.md)."),
+                                                                "(v10: the shipped models; v11-v22: candidates, docs/toy_world.md; v23 pretrains nothing)."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  device: str = typer.Option("cpu", "--device", help="'cpu' or a torch device such as 'cuda' "
@@ -60,11 +60,16 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  as_json: bool = typer.Option(False, "--json")):
     """Pretrain the toy world's weak and strong base models (CPU: 18-35 minutes; one GPU: ~3)."""
     from w2s.toy.pretrain import RECIPES, pretrain
+    from w2s.toy.world import SHARED_BASES
 
     with user_errors():
         which = (only,) if only else ("weak", "strong")
         if any(w not in ("weak", "strong") for w in which):
             raise ValueError("--only must be 'weak' or 'strong'")
+        if world in SHARED_BASES and world not in RECIPES:
+            raise ValueError(f"--world {world} has no corpus of its own: its base models are "
+                             f"{SHARED_BASES[world]['weak']}'s weak and {SHARED_BASES[world]['strong']}'s strong; "
+                             f"pretrain those worlds")
         if world not in RECIPES:
             raise ValueError(f"--world must be one of {', '.join(RECIPES)}, got {world!r}")
         paths = pretrain(out, seed=seed, which=which, log=typer.echo, threads=threads or None, world=world,

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from w2s.io import file_sha256
-from w2s.toy.world import SAME_BASES
+from w2s.toy.world import base_version
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _VERIFIED: set[str] = set()
@@ -48,10 +48,11 @@ def checkpoint_path(which: str, verify: bool = True, world: str = "v10") -> Path
     """Directory of a shipped base model ("weak" or "strong") of a world version, loadable with
     `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`. v10's are
     `checkpoints/{weak,strong}`, a later version's `checkpoints/<version>/{weak,strong}` (or, for a
-    version that changes only the task, those of the version it shares its models with)."""
+    version that changes only the task, those of the version it takes that model from:
+    `world.SHARED_BASES`)."""
     if which not in ("weak", "strong"):
         raise ValueError(f"unknown toy checkpoint {which!r}; expected 'weak' or 'strong'")
-    world = SAME_BASES.get(world, world)
+    world = base_version(world, which)
     path = CHECKPOINTS / which if world == "v10" else CHECKPOINTS / world / which
     if verify and str(path) not in _VERIFIED:
         verify_checkpoint(path)

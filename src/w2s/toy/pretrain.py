@@ -23,7 +23,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus, repeat_doc
-from w2s.toy.world import SAME_BASES, V14_QUESTIONS, WorldConfig, make_splits, split_signatures
+from w2s.toy.world import SHARED_BASES, V14_QUESTIONS, WorldConfig, base_corpora, make_splits, split_signatures
 from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
@@ -116,17 +116,22 @@ RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_doc
 RECIPES["v19"] = replace(RECIPES["v18"], world=WorldConfig(version="v19"), solved_distractors=False)
 # v21's task on v19's corpus with the three plans mixed within documents
 RECIPES["v22"] = replace(RECIPES["v19"], world=WorldConfig(version="v22"), mixed_plans=True)
-# v20, v21 change only the task's gold solutions: the corpus (and models) of the version they share
-RECIPES.update({version: RECIPES[base] for version, base in SAME_BASES.items()})
+# v20, v21 change only the task's gold solutions: the corpus (and models) of the version they share;
+# v23 takes its two models from two versions, so it has no corpus of its own to pretrain on
+RECIPES.update({version: RECIPES[bases["weak"]] for version, bases in SHARED_BASES.items()
+                if bases["weak"] == bases["strong"]})
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
 
 def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0, world: str = "v10") -> set:
-    """Question texts and step lists of every problem in the pretraining corpus (seed, recipe):
-    `make_splits(..., exclude=...)` keeps them out of a dataset (a few seconds to rebuild)."""
+    """Question texts and step lists of every problem in the pretraining corpus (seed, recipe) or,
+    given a world, in every corpus its base models read (`world.base_corpora`):
+    `make_splits(..., exclude=...)` keeps them out of a dataset (a few seconds a corpus to rebuild)."""
     used: set = set()
-    build_corpus(recipe or RECIPES[world], seed=seed, exclude=_held_out_splits(), used=used)
+    held_out = _held_out_splits()
+    for r in [recipe] if recipe else [RECIPES[w] for w in base_corpora(world)]:
+        build_corpus(r, seed=seed, exclude=held_out, used=used)
     return used
 
 
