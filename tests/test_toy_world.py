@@ -318,6 +318,8 @@ def test_cli_toy_data(tmp_path, splits):
     assert bad.exit_code == 2 and "unknown toy world version 'v9'" in bad.output and not (tmp_path / "v9").exists()
     bad = CliRunner().invoke(app, ["toy", "pretrain", "--out", str(tmp_path / "p"), "--world", "v9"])
     assert bad.exit_code == 2 and "--world must be one of v10, v11, v12" in bad.output
+    bad = CliRunner().invoke(app, ["toy", "pretrain", "--out", str(tmp_path / "p"), "--world", "v23"])
+    assert bad.exit_code == 2 and "v19's weak and v22's strong" in bad.output and not (tmp_path / "p").exists()
 
 
 def test_dev_split_is_drawn_last_and_changes_nothing_else():
@@ -547,6 +549,24 @@ def test_v21_each_gold_follows_one_of_three_plans_with_v19s_questions_and_equati
                 plans["restate"] += 1
                 assert new["solution"] == old["solution"]
     assert all(n > 0.25 * sum(plans.values()) for n in plans.values()), plans
+
+
+def test_a_world_with_bases_from_two_versions_is_kept_apart_from_both_corpora(monkeypatch):
+    from w2s.toy import checkpoint_path
+    from w2s.toy import pretrain
+    from w2s.toy.world import base_corpora
+
+    assert checkpoint_path("weak", world="v23") == checkpoint_path("weak", world="v19")
+    assert checkpoint_path("strong", world="v23") == checkpoint_path("strong", world="v22")
+    assert checkpoint_path("strong", world="v21") == checkpoint_path("strong", world="v19")
+    assert (base_corpora("v23"), base_corpora("v21"), base_corpora("v12")) == (("v19", "v22"), ("v19",), ("v12",))
+    assert "v23" not in pretrain.RECIPES and pretrain.RECIPES["v21"] == pretrain.RECIPES["v19"]
+    small = {w: dataclasses.replace(pretrain.RECIPES[w], n_docs=300) for w in ("v19", "v22")}
+    monkeypatch.setattr(pretrain, "RECIPES", {**pretrain.RECIPES, **small})
+    v19, v22 = (pretrain.corpus_signatures(world=w) for w in ("v19", "v22"))
+    both = pretrain.corpus_signatures(world="v23")
+    assert both == v19 | v22 and len(both) > max(len(v19), len(v22))    # neither corpus holds the other
+    assert pretrain.corpus_signatures(world="v21") == v19                # one base version: its corpus alone
 
 
 #: the first 150 documents of each version's corpus (seed 0): the shipped models were pretrained on
