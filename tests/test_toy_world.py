@@ -320,6 +320,8 @@ def test_cli_toy_data(tmp_path, splits):
     assert bad.exit_code == 2 and "--world must be one of v10, v11, v12" in bad.output
     bad = CliRunner().invoke(app, ["toy", "pretrain", "--out", str(tmp_path / "p"), "--world", "v23"])
     assert bad.exit_code == 2 and "v19's weak and v22's strong" in bad.output and not (tmp_path / "p").exists()
+    bad = CliRunner().invoke(app, ["toy", "pretrain", "--out", str(tmp_path / "p"), "--world", "v24", "--only", "strong"])
+    assert bad.exit_code == 2 and "uses v22's strong" in bad.output and not (tmp_path / "p").exists()
 
 
 def test_dev_split_is_drawn_last_and_changes_nothing_else():
@@ -560,7 +562,8 @@ def test_a_world_with_bases_from_two_versions_is_kept_apart_from_both_corpora(mo
     assert checkpoint_path("strong", world="v23") == checkpoint_path("strong", world="v22")
     assert checkpoint_path("strong", world="v21") == checkpoint_path("strong", world="v19")
     assert (base_corpora("v23"), base_corpora("v21"), base_corpora("v12")) == (("v19", "v22"), ("v19",), ("v12",))
-    assert "v23" not in pretrain.RECIPES and pretrain.RECIPES["v21"] == pretrain.RECIPES["v19"]
+    assert "v23" not in pretrain.RECIPES and pretrain.RECIPES["v24"] == pretrain.RECIPES["v22"]
+    assert checkpoint_path("strong", world="v24") == checkpoint_path("strong", world="v22")
     small = {w: dataclasses.replace(pretrain.RECIPES[w], n_docs=300) for w in ("v19", "v22")}
     monkeypatch.setattr(pretrain, "RECIPES", {**pretrain.RECIPES, **small})
     v19, v22 = (pretrain.corpus_signatures(world=w) for w in ("v19", "v22"))

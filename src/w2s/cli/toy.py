@@ -28,7 +28,7 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                                     help="Largest operand of add/sub (default: the world's, 99; v14-v23: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
-                                                        "candidate v11-v23 (docs/toy_world.md)."),
+                                                        "candidate v11-v24 (docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -52,7 +52,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v22: candidates, docs/toy_world.md; v23 pretrains nothing)."),
+                                                                "(v10: the shipped models; v11-v24: candidates, docs/toy_world.md; only the models a world does not take from another)."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  device: str = typer.Option("cpu", "--device", help="'cpu' or a torch device such as 'cuda' "
@@ -60,18 +60,18 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  as_json: bool = typer.Option(False, "--json")):
     """Pretrain the toy world's weak and strong base models (CPU: 18-35 minutes; one GPU: ~3)."""
     from w2s.toy.pretrain import RECIPES, pretrain
-    from w2s.toy.world import SHARED_BASES
+    from w2s.toy.world import SHARED_BASES, base_version
 
     with user_errors():
-        which = (only,) if only else ("weak", "strong")
-        if any(w not in ("weak", "strong") for w in which):
+        if only not in ("", "weak", "strong"):
             raise ValueError("--only must be 'weak' or 'strong'")
-        if world in SHARED_BASES and world not in RECIPES:
-            raise ValueError(f"--world {world} has no corpus of its own: its base models are "
-                             f"{SHARED_BASES[world]['weak']}'s weak and {SHARED_BASES[world]['strong']}'s strong; "
-                             f"pretrain those worlds")
-        if world not in RECIPES:
+        if world not in RECIPES and world not in SHARED_BASES:
             raise ValueError(f"--world must be one of {', '.join(RECIPES)}, got {world!r}")
+        owned = tuple(r for r in ("weak", "strong") if base_version(world, r) == world)
+        which = (only,) if only else owned
+        if not which or not set(which) <= set(owned):  # a model another world pretrained and ships
+            borrowed = " and ".join(f"{base_version(world, r)}'s {r}" for r in ("weak", "strong") if r not in owned)
+            raise ValueError(f"--world {world} uses {borrowed} base model: pretrain that world's instead")
         paths = pretrain(out, seed=seed, which=which, log=typer.echo, threads=threads or None, world=world,
                          device=device)
     emit({k: str(v) for k, v in paths.items()}, as_json)

@@ -23,7 +23,7 @@ from typing import Callable
 
 from w2s.io import file_sha256, write_json
 from w2s.toy.corpus import CorpusRecipe, build_corpus, repeat_doc
-from w2s.toy.world import SHARED_BASES, V14_QUESTIONS, WorldConfig, base_corpora, make_splits, split_signatures
+from w2s.toy.world import V14_QUESTIONS, WorldConfig, base_corpora, make_splits, split_signatures
 from w2s.training.outdir import publish, recover, staging_dir
 from w2s.toy.tokenizer import toy_tokenizer
 from w2s.threads import default_threads
@@ -92,6 +92,9 @@ SPECS_BY_WORLD["v13"] = {"weak": SPECS_BY_WORLD["v12"]["weak"],
                          "strong": replace(SPECS_BY_WORLD["v12"]["strong"], steps=3100, copy_steps=700)}
 #: v14 changes the world (operands, distractors, no `#` runs), v15-v19 the corpus: not the models
 SPECS_BY_WORLD.update(dict.fromkeys(V14_QUESTIONS, SPECS_BY_WORLD["v13"]))
+#: v24's weak model one size up (v19's weak slipped on two of five additions): 3 layers, width 80
+SPECS_BY_WORLD["v24"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_layers=3, hidden_size=80,
+                                         intermediate_size=240), "strong": SPECS_BY_WORLD["v13"]["strong"]}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -116,10 +119,9 @@ RECIPES["v18"] = replace(RECIPES["v17"], world=WorldConfig(version="v18"), n_doc
 RECIPES["v19"] = replace(RECIPES["v18"], world=WorldConfig(version="v19"), solved_distractors=False)
 # v21's task on v19's corpus with the three plans mixed within documents
 RECIPES["v22"] = replace(RECIPES["v19"], world=WorldConfig(version="v22"), mixed_plans=True)
-# v20, v21 change only the task's gold solutions: the corpus (and models) of the version they share;
-# v23 takes its two models from two versions, so it has no corpus of its own to pretrain on
-RECIPES.update({version: RECIPES[bases["weak"]] for version, bases in SHARED_BASES.items()
-                if bases["weak"] == bases["strong"]})
+# v24's weak base reads v22's corpus (the same recipe: the same documents). v20, v21, v23 take both
+# models from other versions (`world.SHARED_BASES`) and have no corpus of their own
+RECIPES["v24"] = RECIPES["v22"]
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
