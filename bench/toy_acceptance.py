@@ -45,6 +45,13 @@ def table(result: dict) -> str:
     lines += [f"| {t} | {pct(r['greedy'])} | {pct(r['maj@k'])} | {pct(r['avg@k'])} | "
               f"{pct(r['maj_minus_greedy']['delta'])} [{pct(r['maj_minus_greedy']['ci95'][0])}, "
               f"{pct(r['maj_minus_greedy']['ci95'][1])}] | {r['maj_minus_greedy']['p']:.3f} |" for t, r in lenient.items()]
+    room = result["diagnostics"].get("vote_room", {})
+    lines += ["", "diagnostic: where the vote can move greedy (strict; maj@k - greedy = (won - lost) / n)", "",
+              "| T | greedy wrong | won | lost | right share there | commonest wrong share there |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {t} | {r['greedy_wrong']} of {r['n']} | {r['won']} | {r['lost']} | "
+              f"{pct(r['right_share_where_greedy_wrong'])} % | {pct(r['top_wrong_share_where_greedy_wrong'])} % |"
+              for t, r in room.items()]
     errors = result["diagnostics"]["lenient_errors"]
     lines += ["", f"lenient errors: plan {pct(errors['plan_share'])} % of {errors['wrong']} wrong samples "
                   f"({', '.join(f'{k} {v}' for k, v in errors['error_kinds'].items())})"]

@@ -62,6 +62,22 @@ def test_lenient_vote_reads_any_marker_and_pairs_the_vote_with_greedy():
     assert v["maj@k"] == 1.0 and v["maj_minus_greedy"]["delta"] == 0.5 and v["maj_minus_greedy"]["a_only"] == 1
 
 
+def test_vote_room_counts_what_the_vote_wins_and_loses_and_how_often_the_right_answer_is_sampled():
+    from w2s.toy.acceptance import vote_room
+
+    questions = [{"id": q, "answer": "7"} for q in "abc"]
+    greedy = [{"id": "a", "response": " 6\n#### 6"}, {"id": "b", "response": " 6\n#### 6"},
+              {"id": "c", "response": " 7\n#### 7"}]
+    answers = {"a": ("7", "7", "6", "5"),      # greedy wrong, the vote right: won
+               "b": ("6", "6", "6", "7"),      # greedy wrong, the error repeated by the samples
+               "c": ("5", "5", "7", "5")}      # greedy right, the vote wrong: lost
+    samples = [{"id": q, "response": f" {a}\n#### {a}"} for q, ans in answers.items() for a in ans]
+    room = vote_room(get_task("toy"), questions, greedy, samples)
+    assert room == {"n": 3, "greedy_wrong": 2, "won": 1, "lost": 1,
+                    "right_share_where_greedy_wrong": pytest.approx((2 / 4 + 1 / 4) / 2),
+                    "top_wrong_share_where_greedy_wrong": pytest.approx((1 / 4 + 3 / 4) / 2)}
+
+
 def _fake_run(root, few_strict, few_lenient, sweep_best):
     """A dev-scored run's files as the pipeline writes them (2 dev questions, k = 2)."""
     import json
@@ -108,6 +124,7 @@ def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
     three = c["3_errors_and_nouns"]
     assert three["wrong"] == 2 and three["plan_share"] == 0.5 and three["nouns_right"] == 1.0 and three["met"]
     assert ok["accepted"] and ok["diagnostics"]["lenient_vote"][0.7]["k"] == 2
+    assert set(ok["diagnostics"]["vote_room"]) == set(ok["diagnostics"]["lenient_vote"])
     slips = ok["diagnostics"]["greedy_slip_rates"]             # the files that name their generations
     assert set(slips) == {"strong_fewshot", "m"} and slips["m"]["+"]["false"] == 1 and slips["m"]["*"]["rate"] == 0
     split = ok["diagnostics"]["greedy_by_distractor"]           # q1 skips a distractor; M_plus wrong there

@@ -15,11 +15,13 @@ is one the question names.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from w2s.io import read_json, read_jsonl
 from w2s.method.metrics import accuracy, avg_at_k, correctness_by_id, golds_of, maj_verdicts, paired_comparison
 from w2s.pipeline.layout import Q_DEV, eval_rel
+from w2s.records import group_by_id
 from w2s.toy.solutions import PLANS, solution_plan
 from w2s.toy.world import OBJECTS, n_distractors
 
@@ -133,6 +135,29 @@ def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], sample
             "avg@k": avg_at_k(per_q, golds, k), "maj_minus_greedy": paired_comparison(maj, greedy_ok)}
 
 
+def vote_room(task, questions: list[dict], greedy: list[dict], samples: list[dict]) -> dict:
+    """Where a vote over samples can move greedy decoding. maj@k - greedy = (won - lost) / n, where
+    `won` counts questions greedy gets wrong and the vote right, `lost` the reverse. On the questions
+    greedy gets wrong: the mean share of samples that are right, and of the commonest wrong answer.
+    A right share far below the wrong one says the error belongs to the question (every sample
+    repeats it), and no vote, nor a reward or pair built on one, can correct it."""
+    golds = golds_of(questions)
+    greedy_ok = {q: bool(v) and v[0] for q, v in correctness_by_id(task, greedy, golds).items()}
+    vote_ok = maj_verdicts(task, samples, golds)
+    by_id = group_by_id(samples)
+    right, top_wrong = [], []
+    for qid in (q for q, ok in greedy_ok.items() if not ok):
+        answers = [task.extract_answer(r.get("response") or "") for r in by_id.get(qid, [])]
+        wrong = Counter(a for a in answers if not task.matches(a, golds[qid]))
+        right.append((len(answers) - sum(wrong.values())) / len(answers) if answers else 0.0)
+        top_wrong.append(max(wrong.values(), default=0) / len(answers) if answers else 0.0)
+    return {"n": len(golds), "greedy_wrong": len(right),
+            "won": sum(vote_ok[q] and not ok for q, ok in greedy_ok.items()),
+            "lost": sum(ok and not vote_ok[q] for q, ok in greedy_ok.items()),
+            "right_share_where_greedy_wrong": sum(right) / len(right) if right else 0.0,
+            "top_wrong_share_where_greedy_wrong": sum(top_wrong) / len(top_wrong) if top_wrong else 0.0}
+
+
 def _generations(run_dir: Path, rel: str, kind: str) -> list[dict]:
     """The greedy or sampled generations behind a scored file (its metrics name them)."""
     scored = run_dir / rel
@@ -154,8 +179,9 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
     samples = _generations(run_dir, eval_rel(m_plus_name, "dev", diagnose_at), "samples")
     diag = sample_diagnostics(task, questions, samples)
     greedy = _generations(run_dir, eval_rel(m_plus_name, "dev"), "greedy")
-    lenient = {t: lenient_vote(task, questions, greedy, _generations(run_dir, eval_rel(m_plus_name, "dev", t), "samples"))
-               for t in temperatures if t in sweep}
+    swept = {t: _generations(run_dir, eval_rel(m_plus_name, "dev", t), "samples") for t in temperatures if t in sweep}
+    lenient = {t: lenient_vote(task, questions, greedy, gens) for t, gens in swept.items()}
+    room = {t: vote_room(task.strict() or task, questions, greedy, gens) for t, gens in swept.items()}
     few = dev["strong_fewshot"]
     best = max(sweep.values(), key=lambda r: r["maj_minus_greedy"])
     criteria = {
@@ -186,7 +212,7 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
     plans = {**{name: plan_mix(task, questions, gens) for name, gens in greedy_of.items()},
              f"{m_plus_name} samples, T {diagnose_at:g}": plan_mix(task, questions, samples)}
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
-            "diagnostics": {"lenient_vote": lenient, "greedy_slip_rates": slips,
+            "diagnostics": {"lenient_vote": lenient, "vote_room": room, "greedy_slip_rates": slips,
                             "greedy_by_distractor": by_distractor, "plan_mix": plans,
                             "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}
