@@ -98,6 +98,10 @@ class CorpusRecipe:
     #: v22: every problem of a problem or drill document draws its own plan (restated, a chain of
     #: equations, a story with running totals; `solutions.PLANS`), so plans vary within a format
     mixed_plans: bool = False
+    #: v25 (with `mixed_plans`): each problem draws its plan first, and a story's problem is drawn
+    #: with distractors, told as written and never computed (restated and chained ones have none),
+    #: so that the plans differ in how they meet a distractor
+    story_distractors: bool = False
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -120,7 +124,7 @@ class CorpusRecipe:
         d["world"] = self.world.to_dict()
         for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
                              ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True),
-                             ("mixed_plans", False)):
+                             ("mixed_plans", False), ("story_distractors", False)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -214,25 +218,29 @@ def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None, pl
     return f"{fmt['q_key']}{sep}{p.question}\n{fmt['a_key']}{sep}{body}{fmt['final_sep']}{final}"
 
 
-def _render_all(rng: random.Random, recipe: CorpusRecipe, fmt: dict, forms, problems) -> str:
-    """A document's problems in its format; under `mixed_plans` each draws its own plan."""
-    return "\n\n".join(render_problem(p, fmt, forms, rng.choice(PLANS) if recipe.mixed_plans else None)
-                       for p in problems)
+def _render_all(rng: random.Random, recipe: CorpusRecipe, fmt: dict, forms, n: int, draw, draw_told) -> str:
+    """A document's `n` problems in its format; under `mixed_plans` each draws its own plan, and under
+    `story_distractors` a story's problem comes from `draw_told` (with distractors)."""
+    if not recipe.story_distractors:   # problem, then plan: the draws of every older (pinned) corpus
+        return "\n\n".join(render_problem(p, fmt, forms, rng.choice(PLANS) if recipe.mixed_plans else None)
+                           for p in (draw() for _ in range(n)))
+    plans = (rng.choice(PLANS) for _ in range(n))
+    return "\n\n".join(render_problem(draw_told() if plan == "story" else draw(), fmt, forms, plan) for plan in plans)
 
 
-def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
+def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw, draw_told) -> str:
     fmt = _problem_format(rng, recipe)
     n = rng.randint(*recipe.problems_per_doc)
     forms = None if recipe.world.version == "v10" else rng
-    return _render_all(rng, recipe, fmt, forms, (draw() for _ in range(n)))
+    return _render_all(rng, recipe, fmt, forms, n, draw, draw_told)
 
 
-def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step) -> str:
+def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step, draw_one_step_told) -> str:
     """v15: 8-16 one-step problems under one nonsense format (keys and final marker of this document
     only): the marker recurs every ~30 tokens, so copying it from the problem before is demanded
     ~11 times a document instead of ~3 (v13/v14's strong bases formed that copying by chance)."""
     fmt = _problem_format(rng, replace(recipe, share_novel_keys=1.0))
-    return _render_all(rng, recipe, fmt, rng, (draw_one_step() for _ in range(rng.randint(8, 16))))
+    return _render_all(rng, recipe, fmt, rng, rng.randint(8, 16), draw_one_step, draw_one_step_told)
 
 
 def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
@@ -325,8 +333,11 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
                     used.update((p.question, steps_key(p.steps)))
                 return p
 
+    if recipe.story_distractors and not recipe.mixed_plans:
+        raise ValueError("story_distractors needs mixed_plans (each problem draws its plan)")
     solved = recipe.world if recipe.solved_distractors else replace(recipe.world, max_distractors=0)
     one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1 if recipe.solved_distractors else 0)
+    one_step_told = replace(one_step, max_distractors=1)
     kinds = [("problems", recipe.share_problems), ("narrative", recipe.share_narrative),
              ("facts", recipe.share_facts)] + [(k, share) for k, share in (
                  ("repeat", recipe.share_repeat), ("drill", recipe.share_drill)) if share]
@@ -334,13 +345,13 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
     for _ in range(recipe.n_docs):
         kind = _weighted(rng, kinds)
         if kind == "problems":
-            doc = problem_doc(rng, recipe, lambda: draw(solved))
+            doc = problem_doc(rng, recipe, lambda: draw(solved), draw)
         elif kind == "narrative":
             doc = narrative_doc(rng, recipe, draw)
         elif kind == "facts":
             doc = facts_doc(rng, recipe)
         elif kind == "drill":
-            doc = drill_doc(rng, recipe, lambda: draw(one_step))
+            doc = drill_doc(rng, recipe, lambda: draw(one_step), lambda: draw(one_step_told))
         else:
             doc = repeat_doc(rng)
         docs.append(doc)

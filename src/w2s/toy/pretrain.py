@@ -95,6 +95,9 @@ SPECS_BY_WORLD.update(dict.fromkeys(V14_QUESTIONS, SPECS_BY_WORLD["v13"]))
 #: v24's weak model one size up (v19's weak slipped on two of five additions): 3 layers, width 80
 SPECS_BY_WORLD["v24"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_layers=3, hidden_size=80,
                                          intermediate_size=240), "strong": SPECS_BY_WORLD["v13"]["strong"]}
+#: v25's weak model between v22's (2 x 64) and v24's (3 x 80): 3 layers at width 64
+SPECS_BY_WORLD["v25"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_layers=3),
+                         "strong": SPECS_BY_WORLD["v13"]["strong"]}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -122,6 +125,8 @@ RECIPES["v22"] = replace(RECIPES["v19"], world=WorldConfig(version="v22"), mixed
 # v24's weak base reads v22's corpus (the same recipe: the same documents). v20, v21, v23 take both
 # models from other versions (`world.SHARED_BASES`) and have no corpus of their own
 RECIPES["v24"] = RECIPES["v22"]
+# v22's corpus with stories solved with distractors (told, never computed) and the other plans without
+RECIPES["v25"] = replace(RECIPES["v22"], world=WorldConfig(version="v25"), story_distractors=True)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 
