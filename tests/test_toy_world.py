@@ -578,7 +578,7 @@ def test_a_world_with_bases_from_two_versions_is_kept_apart_from_both_corpora(mo
 CORPUS_SHA256 = {"v10": "3d3dc6846d8a6040", "v11": "74721f187b43ef6b", "v12": "3f078a7804d9830f",
                  "v13": "be17e1b21b6f4d6f", "v14": "179144b65dea6edc", "v15": "e2c0b58f7cae567a",
                  "v16": "ab97ff2f5294836a", "v17": "770b4f9002ebfa00", "v18": "bb8f47aad86fcfb8",
-                 "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42"}
+                 "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42", "v25": "083ee8084b8d902a"}
 
 
 @pytest.mark.parametrize("version", sorted(CORPUS_SHA256))
@@ -589,6 +589,28 @@ def test_each_versions_corpus_is_unchanged(version):
 
     docs = build_corpus(dataclasses.replace(RECIPES[version], n_docs=150), seed=0)
     assert hashlib.sha256("\n".join(docs).encode()).hexdigest()[:16] == CORPUS_SHA256[version]
+
+
+def test_v25_corpus_solves_stories_with_distractors_and_no_other_plan():
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.world import NAMES
+
+    def solved(recipe):
+        docs = build_corpus(dataclasses.replace(recipe, n_docs=600), seed=0)
+        return [b for d in docs for b in d.split("\n\n") if "How many" in b and ("=" in b or " is " in b)]
+
+    def distracted(problem: str) -> bool:
+        question = problem.split("How many")[0]
+        return "years old" in question or sum(f"{name} " in question for name, _ in NAMES) > 1
+
+    story = re.compile(r", so now (he|she) has ")
+    v25 = [(distracted(b), bool(story.search(b))) for b in solved(RECIPES["v25"])]
+    assert sum(d for d, _ in v25) > 100 and all(s for d, s in v25 if d)      # a distractor: always a story
+    assert sum(s and not d for d, s in v25) > 20                              # stories without one too
+    assert not any(distracted(b) for b in solved(RECIPES["v22"]))             # v22: no solved distractor
+    assert RECIPES["v25"].to_dict()["story_distractors"] and "story_distractors" not in RECIPES["v22"].to_dict()
+    with pytest.raises(ValueError, match="needs mixed_plans"):
+        build_corpus(dataclasses.replace(RECIPES["v19"], n_docs=5, story_distractors=True))
 
 
 def test_v22_corpus_mixes_the_three_plans_within_a_document():
