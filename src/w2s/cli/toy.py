@@ -28,7 +28,7 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
                                                     help="Largest operand of add/sub (default: the world's, 99; v14-v23: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
-                                                        "candidate v11-v25 (docs/toy_world.md)."),
+                                                        "candidate v11-v26 (docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -52,7 +52,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v25: candidates, docs/toy_world.md; only the models a world does not take from another)."),
+                                                                "(v10: the shipped models; v11-v26: candidates, docs/toy_world.md; only the models a world does not take from another)."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  device: str = typer.Option("cpu", "--device", help="'cpu' or a torch device such as 'cuda' "
