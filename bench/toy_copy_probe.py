@@ -36,7 +36,7 @@ def main() -> None:
     from w2s.toy import checkpoint_path
     from w2s.toy.corpus import NOVEL_WORDS, REPEAT_PIECES, _problem_format, render_problem
     from w2s.toy.pretrain import RECIPES
-    from w2s.toy.world import sample_problem
+    from w2s.toy.world import base_version, sample_problem
 
     path = a.model or str(checkpoint_path(a.which, world=a.world))
     tok = AutoTokenizer.from_pretrained(path)
@@ -62,7 +62,7 @@ def main() -> None:
         t = tok(prefix + target).input_ids[len(ids)]
         return probs(ids)[-1, t].item()
 
-    recipe = RECIPES[a.world]
+    recipe = RECIPES[base_version(a.world, a.which)]   # the corpus the probed model read
     key, marker = [[] for _ in range(PROBLEMS)], [[] for _ in range(PROBLEMS)]
     for _ in range(a.docs):
         fmt = _problem_format(rng, recipe)

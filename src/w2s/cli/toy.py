@@ -25,7 +25,7 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: Optional[int] = typer.Option(None, "--max-operand",
-                                                    help="Largest operand of add/sub (default: the world's, 99; v14-v23: 20)."),
+                                                    help="Largest operand of add/sub (default: the world's, 99; v14-v26: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
                                                         "candidate v11-v26 (docs/toy_world.md)."),
@@ -50,9 +50,11 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
 @toy_app.command("pretrain")
 def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak/ and strong/."),
                  seed: int = typer.Option(0, "--seed", help="Corpus and initialisation seed."),
-                 only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: both)."),
+                 only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: each model the world "
+                                                             "does not take from another)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v26: candidates, docs/toy_world.md; only the models a world does not take from another)."),
+                                                                "(v10: the shipped models; v11-v26: candidates, docs/toy_world.md); "
+                                                                "only the models the world does not take from another."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),
                  device: str = typer.Option("cpu", "--device", help="'cpu' or a torch device such as 'cuda' "
