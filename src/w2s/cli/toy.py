@@ -9,6 +9,9 @@ from typing import Optional
 import typer
 
 from w2s.cli.common import emit, user_errors
+from w2s.toy.world import VERSIONS
+
+LATEST = VERSIONS[-1]   # the help names the candidates up to the newest world
 
 toy_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="The toy world: a seeded reasoning task and its small base models.")
@@ -25,10 +28,10 @@ def data(out: Path = typer.Option(..., "--out", help="Directory for train_1/trai
          min_steps: int = typer.Option(2, "--min-steps"),
          max_steps: int = typer.Option(5, "--max-steps"),
          max_operand: Optional[int] = typer.Option(None, "--max-operand",
-                                                    help="Largest operand of add/sub (default: the world's, 99; v14-v26: 20)."),
+                                                    help=f"Largest operand of add/sub (default: the world's, 99; v14-{LATEST}: 20)."),
          max_distractors: int = typer.Option(2, "--max-distractors"),
          world: str = typer.Option("v10", "--world", help="World version: v10 (every published number) or a "
-                                                        "candidate v11-v26 (docs/toy_world.md)."),
+                                                        f"candidate v11-{LATEST} (docs/toy_world.md)."),
          decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate",
                                             help="Redraw problems that occur in the shipped models' "
                                                  "pretraining corpus (same text or step list)."),
@@ -53,7 +56,7 @@ def pretrain_cmd(out: Path = typer.Option(..., "--out", help="Directory for weak
                  only: str = typer.Option("", "--only", help="'weak' or 'strong' (default: each model the world "
                                                              "does not take from another)."),
                  world: str = typer.Option("v10", "--world", help="World version whose corpus to train on "
-                                                                "(v10: the shipped models; v11-v26: candidates, docs/toy_world.md); "
+                                                                f"(v10: the shipped models; v11-{LATEST}: candidates, docs/toy_world.md); "
                                                                 "only the models the world does not take from another."),
                  threads: int = typer.Option(0, "--threads",
                                              help="torch threads (default: 2, or 1 on a busy machine)."),

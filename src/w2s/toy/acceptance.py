@@ -122,12 +122,17 @@ def plan_mix(task, questions: list[dict], generations: list[dict]) -> dict:
     return {plan: {"share": c / n if n else 0.0, "accuracy": ok / c if c else 0.0} for plan, (c, ok) in counts.items()}
 
 
+def _first_correct(task, greedy: list[dict], golds: dict) -> dict[str, int]:
+    """{id: 1 when the question's greedy answer is right, else 0} (no answer: 0)."""
+    return {q: int(bool(v) and v[0]) for q, v in correctness_by_id(task, greedy, golds).items()}
+
+
 def lenient_vote(lenient_task, questions: list[dict], greedy: list[dict], samples: list[dict]) -> dict:
     """Greedy, maj@k and avg@k read by the LENIENT parser (`lenient_task`: any final marker), with
     maj@k - greedy's paired CI: whether the vote would beat greedy decoding once the answer format
     is fixed (a diagnostic beside criterion 2, which is strict)."""
     golds = golds_of(questions)
-    greedy_ok = {q: int(bool(v) and v[0]) for q, v in correctness_by_id(lenient_task, greedy, golds).items()}
+    greedy_ok = _first_correct(lenient_task, greedy, golds)
     per_q = correctness_by_id(lenient_task, samples, golds)
     k = min((len(v) for v in per_q.values()), default=0)
     maj = maj_verdicts(lenient_task, samples, golds, k)
@@ -142,7 +147,7 @@ def vote_room(task, questions: list[dict], greedy: list[dict], samples: list[dic
     A right share far below the wrong one says the error belongs to the question (every sample
     repeats it), and no vote, nor a reward or pair built on one, can correct it."""
     golds = golds_of(questions)
-    greedy_ok = {q: bool(v) and v[0] for q, v in correctness_by_id(task, greedy, golds).items()}
+    greedy_ok = _first_correct(task, greedy, golds)
     vote_ok = maj_verdicts(task, samples, golds)
     by_id = group_by_id(samples)
     right, top_wrong = [], []

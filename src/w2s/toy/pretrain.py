@@ -137,7 +137,8 @@ def corpus_signatures(recipe: CorpusRecipe | None = None, seed: int = 0, world: 
     `make_splits(..., exclude=...)` keeps them out of a dataset (a few seconds a corpus to rebuild)."""
     used: set = set()
     held_out = _held_out_splits()
-    for r in [recipe] if recipe else [RECIPES[w] for w in base_corpora(world)]:
+    # dict.fromkeys: a recipe two bases share (v24's weak and strong read v22's corpus) is built once
+    for r in [recipe] if recipe else dict.fromkeys(RECIPES[w] for w in base_corpora(world)):
         build_corpus(r, seed=seed, exclude=held_out, used=used)
     return used
 
