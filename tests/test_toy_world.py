@@ -578,7 +578,8 @@ def test_a_world_with_bases_from_two_versions_is_kept_apart_from_both_corpora(mo
 CORPUS_SHA256 = {"v10": "3d3dc6846d8a6040", "v11": "74721f187b43ef6b", "v12": "3f078a7804d9830f",
                  "v13": "be17e1b21b6f4d6f", "v14": "179144b65dea6edc", "v15": "e2c0b58f7cae567a",
                  "v16": "ab97ff2f5294836a", "v17": "770b4f9002ebfa00", "v18": "bb8f47aad86fcfb8",
-                 "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42", "v25": "083ee8084b8d902a"}
+                 "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42", "v25": "083ee8084b8d902a",
+                 "v27": "445164edd1cbd879"}
 
 
 @pytest.mark.parametrize("version", sorted(CORPUS_SHA256))
@@ -611,6 +612,32 @@ def test_v25_corpus_solves_stories_with_distractors_and_no_other_plan():
     assert RECIPES["v25"].to_dict()["story_distractors"] and "story_distractors" not in RECIPES["v22"].to_dict()
     with pytest.raises(ValueError, match="needs mixed_plans"):
         build_corpus(dataclasses.replace(RECIPES["v19"], n_docs=5, story_distractors=True))
+
+
+def test_v27_corpus_solves_distractors_in_a_quarter_of_documents_in_every_plan():
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.world import NAMES
+
+    def problems(doc: str) -> list[str]:
+        return [b for b in doc.split("\n\n") if "How many" in b]
+
+    def distracted(problem: str) -> bool:
+        question = problem.split("How many")[0]
+        return "years old" in question or sum(f"{name} " in question for name, _ in NAMES) > 1
+
+    docs = [d for d in build_corpus(dataclasses.replace(RECIPES["v27"], n_docs=800), seed=0) if problems(d)]
+    with_distractors = [d for d in docs if any(distracted(p) for p in problems(d))]
+    assert 0.18 < len(with_distractors) / len(docs) < 0.32                       # a quarter of the documents
+    solved = [p for d in with_distractors for p in problems(d) if distracted(p)]
+    story = re.compile(r", so now (he|she) has ")
+    stories = sum(bool(story.search(p)) for p in solved)
+    assert 0.2 < stories / len(solved) < 0.5                                     # a distractor does not name the plan
+    restated = [p for p in solved if not story.search(p) and p.split("How many")[0].split(". ")[1][:12] in
+                p.split("How many")[1]]                                            # the question's sentences restated
+    assert restated and len(restated) < len(solved) - stories                     # chains beside them
+    assert RECIPES["v27"].to_dict()["distractor_docs"] == 0.25 and "distractor_docs" not in RECIPES["v22"].to_dict()
+    with pytest.raises(ValueError, match="distractor_docs chooses"):
+        build_corpus(dataclasses.replace(RECIPES["v18"], n_docs=5, distractor_docs=0.5))
 
 
 def test_v22_corpus_mixes_the_three_plans_within_a_document():

@@ -108,7 +108,8 @@ def accuracy_by_distractor(task, questions: list[dict], greedy: list[dict]) -> d
 
 def plan_mix(task, questions: list[dict], generations: list[dict]) -> dict:
     """Per solution plan (`solutions.PLANS`, told by `solutions.solution_plan`): the share of the responses
-    that follow it and their strict accuracy; worlds v21-v26 ask whether a model takes more than one."""
+    that follow it and their strict accuracy; worlds with plans (`solutions.PLAN_VERSIONS`) ask
+    whether a model takes more than one."""
     grader = task.strict() or task
     by_id = {str(q["id"]): q for q in questions}
     counts = {plan: [0, 0] for plan in PLANS}

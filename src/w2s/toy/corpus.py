@@ -102,6 +102,9 @@ class CorpusRecipe:
     #: with distractors, told as written and never computed (restated and chained ones have none),
     #: so that the plans differ in how they meet a distractor
     story_distractors: bool = False
+    #: v27: the share of problem and drill documents whose problems are drawn with distractors, solved
+    #: in whatever plan each draws (the rest have none), so that a distractor does not name the plan
+    distractor_docs: float = 0.0
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -124,7 +127,8 @@ class CorpusRecipe:
         d["world"] = self.world.to_dict()
         for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
                              ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True),
-                             ("mixed_plans", False), ("story_distractors", False)):
+                             ("mixed_plans", False), ("story_distractors", False),
+                             ("distractor_docs", 0.0)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -232,7 +236,13 @@ def problem_doc(rng: random.Random, recipe: CorpusRecipe, draw, draw_told) -> st
     fmt = _problem_format(rng, recipe)
     n = rng.randint(*recipe.problems_per_doc)
     forms = None if recipe.world.version == "v10" else rng
-    return _render_all(rng, recipe, fmt, forms, n, draw, draw_told)
+    return _render_all(rng, recipe, fmt, forms, n, _document_draw(rng, recipe, draw, draw_told), draw_told)
+
+
+def _document_draw(rng: random.Random, recipe: CorpusRecipe, draw, draw_told):
+    """v27: a document draws all its problems with distractors with probability `distractor_docs`.
+    Nothing is drawn from `rng` without the knob, so every older (pinned) corpus keeps its draws."""
+    return draw_told if recipe.distractor_docs and rng.random() < recipe.distractor_docs else draw
 
 
 def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step, draw_one_step_told) -> str:
@@ -240,7 +250,9 @@ def drill_doc(rng: random.Random, recipe: CorpusRecipe, draw_one_step, draw_one_
     only): the marker recurs every ~30 tokens, so copying it from the problem before is demanded
     ~11 times a document instead of ~3 (v13/v14's strong bases formed that copying by chance)."""
     fmt = _problem_format(rng, replace(recipe, share_novel_keys=1.0))
-    return _render_all(rng, recipe, fmt, rng, rng.randint(8, 16), draw_one_step, draw_one_step_told)
+    n = rng.randint(8, 16)
+    return _render_all(rng, recipe, fmt, rng, n, _document_draw(rng, recipe, draw_one_step, draw_one_step_told),
+                       draw_one_step_told)
 
 
 def narrative_doc(rng: random.Random, recipe: CorpusRecipe, draw) -> str:
@@ -335,6 +347,9 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
 
     if recipe.story_distractors and not recipe.mixed_plans:
         raise ValueError("story_distractors needs mixed_plans (each problem draws its plan)")
+    if recipe.distractor_docs and (recipe.solved_distractors or recipe.story_distractors):
+        raise ValueError("distractor_docs chooses the documents with distractors: it needs solved_distractors "
+                         "and story_distractors off")
     solved = recipe.world if recipe.solved_distractors else replace(recipe.world, max_distractors=0)
     one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1 if recipe.solved_distractors else 0)
     one_step_told = replace(one_step, max_distractors=1)

@@ -98,6 +98,9 @@ SPECS_BY_WORLD["v24"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_laye
 #: v25's weak model between v22's (2 x 64) and v24's (3 x 80): 3 layers at width 64
 SPECS_BY_WORLD["v25"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_layers=3),
                          "strong": SPECS_BY_WORLD["v13"]["strong"]}
+#: v27's weak model between v19's (2 x 64) and v25's (3 x 64): 2 layers at width 80
+SPECS_BY_WORLD["v27"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], hidden_size=80, intermediate_size=240),
+                         "strong": SPECS_BY_WORLD["v13"]["strong"]}
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -127,6 +130,8 @@ RECIPES["v22"] = replace(RECIPES["v19"], world=WorldConfig(version="v22"), mixed
 RECIPES["v24"] = RECIPES["v22"]
 # v22's corpus with stories solved with distractors (told, never computed) and the other plans without
 RECIPES["v25"] = replace(RECIPES["v22"], world=WorldConfig(version="v25"), story_distractors=True)
+# v22's corpus with a quarter of its problem and drill documents solving distractors in any plan
+RECIPES["v27"] = replace(RECIPES["v22"], world=WorldConfig(version="v27"), distractor_docs=0.25)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 

@@ -48,9 +48,10 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: corpus and models, each gold solution in one of three plans; v22: v21's task, a corpus whose
 #: documents mix the three plans; v23: v21's task, v19's weak base and v22's strong base; v24: v23
 #: with a weak base one size up (its own, on v22's corpus); v25: v21's task, new bases on a corpus
-#: whose stories are solved with distractors (told, never computed); v26: v25's strong base, v19's weak.
+#: whose stories are solved with distractors (told, never computed); v26: v25's strong base, v19's weak;
+#: v27: v21's task, new bases on a corpus a quarter of whose documents solve distractors in any plan.
 VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23",
-            "v24", "v25", "v26")
+            "v24", "v25", "v26", "v27")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
 V14_QUESTIONS = VERSIONS[VERSIONS.index("v14"):]   # the versions that ask v14's questions
 #: versions that take base models from other versions (a role not named: the version's own)
