@@ -5,6 +5,7 @@ precision), read back with TensorBoard's own reader; wandb in offline mode."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,18 @@ def test_tensorboard_holds_the_methods_numbers(tmp_path):
     assert any(tag.endswith("loss") for tag in trainer), sorted(trainer)
 
 
+def _offline_log_holding(root: Path, needles, timeout: float) -> bytes:
+    """The offline run's log once it holds every needle, or as it is after `timeout` seconds."""
+    deadline, log = time.monotonic() + timeout, b""
+    while time.monotonic() < deadline:
+        files = list(root.glob("wandb/offline-run-*/run-*.wandb"))
+        log = files[0].read_bytes() if files else b""
+        if all(n in log for n in needles):
+            break
+        time.sleep(0.5)
+    return log
+
+
 def test_wandb_offline_run_carries_name_group_and_numbers(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -65,9 +78,11 @@ def test_wandb_offline_run_carries_name_group_and_numbers(tmp_path, monkeypatch)
     run = tracker.run
     assert (run.name, run.group, run.project) == ("exp1", "sweepA", "w2s-test")
     tracker.close()
-    # the offline run's transaction log (protobuf records; wandb 0.31 ships no reader for it)
-    log = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
-    for text in (b"select_iter1/precision", b"0.75", b"model/m_plus/accuracy", b"sweepA", b"exp1"):
+    # the offline run's transaction log (protobuf records; wandb 0.31 ships no reader for it), written
+    # by wandb's service process, which may still be flushing it when close() returns on a loaded machine
+    needles = (b"select_iter1/precision", b"0.75", b"model/m_plus/accuracy", b"sweepA", b"exp1")
+    log = _offline_log_holding(tmp_path, needles, timeout=60.0)
+    for text in needles:
         assert text in log, text
     assert b"select_iter1/ids" not in log  # text and lists are not scalars
     assert wandb.run is None
