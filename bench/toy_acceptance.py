@@ -69,6 +69,11 @@ def table(result: dict) -> str:
               "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     lines += [f"| {name} | " + " | ".join(f"{pct(r[p]['share'])} % ({pct(r[p]['accuracy'])})" for p in names) + " |"
               for name, r in plans.items()]
+    split = result["diagnostics"].get("plan_mix_by_distractor", {})
+    lines += ["", "diagnostic: plan shares of the greedy answers on questions with / without a distractor", "",
+              "| model | " + " | ".join(f"{p}, with / without" for p in names) + " |", "| --- |" + " --- |" * len(names)]
+    lines += [f"| {name} | " + " | ".join(f"{pct(r['with'][p]['share'])} / {pct(r['without'][p]['share'])} %"
+                                         for p in names) + " |" for name, r in split.items()]
     return "\n".join(lines) + f"\n\naccepted: {'yes' if result['accepted'] else 'no'} (M_plus = {result['m_plus']}, " \
                               f"{result['n_dev']} dev questions)"
 

@@ -130,6 +130,9 @@ def test_world_acceptance_reads_a_run_and_judges_each_criterion(tmp_path):
     split = ok["diagnostics"]["greedy_by_distractor"]           # q1 skips a distractor; M_plus wrong there
     assert split["m"] == {"with": {"n": 1, "accuracy": 0.0}, "without": {"n": 1, "accuracy": 1.0}}
     assert split["strong_fewshot"]["with"] == {"n": 1, "accuracy": 1.0} and split["strong_fewshot"]["without"]["n"] == 0
+    plans = ok["diagnostics"]["plan_mix_by_distractor"]["m"]    # q1 (a distractor) answered wrong
+    assert plans["with"]["restate"] == {"share": 1.0, "accuracy": 0.0} and plans["without"]["restate"]["accuracy"] == 1.0
+    assert ok["diagnostics"]["plan_mix_by_distractor"]["strong_fewshot"]["without"]["story"]["share"] == 0.0
     bad = world_acceptance(_fake_run(tmp_path / "b", 0.0, 0.3, 0.02), get_task("toy"))
     assert not bad["criteria"]["1_fewshot_strict_vs_lenient"]["met"] and not bad["criteria"]["2_self_consistency"]["met"]
     assert bad["criteria"]["4_stage1"]["met"] and not bad["accepted"]     # few-shot 0 < M_plus's CI: 4 holds

@@ -213,12 +213,23 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
     scored = {name: run_dir / eval_rel(name, "dev") for name in ("weak", "strong_fewshot", "gold_sft", m_plus_name)}
     greedy_of = {name: _generations(run_dir, eval_rel(name, "dev"), "greedy")
                  for name, path in scored.items() if path.exists() and "generations" in read_json(path)}
-    slips = {name: slip_rates(g["response"] for g in gens) for name, gens in greedy_of.items()}
-    by_distractor = {name: accuracy_by_distractor(task, questions, gens) for name, gens in greedy_of.items()}
-    plans = {**{name: plan_mix(task, questions, gens) for name, gens in greedy_of.items()},
-             f"{m_plus_name} samples, T {diagnose_at:g}": plan_mix(task, questions, samples)}
+    greedy_diag = greedy_diagnostics(task, questions, greedy_of)
+    greedy_diag["plan_mix"][f"{m_plus_name} samples, T {diagnose_at:g}"] = plan_mix(task, questions, samples)
     return {"m_plus": m_plus_name, "n_dev": len(questions), "criteria": criteria,
-            "diagnostics": {"lenient_vote": lenient, "vote_room": room, "greedy_slip_rates": slips,
-                            "greedy_by_distractor": by_distractor, "plan_mix": plans,
+            "diagnostics": {"lenient_vote": lenient, "vote_room": room, **greedy_diag,
                             "lenient_errors": sample_diagnostics(task, questions, samples, strict=False)},
             "accepted": all(c["met"] for c in criteria.values())}
+
+
+def greedy_diagnostics(task, questions: list[dict], greedy_of: dict[str, list[dict]]) -> dict:
+    """Per model's greedy dev answers: slip rates, accuracy with / without a distractor, the plans it
+    follows, and those plans on the questions with a distractor and without (whether the question
+    names the plan: v25's base told a story on 230 of 244 distractor questions)."""
+    split = {"with": [q for q in questions if n_distractors(q) > 0],
+             "without": [q for q in questions if n_distractors(q) == 0]}
+    return {"greedy_slip_rates": {name: slip_rates(g["response"] for g in gens) for name, gens in greedy_of.items()},
+            "greedy_by_distractor": {name: accuracy_by_distractor(task, questions, gens)
+                                     for name, gens in greedy_of.items()},
+            "plan_mix": {name: plan_mix(task, questions, gens) for name, gens in greedy_of.items()},
+            "plan_mix_by_distractor": {name: {part: plan_mix(task, qs, gens) for part, qs in split.items()}
+                                       for name, gens in greedy_of.items()}}
