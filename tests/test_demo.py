@@ -33,6 +33,8 @@ def test_demo_quick_end_to_end(tmp_path):
         f = json.loads((out / "eval_dev" / "temperatures" / f"{sweep['eval_name']}.t{r['temperature']:g}.json").read_text())
         assert f["temperature"] == r["temperature"] and f["n_questions"] == 100 and f["samples_per_question"] == 2
         assert r["greedy"] == metrics["models"]["m_plus"]["dev_accuracy"]
+        greedy = out / "eval_dev" / "temperatures" / f"{sweep['eval_name']}.t{r['temperature']:g}.greedy.jsonl"
+        assert greedy.read_bytes() == (out / "eval_dev" / f"{sweep['eval_name']}.greedy.jsonl").read_bytes()
         assert r["maj_minus_greedy"] == f["maj@k"] - f["accuracy"] and r["avg@k"] == f["avg@k"]
         assert sum(f["correct_maj"].values()) == round(f["maj@k"] * 100)       # the vote's per-question verdicts
         lo, hi = r["maj_minus_greedy_ci95"]

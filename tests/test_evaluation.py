@@ -99,3 +99,30 @@ def test_eval_cache_is_keyed_by_settings_and_model(recorded, tmp_path, caplog):
     again = evaluate("gsm8k", str(gens), questions, n=3, temperature=0.5, max_new_tokens=64, backend="replay",
                      out_path=out)
     assert again["accuracy"] == 1.0 and again["maj@3"] == 1.0
+
+
+def test_greedy_answers_are_reused_from_another_eval_made_with_the_same_settings(recorded, tmp_path):
+    """The temperature sweep's evals take M_plus's dev greedy answers instead of decoding them again,
+    only when they were made with the same settings (model, prompts, decoding)."""
+    from w2s.evaluation import evaluate
+    from w2s.io import read_jsonl
+
+    questions, gens = recorded
+    dev = tmp_path / "eval_dev" / "m.json"
+    assert evaluate("gsm8k", str(gens), questions, n=0, backend="replay", out_path=dev)["accuracy"] == pytest.approx(1 / 3)
+    greedy = read_jsonl(dev.with_suffix(".greedy.jsonl"))
+    for record in greedy:   # mark the file: answers read from it, not decoded, score q3 right
+        if record["id"] == "q3":
+            record["response"] = " #### 4"
+    write_jsonl(dev.with_suffix(".greedy.jsonl"), greedy)
+
+    swept = tmp_path / "eval_dev" / "temperatures" / "m.t0.7.json"
+    m = evaluate("gsm8k", str(gens), questions, n=3, temperature=0.7, backend="replay", out_path=swept,
+                 greedy_from=dev)
+    assert m["accuracy"] == pytest.approx(2 / 3) and m["k"] == 3
+    assert read_jsonl(swept.with_suffix(".greedy.jsonl")) == greedy
+
+    other = tmp_path / "other" / "m.json"   # other decoding settings: decoded afresh
+    m = evaluate("gsm8k", str(gens), questions, n=3, max_new_tokens=64, backend="replay", out_path=other,
+                 greedy_from=dev)
+    assert m["accuracy"] == pytest.approx(1 / 3)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from w2s import generation
 from w2s.generation import SPEED_ONLY_OPTIONS, SamplingConfig, generate, keep_engines
-from w2s.io import DataError, check_output, read_json, write_json
+from w2s.io import DataError, check_output, read_json, write_json, write_text
 from w2s.method.fewshot import zero_shot_prompts
 from w2s.method.metrics import score_generations
 from w2s.tasks import make_task
@@ -37,7 +37,8 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
              top_p: float = 1.0, max_new_tokens: int = 512, limit: int | None = None, backend: str = "hf",
              out_path: str | os.PathLike | None = None, gen_dir: str | os.PathLike | None = None,
              adapter: str | None = None, seed: int = 0, prompts: list[dict] | None = None,
-             progress: bool = False, model_label: str | None = None, **backend_options) -> dict:
+             progress: bool = False, model_label: str | None = None, greedy_from: str | os.PathLike | None = None,
+             **backend_options) -> dict:
     """Score `model` on the questions of `data` (a file, or question records).
 
     Greedy decoding gives `accuracy`; with `n > 0`, `n` samples at `temperature` give
@@ -46,7 +47,9 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
     (e.g. few-shot evaluation). Generations are cached in `gen_dir`, by default beside
     `out_path`. `model_label` names the model in records and metrics (default: its path; the
     pipeline passes one relative to the run directory). The metrics dict is written to
-    `out_path` as JSON when given, and returned.
+    `out_path` as JSON when given, and returned. `greedy_from` names another scored file whose
+    greedy generations are reused when they were made with the same settings (the temperature
+    sweep's evals: greedy decoding does not depend on the sampling temperature).
     """
 
     t = make_task(task)
@@ -60,9 +63,11 @@ def evaluate(task, model: str | os.PathLike, data, *, n: int = 10, temperature: 
                                 n=max(n, 1), stop=stop, seed=seed)
     paths = _cache_paths(gen_dir, out_path, data if data_desc else None)
     if paths:
+        greedy_key = _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)
         _key_generation_cache(paths["key"], {
-            "greedy": (paths["greedy"], _cache_key(model, adapter, backend, prompts, greedy_cfg, backend_options)),
+            "greedy": (paths["greedy"], greedy_key),
             "samples": (paths["samples"], _cache_key(model, adapter, backend, prompts, sample_cfg, backend_options))})
+        _reuse_greedy(greedy_from, paths["greedy"], greedy_key)
 
     t0 = time.time()
     run = dict(backend=backend, adapter=adapter, progress=progress, label=model_label, **backend_options)
@@ -140,6 +145,17 @@ def _files_stamp(path) -> list | None:
     p = Path(path)
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and "checkpoints" not in f.parts)
     return [[str(f.relative_to(p)) if f != p else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _reuse_greedy(source: str | os.PathLike | None, greedy: Path, key: str) -> None:
+    """Start `greedy`'s cache from the greedy generations behind the scored file `source` when
+    they were made with the same settings (`key`); generate() then resumes from them."""
+    if source is None or greedy.exists():
+        return
+    stem, base = Path(source).stem, Path(source).parent
+    src, src_key = base / f"{stem}.greedy.jsonl", base / f"{stem}.generations.json"
+    if src.exists() and src_key.exists() and read_json(src_key).get("greedy") == key:
+        write_text(greedy, src.read_text())
 
 
 def _key_generation_cache(key_file: Path, files: dict[str, tuple[Path, str]]) -> None:

@@ -58,6 +58,8 @@ def add_eval(g: Graph, report_name: str, spec: EvalSpec, split: str, temperature
     stage = f"{'eval' if split == 'test' else 'dev'}_{report_name}" + (f"_t{temp:g}" if temperature is not None else "")
     deps = ["load_data"] + ([spec.model_stage] if spec.model_stage else
                             ["weak_answers"] * spec.fewshot + g.base_deps(spec.base))
+    if temperature is not None:   # after the greedy dev eval, whose greedy answers it reuses
+        deps.append(f"dev_{report_name}")
     g.add(stage, lambda ctx: evaluate(g, ctx, report_name, spec, split, n, temperature), deps=deps,
           params=g.gen_params(spec.role, n=n, temperature=temp,
                               model=spec.model_stage or f"@{spec.base}_{'fewshot' if spec.fewshot else 'base'}",
@@ -81,7 +83,8 @@ def evaluate(g: Graph, ctx, report_name: str, spec: EvalSpec, split: str, n: int
     metrics = steps.evaluate(g.task, model, questions, prompts=prompts, n=n, temperature=temp,
                              max_new_tokens=gen.max_new_tokens, backend=g.backend(spec.role), seed=g.cfg.seed,
                              out_path=ctx.path(eval_rel(report_name, split, temperature)), progress=True,
-                             model_label=label(g.run_dir, model), **gen.options)
+                             model_label=label(g.run_dir, model), **gen.options,
+                             greedy_from=ctx.path(eval_rel(report_name, split)) if temperature is not None else None)
     return {k: metrics.get(k) for k in ("n", "accuracy", "k", "pass@k", "maj@k", "avg@k") if k in metrics}
 
 
