@@ -69,6 +69,12 @@ def table(result: dict) -> str:
               "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     lines += [f"| {name} | " + " | ".join(f"{pct(r[p]['share'])} % ({pct(r[p]['accuracy'])})" for p in names) + " |"
               for name, r in plans.items()]
+    if screen := result["diagnostics"].get("base_screen"):
+        lines += ["", f"diagnostic: the strong base's few-shot samples (T {screen['temperature']:g}, k {screen['k']}), "
+                      f"before any Stage I: greedy wrong on {screen['greedy_wrong']} of {screen['n']}; there its "
+                      f"samples are right {pct(screen['right_share_where_greedy_wrong'])} % (commonest wrong "
+                      f"{pct(screen['top_wrong_share_where_greedy_wrong'])} %); won {screen['won']}, lost "
+                      f"{screen['lost']}; plans " + ", ".join(f"{p} {pct(r['share'])} %" for p, r in screen["plans"].items())]
     split = result["diagnostics"].get("plan_mix_by_distractor", {})
     lines += ["", "diagnostic: plan shares of the greedy answers on questions with / without a distractor", "",
               "| model | " + " | ".join(f"{p}, with / without" for p in names) + " |", "| --- |" + " --- |" * len(names)]
@@ -82,12 +88,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a `w2s demo --dev-only` run directory")
     ap.add_argument("--json", help="also write the measurements here")
+    ap.add_argument("--screen-base", metavar="DIR", help="also sample the strong base's few-shot dev prompts "
+                    "(10 at T 0.7; generations cached in DIR) and report its doubt where greedy is wrong")
     a = ap.parse_args()
 
     from w2s.tasks import get_task
-    from w2s.toy.acceptance import world_acceptance
+    from w2s.toy.acceptance import base_screen, world_acceptance
 
     result = world_acceptance(a.run, get_task("toy"))
+    if a.screen_base:
+        result["diagnostics"]["base_screen"] = base_screen(a.run, get_task("toy"), a.screen_base)
     print(table(result))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -171,3 +171,30 @@ def test_plan_mix_tells_each_plan_and_its_accuracy():
     assert mix == {"restate": {"share": 0.5, "accuracy": 0.5}, "equations": {"share": 0.25, "accuracy": 1.0},
                    "story": {"share": 0.25, "accuracy": 1.0}}
     assert [solution_plan(g["response"]) for g in gens[:3]] == ["equations", "story", "restate"]
+
+
+def test_base_screen_samples_the_strong_bases_fewshot_prompts_and_reads_its_doubt(tmp_path):
+    """The screen decodes the run's own few-shot prompts (here through the replay backend), writes only
+    under its out dir, and measures the samples where the base's greedy answer (the run's) is wrong."""
+    import json
+
+    from w2s.io import write_json, write_jsonl
+    from w2s.toy.acceptance import base_screen
+
+    run = _fake_run(tmp_path / "run", 0.5, 0.52, 0.04)
+    ev = run / "eval_dev"
+    write_jsonl(ev / "f.greedy.jsonl", [{"id": "q1", "prompt": "P1", "response": " 12 + 30 = 42.\n#### 42"},
+                                        {"id": "q2", "prompt": "P2", "response": " 4 * 2 = 8.\n#### 8"}])
+    recorded = tmp_path / "base_outputs.jsonl"     # the "model": q1 right in 1 of 3 samples, q2 in 3 of 3
+    write_jsonl(recorded, [{"id": q, "sample_index": i, "response": r, "finish_reason": "stop"} for q, rs in (
+        ("q1", [" 12 + 30 = 42.\n#### 42", " She buys 5 more apples, so now she has 12 + 5 = 17.\n#### 17",
+                " 12 + 30 = 42.\n#### 42"]), ("q2", [" 4 * 2 = 8.\n#### 8"] * 3)) for i, r in enumerate(rs)])
+    write_json(ev / "strong_fewshot.json", {**json.loads((ev / "strong_fewshot.json").read_text()),
+                                            "model": str(recorded), "backend": "replay", "max_new_tokens": 80, "seed": 0})
+    before = sorted(p for p in run.rglob("*"))
+    screen = base_screen(run, get_task("toy"), tmp_path / "screen", n=3)
+    assert sorted(p for p in run.rglob("*")) == before                      # the run is only read
+    assert screen["greedy_wrong"] == 1 and screen["right_share_where_greedy_wrong"] == pytest.approx(1 / 3)
+    assert screen["top_wrong_share_where_greedy_wrong"] == pytest.approx(2 / 3) and screen["won"] == 0
+    assert screen["plans"]["story"]["share"] == pytest.approx(1 / 6) and screen["k"] == 3
+    assert (tmp_path / "screen" / "strong_fewshot.t0.7.samples.jsonl").exists()

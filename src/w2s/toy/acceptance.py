@@ -164,6 +164,26 @@ def vote_room(task, questions: list[dict], greedy: list[dict], samples: list[dic
             "top_wrong_share_where_greedy_wrong": sum(top_wrong) / len(top_wrong) if top_wrong else 0.0}
 
 
+def base_screen(run_dir: str | Path, task, out_dir: str | Path, temperature: float = 0.7, n: int = 10) -> dict:
+    """The strong base's doubt before any Stage I, which every Stage I model trains from: its few-shot
+    dev prompts (those of the run's `strong_fewshot` dev eval) sampled `n` times at `temperature`
+    by the evaluator (generations cached in `out_dir`; the run is only read). Where its greedy answer
+    is wrong, how often are its samples right (`vote_room`), and which plans do they follow."""
+    from w2s.evaluation import evaluate
+
+    run_dir = Path(run_dir)
+    scored = run_dir / eval_rel("strong_fewshot", "dev")
+    meta, questions = read_json(scored), read_jsonl(run_dir / Q_DEV)
+    greedy = _generations(run_dir, eval_rel("strong_fewshot", "dev"), "greedy")
+    out = Path(out_dir) / f"strong_fewshot.t{temperature:g}.json"
+    evaluate(task, meta["model"], questions, prompts=[{"id": g["id"], "prompt": g["prompt"]} for g in greedy],
+             n=n, temperature=temperature, max_new_tokens=meta["max_new_tokens"], backend=meta["backend"],
+             seed=meta["seed"], out_path=out, greedy_from=scored)
+    samples = _generations(out.parent, out.name, "samples")
+    return {"temperature": temperature, "k": n, **vote_room(task.strict() or task, questions, greedy, samples),
+            "plans": plan_mix(task, questions, samples)}
+
+
 def _generations(run_dir: Path, rel: str, kind: str) -> list[dict]:
     """The greedy or sampled generations behind a scored file (its metrics name them)."""
     scored = run_dir / rel
