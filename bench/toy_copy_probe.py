@@ -1,6 +1,6 @@
 """Does a toy base model copy from earlier in its context at all? Two probes, no run needed:
 
-    python bench/toy_copy_probe.py --world v12 --which strong
+    python bench/toy_copy_probe.py --world v19 --which strong
     python bench/toy_copy_probe.py --model runs/pt13/strong
 
 * repeats: a random list of 30 world pieces written twice; the mean probability of each token of
@@ -25,7 +25,7 @@ PROBLEMS = 4
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a model directory (default: the shipped checkpoint of --world/--which)")
-    ap.add_argument("--world", default="v12", help="world whose corpus formats the documents")
+    ap.add_argument("--world", default="v19", help="world whose corpus formats the documents")
     ap.add_argument("--which", default="strong")
     ap.add_argument("--docs", type=int, default=100)
     a = ap.parse_args()

@@ -1,7 +1,7 @@
 """Does a toy strong base copy the final marker its demonstrations end with? The strong few-shot
 prompts of a dev-scored run, with the keys and the marker swapped, greedy, on 120 questions:
 
-    python bench/toy_marker_probe.py --run runs/accept_v12 --world v12
+    python bench/toy_marker_probe.py --run runs/accept_v27 --world v27
 
 Prints, per variant, how many responses end with the demonstrated marker and the most common
 last lines (numbers as N). A world passes criterion 1 only if the task's own variant copies.

@@ -10,7 +10,7 @@ import pytest
 from w2s.toy import CHECKPOINTS, CheckpointError, checkpoint_path, verify_checkpoint
 
 
-@pytest.mark.parametrize("world", ["v10", "v11", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v22", "v23", "v24", "v25", "v26", "v27"])
+@pytest.mark.parametrize("world", ["v10", "v19", "v20", "v22", "v23", "v24", "v25", "v26", "v27"])
 @pytest.mark.parametrize("which", ["weak", "strong"])
 def test_shipped_checkpoint_loads_and_matches_manifest(which, world):
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
@@ -27,6 +27,23 @@ def test_shipped_checkpoint_loads_and_matches_manifest(which, world):
     assert model.config.vocab_size == len(tok)
     for n in (0, 57, 299):
         assert len(tok(str(n), add_special_tokens=False).input_ids) == 1
+
+
+def test_every_world_ships_its_models_or_names_the_commit_that_holds_them():
+    from w2s.toy import RETIRED_CHECKPOINTS
+    from w2s.toy.world import VERSIONS, base_version
+
+    for world in (w for w in VERSIONS if w != "v15"):     # v15 shipped no models
+        for which in ("weak", "strong"):
+            if base_version(world, which) in RETIRED_CHECKPOINTS:
+                assert not (CHECKPOINTS / world).exists()
+                with pytest.raises(CheckpointError, match=f"git checkout {RETIRED_CHECKPOINTS[world]} -- "
+                                                          f"src/w2s/toy/checkpoints/{world}`"):
+                    checkpoint_path(which, world=world)
+            else:
+                assert (checkpoint_path(which, world=world) / "model.safetensors").exists()
+    assert set(RETIRED_CHECKPOINTS).isdisjoint(base_version(w, m) for w in VERSIONS for m in ("weak", "strong")
+                                               if w not in RETIRED_CHECKPOINTS)   # no kept world needs one
 
 
 def test_strong_is_bigger_and_pretrained_longer():
@@ -125,12 +142,12 @@ def test_each_world_has_its_own_models_and_the_demo_uses_them(tmp_path):
     from w2s.tasks import make_task
     from w2s.toy.pretrain import RECIPES, SPECS_BY_WORLD
 
-    v11 = {w: json.loads((checkpoint_path(w, world="v11") / "manifest.json").read_text()) for w in ("weak", "strong")}
-    assert checkpoint_path("strong", world="v11") == CHECKPOINTS / "v11" / "strong"
-    assert all(m["corpus_recipe"] == json.loads(json.dumps(RECIPES["v11"].to_dict())) for m in v11.values())
-    assert v11["strong"]["spec"]["decay_embeddings"] is False and SPECS_BY_WORLD["v11"]["strong"].decay_embeddings is False
-    cfg = demo_config(tmp_path, quick=True, world="v11")
-    assert cfg["strong"]["model"] == str(CHECKPOINTS / "v11" / "strong")
+    v19 = {w: json.loads((checkpoint_path(w, world="v19") / "manifest.json").read_text()) for w in ("weak", "strong")}
+    assert checkpoint_path("strong", world="v19") == CHECKPOINTS / "v19" / "strong"
+    assert all(m["corpus_recipe"] == json.loads(json.dumps(RECIPES["v19"].to_dict())) for m in v19.values())
+    assert v19["strong"]["spec"]["decay_embeddings"] is False and SPECS_BY_WORLD["v19"]["strong"].decay_embeddings is False
+    cfg = demo_config(tmp_path, quick=True, world="v19")
+    assert cfg["strong"]["model"] == str(CHECKPOINTS / "v19" / "strong")
     assert cfg["task"] == {"name": "toy", "rewrite_markers": False}
     assert make_task(cfg["task"]).rewrite_markers is False
     assert demo_config(tmp_path, quick=True)["task"] == "toy"       # v10: as every published number

@@ -6,7 +6,8 @@
     w2s.toy.tokenizer   word/number-level PreTrainedTokenizerFast (every integer 0..299 one token)
     w2s.toy.corpus      pretraining corpus in many surface formats, the task format held out
     w2s.toy.pretrain    pretraining of the weak and strong base models
-    checkpoints/        the shipped weak and strong models (safetensors + tokenizer + manifest)
+    checkpoints/        the shipped weak and strong models (safetensors + tokenizer + manifest);
+                        retired candidates' in git history (`RETIRED_CHECKPOINTS`)
 
 `checkpoint_path("weak" | "strong")` returns the shipped model directory after checking every
 file's sha256 against its manifest. See docs/toy_world.md.
@@ -22,6 +23,11 @@ from w2s.toy.world import base_version
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _VERIFIED: set[str] = set()
+#: candidate worlds whose base models no later world uses, taken out of the package (2026-12-05) so
+#: that the repository stays under the 64 MiB a GPU machine's working tree may hold; each is kept
+#: in git history at this commit, restored with `git checkout COMMIT -- src/w2s/toy/checkpoints/vN`
+RETIRED_CHECKPOINTS = dict.fromkeys(("v11", "v12", "v13", "v14", "v16", "v17", "v18"),
+                                    "42d55759072f1b17bd58c146d57f91408596eebf")
 
 
 class CheckpointError(ValueError):
@@ -54,6 +60,10 @@ def checkpoint_path(which: str, verify: bool = True, world: str = "v10") -> Path
         raise ValueError(f"unknown toy checkpoint {which!r}; expected 'weak' or 'strong'")
     world = base_version(world, which)
     path = CHECKPOINTS / which if world == "v10" else CHECKPOINTS / world / which
+    if world in RETIRED_CHECKPOINTS and not path.exists():
+        raise CheckpointError(f"world {world}'s base models were retired from the package (docs/toy_world.md, "
+                              f"'Retired checkpoints'); restore them from git history with `git checkout "
+                              f"{RETIRED_CHECKPOINTS[world]} -- src/w2s/toy/checkpoints/{world}`")
     if verify and str(path) not in _VERIFIED:
         verify_checkpoint(path)
         _VERIFIED.add(str(path))
