@@ -49,15 +49,16 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: documents mix the three plans; v23: v21's task, v19's weak base and v22's strong base; v24: v23
 #: with a weak base one size up (its own, on v22's corpus); v25: v21's task, new bases on a corpus
 #: whose stories are solved with distractors (told, never computed); v26: v25's strong base, v19's weak;
-#: v27: v21's task, new bases on a corpus a quarter of whose documents solve distractors in any plan.
+#: v27: v21's task, new bases on a corpus a quarter of whose documents solve distractors in any plan;
+#: v28: v25's strong base, v27's weak.
 VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23",
-            "v24", "v25", "v26", "v27")
+            "v24", "v25", "v26", "v27", "v28")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
 V14_QUESTIONS = VERSIONS[VERSIONS.index("v14"):]   # the versions that ask v14's questions
 #: versions that take base models from other versions (a role not named: the version's own)
 SHARED_BASES = {"v20": {"weak": "v19", "strong": "v19"}, "v21": {"weak": "v19", "strong": "v19"},
                 "v23": {"weak": "v19", "strong": "v22"}, "v24": {"strong": "v22"},
-                "v26": {"weak": "v19", "strong": "v25"}}
+                "v26": {"weak": "v19", "strong": "v25"}, "v28": {"weak": "v27", "strong": "v25"}}
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
