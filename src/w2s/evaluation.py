@@ -109,12 +109,16 @@ def _cache_paths(gen_dir, out_path, data_file) -> dict[str, Path]:
     base = Path(gen_dir) if gen_dir else (Path(out_path).parent if out_path else None)
     if base is None:
         return {}
-    stem = Path(out_path).stem if out_path else "eval"
-    paths = {"greedy": base / f"{stem}.greedy.jsonl", "samples": base / f"{stem}.samples.jsonl",
-             "key": base / f"{stem}.generations.json"}
+    paths = _cache_files(base, Path(out_path).stem if out_path else "eval")
     for cache in paths.values():
         check_output(cache, [data_file] if data_file else [])  # the cache never replaces the test file
     return paths
+
+
+def _cache_files(base: Path, stem: str) -> dict[str, Path]:
+    """The generation cache of the scored file `base/stem.json`: its greedy and sampled generations and their key."""
+    return {"greedy": base / f"{stem}.greedy.jsonl", "samples": base / f"{stem}.samples.jsonl",
+            "key": base / f"{stem}.generations.json"}
 
 
 def _scores(task, questions, greedy, samples) -> dict:
@@ -152,10 +156,9 @@ def _reuse_greedy(source: str | os.PathLike | None, greedy: Path, key: str) -> N
     they were made with the same settings (`key`); generate() then resumes from them."""
     if source is None or greedy.exists():
         return
-    stem, base = Path(source).stem, Path(source).parent
-    src, src_key = base / f"{stem}.greedy.jsonl", base / f"{stem}.generations.json"
-    if src.exists() and src_key.exists() and read_json(src_key).get("greedy") == key:
-        write_text(greedy, src.read_text())
+    src = _cache_files(Path(source).parent, Path(source).stem)
+    if src["greedy"].exists() and src["key"].exists() and read_json(src["key"]).get("greedy") == key:
+        write_text(greedy, src["greedy"].read_text())
 
 
 def _key_generation_cache(key_file: Path, files: dict[str, tuple[Path, str]]) -> None:

@@ -171,14 +171,13 @@ def base_screen(run_dir: str | Path, task, out_dir: str | Path, temperature: flo
     is wrong, how often are its samples right (`vote_room`), and which plans do they follow."""
     from w2s.evaluation import evaluate
 
-    run_dir = Path(run_dir)
-    scored = run_dir / eval_rel("strong_fewshot", "dev")
-    meta, questions = read_json(scored), read_jsonl(run_dir / Q_DEV)
-    greedy = _generations(run_dir, eval_rel("strong_fewshot", "dev"), "greedy")
+    run_dir, rel = Path(run_dir), eval_rel("strong_fewshot", "dev")
+    meta, questions = read_json(run_dir / rel), read_jsonl(run_dir / Q_DEV)
+    greedy = _generations(run_dir, rel, "greedy")
     out = Path(out_dir) / f"strong_fewshot.t{temperature:g}.json"
     evaluate(task, meta["model"], questions, prompts=[{"id": g["id"], "prompt": g["prompt"]} for g in greedy],
              n=n, temperature=temperature, max_new_tokens=meta["max_new_tokens"], backend=meta["backend"],
-             seed=meta["seed"], out_path=out, greedy_from=scored)
+             seed=meta["seed"], out_path=out, greedy_from=run_dir / rel)
     samples = _generations(out.parent, out.name, "samples")
     return {"temperature": temperature, "k": n, **vote_room(task.strict() or task, questions, greedy, samples),
             "plans": plan_mix(task, questions, samples)}
