@@ -10,7 +10,7 @@ import pytest
 from w2s.toy import CHECKPOINTS, CheckpointError, checkpoint_path, verify_checkpoint
 
 
-@pytest.mark.parametrize("world", ["v10", "v19", "v20", "v22", "v23", "v24", "v25", "v26", "v27", "v28"])
+@pytest.mark.parametrize("world", ["v10", "v19", "v20", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29"])
 @pytest.mark.parametrize("which", ["weak", "strong"])
 def test_shipped_checkpoint_loads_and_matches_manifest(which, world):
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -579,7 +580,7 @@ CORPUS_SHA256 = {"v10": "3d3dc6846d8a6040", "v11": "74721f187b43ef6b", "v12": "3
                  "v13": "be17e1b21b6f4d6f", "v14": "179144b65dea6edc", "v15": "e2c0b58f7cae567a",
                  "v16": "ab97ff2f5294836a", "v17": "770b4f9002ebfa00", "v18": "bb8f47aad86fcfb8",
                  "v19": "7ee4d16e31212142", "v22": "13d33330fc42db42", "v25": "083ee8084b8d902a",
-                 "v27": "445164edd1cbd879"}
+                 "v27": "445164edd1cbd879", "v29": "3c62a7947bd71b81"}
 
 
 @pytest.mark.parametrize("version", sorted(CORPUS_SHA256))
@@ -638,6 +639,35 @@ def test_v27_corpus_solves_distractors_in_a_quarter_of_documents_in_every_plan()
     assert RECIPES["v27"].to_dict()["distractor_docs"] == 0.25 and "distractor_docs" not in RECIPES["v22"].to_dict()
     with pytest.raises(ValueError, match="distractor_docs chooses"):
         build_corpus(dataclasses.replace(RECIPES["v18"], n_docs=5, distractor_docs=0.5))
+
+
+def test_v29_corpus_solves_each_document_in_one_plan():
+    from w2s.toy import corpus
+    from w2s.toy.pretrain import RECIPES
+    from w2s.toy.solutions import PLANS
+
+    plans_of_docs: list[list[str]] = []   # the plan of each problem, per problem or drill document
+    render_all, render = corpus._render_all, corpus.render_problem
+
+    def each_document(*args, **kwargs):
+        plans_of_docs.append([])
+        return render_all(*args, **kwargs)
+
+    def each_problem(p, fmt, forms=None, plan=None):
+        plans_of_docs[-1].append(plan)
+        return render(p, fmt, forms, plan)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpus, "_render_all", each_document)
+        mp.setattr(corpus, "render_problem", each_problem)
+        build_corpus(dataclasses.replace(RECIPES["v29"], n_docs=400), seed=0)
+    assert len(plans_of_docs) > 120 and all(len(plans) >= 1 for plans in plans_of_docs)
+    assert all(len(set(plans)) == 1 for plans in plans_of_docs)                 # one plan a document
+    shares = Counter(plans[0] for plans in plans_of_docs)
+    assert set(shares) == set(PLANS) and min(shares.values()) > len(plans_of_docs) / 5  # drawn per document
+    assert RECIPES["v29"].to_dict()["document_plans"] and "document_plans" not in RECIPES["v27"].to_dict()
+    with pytest.raises(ValueError, match="document_plans draws one plan"):
+        build_corpus(dataclasses.replace(RECIPES["v22"], n_docs=5, document_plans=True))
 
 
 def test_v22_corpus_mixes_the_three_plans_within_a_document():

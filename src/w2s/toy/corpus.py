@@ -105,6 +105,9 @@ class CorpusRecipe:
     #: v27: the share of problem and drill documents whose problems are drawn with distractors, solved
     #: in whatever plan each draws (the rest have none), so that a distractor does not name the plan
     distractor_docs: float = 0.0
+    #: v29: each problem and drill document solves all its problems in one plan (drawn per document), so
+    #: the context shows the plan as it shows the final marker (v22-v27 draw a plan per problem)
+    document_plans: bool = False
     #: problem documents whose solutions restate each question sentence before its equation
     share_restate: float = 0.85
     #: problem documents keyed by nonsense words / symbol final markers
@@ -128,7 +131,7 @@ class CorpusRecipe:
         for key, default in (("share_repeat", 0), ("share_drill", 0), ("share_hash_singles", 0),
                              ("longest_run", 5), ("share_two_runs", 0), ("solved_distractors", True),
                              ("mixed_plans", False), ("story_distractors", False),
-                             ("distractor_docs", 0.0)):
+                             ("distractor_docs", 0.0), ("document_plans", False)):
             if d[key] == default:  # older recipes (and their manifests) predate the field
                 del d[key]
         return d
@@ -224,7 +227,11 @@ def render_problem(p: Problem, fmt: dict, forms: random.Random | None = None, pl
 
 def _render_all(rng: random.Random, recipe: CorpusRecipe, fmt: dict, forms, n: int, draw, draw_told) -> str:
     """A document's `n` problems in its format; under `mixed_plans` each draws its own plan, and under
-    `story_distractors` a story's problem comes from `draw_told` (with distractors)."""
+    `story_distractors` a story's problem comes from `draw_told` (with distractors); under
+    `document_plans` one plan is drawn for all of them."""
+    if recipe.document_plans:
+        plan = rng.choice(PLANS)
+        return "\n\n".join(render_problem(draw(), fmt, forms, plan) for _ in range(n))
     if not recipe.story_distractors:   # problem, then plan: the draws of every older (pinned) corpus
         return "\n\n".join(render_problem(p, fmt, forms, rng.choice(PLANS) if recipe.mixed_plans else None)
                            for p in (draw() for _ in range(n)))
@@ -350,6 +357,8 @@ def build_corpus(recipe: CorpusRecipe | None = None, seed: int = 0,
     if recipe.distractor_docs and (recipe.solved_distractors or recipe.story_distractors):
         raise ValueError("distractor_docs chooses the documents with distractors: it needs solved_distractors "
                          "and story_distractors off")
+    if recipe.document_plans and (recipe.mixed_plans or recipe.story_distractors):
+        raise ValueError("document_plans draws one plan per document: it needs mixed_plans and story_distractors off")
     solved = recipe.world if recipe.solved_distractors else replace(recipe.world, max_distractors=0)
     one_step = replace(recipe.world, min_steps=1, max_steps=1, max_distractors=1 if recipe.solved_distractors else 0)
     one_step_told = replace(one_step, max_distractors=1)

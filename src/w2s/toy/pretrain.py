@@ -101,6 +101,7 @@ SPECS_BY_WORLD["v25"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], num_laye
 #: v27's weak model between v19's (2 x 64) and v25's (3 x 64): 2 layers at width 80
 SPECS_BY_WORLD["v27"] = {"weak": replace(SPECS_BY_WORLD["v13"]["weak"], hidden_size=80, intermediate_size=240),
                          "strong": SPECS_BY_WORLD["v13"]["strong"]}
+SPECS_BY_WORLD["v29"] = SPECS_BY_WORLD["v27"]   # its weak model is v27's (world.SHARED_BASES)
 SEED_OFFSET = {"weak": 1, "strong": 2}
 DEFAULT_RECIPE = CorpusRecipe(n_docs=22000)
 #: each world version's corpus (docs/toy_world.md): v11 draws equation forms and symbol-run final
@@ -132,6 +133,8 @@ RECIPES["v24"] = RECIPES["v22"]
 RECIPES["v25"] = replace(RECIPES["v22"], world=WorldConfig(version="v25"), story_distractors=True)
 # v22's corpus with a quarter of its problem and drill documents solving distractors in any plan
 RECIPES["v27"] = replace(RECIPES["v22"], world=WorldConfig(version="v27"), distractor_docs=0.25)
+# v27's corpus with each problem and drill document solved in one plan (the context shows the plan)
+RECIPES["v29"] = replace(RECIPES["v27"], world=WorldConfig(version="v29"), mixed_plans=False, document_plans=True)
 #: the world seed whose train_1 / train_2 / test problems are kept out of the corpus
 EXCLUDE_WORLD_SEED = 0
 

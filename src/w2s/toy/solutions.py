@@ -1,6 +1,6 @@
 """The task's gold solutions (the chain of thought in the task format, ending in `#### N`) and the
 pieces the pretraining corpus shares with them: restated sentences, equation forms, the plans of
-worlds v21-v28. Which version draws what is decided here from the version's name
+worlds v21-v29. Which version draws what is decided here from the version's name
 (`forms_rng`, `leave_out_rng`, `plan_of`); the problems themselves come from `w2s.toy.world`.
 """
 
@@ -15,7 +15,7 @@ LEAVE_OUT_DISTRACTORS = ("v20",)
 #: v21: the plans a gold solution follows (one drawn per problem), `solution_text`; v22's corpus
 #: draws them per solved problem too
 PLANS = ("restate", "equations", "story")
-PLAN_VERSIONS = ("v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28")
+PLAN_VERSIONS = ("v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29")
 
 SYMBOL = {"add": "+", "sub": "-", "double": "*", "triple": "*", "half": "/"}
 

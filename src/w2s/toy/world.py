@@ -50,15 +50,17 @@ OPS = ("add", "sub", "double", "triple", "half")
 #: with a weak base one size up (its own, on v22's corpus); v25: v21's task, new bases on a corpus
 #: whose stories are solved with distractors (told, never computed); v26: v25's strong base, v19's weak;
 #: v27: v21's task, new bases on a corpus a quarter of whose documents solve distractors in any plan;
-#: v28: v25's strong base, v27's weak.
+#: v28: v25's strong base, v27's weak; v29: v27's weak base, a new strong one on v27's corpus solved in one
+#: plan per document.
 VERSIONS = ("v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23",
-            "v24", "v25", "v26", "v27", "v28")
+            "v24", "v25", "v26", "v27", "v28", "v29")
 #: the largest add/sub operand when a config sets none: v14's arithmetic is a fifth of v13's facts
 V14_QUESTIONS = VERSIONS[VERSIONS.index("v14"):]   # the versions that ask v14's questions
 #: versions that take base models from other versions (a role not named: the version's own)
 SHARED_BASES = {"v20": {"weak": "v19", "strong": "v19"}, "v21": {"weak": "v19", "strong": "v19"},
                 "v23": {"weak": "v19", "strong": "v22"}, "v24": {"strong": "v22"},
-                "v26": {"weak": "v19", "strong": "v25"}, "v28": {"weak": "v27", "strong": "v25"}}
+                "v26": {"weak": "v19", "strong": "v25"}, "v28": {"weak": "v27", "strong": "v25"},
+                "v29": {"weak": "v27"}}
 MAX_OPERAND = dict.fromkeys(V14_QUESTIONS, 20)
 
 # Question sentences per operation. {S}: subject (pronoun or name), {s}: lower-case pronoun,
