@@ -8,6 +8,7 @@ Three kinds of document (shares set by `CorpusRecipe`):
   equation style, final marker `Result: N`/`=> N`/...), so models learn to pick a format up
   from context; most solutions restate each question sentence before its equation (the task's
   solution style, in other separators), and 30 % are keyed by nonsense words (`NOVEL_WORDS`);
+  v22-v27 draw a solution plan per problem, v29 one per document (so the context shows it);
 * narrative documents — the same stories told with the running total stated after each event;
 * arithmetic facts — lists of single operations, one style per document;
 * repeat documents (v13 on) — a random list of words and numbers written 2-5 times: the plain
