@@ -28,6 +28,7 @@ _VERIFIED: set[str] = set()
 #: in git history at this commit, restored with `git checkout COMMIT -- src/w2s/toy/checkpoints/vN`
 RETIRED_CHECKPOINTS = dict.fromkeys(("v11", "v12", "v13", "v14", "v16", "v17", "v18"),
                                     "42d55759072f1b17bd58c146d57f91408596eebf")
+RETIRED_CHECKPOINTS["v29"] = "ad7f27cbd6d1138ab6a31628289651f7d0c4b26c"   # v29's strong base (its weak base is v27's)
 
 
 class CheckpointError(ValueError):
