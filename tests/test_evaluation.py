@@ -101,6 +101,19 @@ def test_eval_cache_is_keyed_by_settings_and_model(recorded, tmp_path, caplog):
     assert again["accuracy"] == 1.0 and again["maj@3"] == 1.0
 
 
+def test_scored_files_named_with_a_dot_keep_caches_of_their_own(recorded, tmp_path):
+    """`--out runs/m_t0.5` and `--out runs/m_t0.7` (no `.json`): each run's generations are cached
+    under its whole name, so the second does not regenerate over the first's."""
+    from w2s.evaluation import evaluate
+
+    questions, gens = recorded
+    for name in ("m_t0.5", "m_t0.7", "m.json"):
+        evaluate("gsm8k", str(gens), questions, n=3, backend="replay", out_path=tmp_path / name)
+    assert sorted(p.name for p in tmp_path.glob("*.samples.jsonl")) == ["m.samples.jsonl", "m_t0.5.samples.jsonl",
+                                                                       "m_t0.7.samples.jsonl"]
+    assert (tmp_path / "m_t0.5").is_file() and (tmp_path / "m.json").is_file()
+
+
 def test_greedy_answers_are_reused_from_another_eval_made_with_the_same_settings(recorded, tmp_path):
     """The temperature sweep's evals take M_plus's dev greedy answers instead of decoding them again,
     only when they were made with the same settings (model, prompts, decoding)."""

@@ -109,10 +109,16 @@ def _cache_paths(gen_dir, out_path, data_file) -> dict[str, Path]:
     base = Path(gen_dir) if gen_dir else (Path(out_path).parent if out_path else None)
     if base is None:
         return {}
-    paths = _cache_files(base, Path(out_path).stem if out_path else "eval")
+    paths = _cache_files(base, _scored_stem(out_path) if out_path else "eval")
     for cache in paths.values():
         check_output(cache, [data_file] if data_file else [])  # the cache never replaces the test file
     return paths
+
+
+def _scored_stem(out_path: str | os.PathLike) -> str:
+    """The scored file's name without `.json` only: `m_t0.5` and `m_t0.7` keep caches of their own."""
+    name = Path(out_path).name
+    return name[:-len(".json")] if name.endswith(".json") else name
 
 
 def _cache_files(base: Path, stem: str) -> dict[str, Path]:
@@ -156,7 +162,7 @@ def _reuse_greedy(source: str | os.PathLike | None, greedy: Path, key: str) -> N
     they were made with the same settings (`key`); generate() then resumes from them."""
     if source is None or greedy.exists():
         return
-    src = _cache_files(Path(source).parent, Path(source).stem)
+    src = _cache_files(Path(source).parent, _scored_stem(source))
     if src["greedy"].exists() and src["key"].exists() and read_json(src["key"]).get("greedy") == key:
         write_text(greedy, src["greedy"].read_text())
 
