@@ -18,6 +18,10 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def share(x: float | None) -> str:
+    return "-" if x is None else f"{pct(x)} %"
+
+
 def table(result: dict) -> str:
     c = result["criteria"]
     one, two, three, four = (c[k] for k in ("1_fewshot_strict_vs_lenient", "2_self_consistency",
@@ -52,6 +56,13 @@ def table(result: dict) -> str:
     lines += [f"| {t} | {r['greedy_wrong']} of {r['n']} | {r['won']} | {r['lost']} | "
               f"{pct(r['right_share_where_greedy_wrong'])} % | {pct(r['top_wrong_share_where_greedy_wrong'])} % |"
               for t, r in room.items()]
+    by_plan = result["diagnostics"].get("vote_by_plan", {})
+    lines += ["", "diagnostic: the samples where greedy is wrong, by the greedy answer's plan (the vote gains from plans "
+                  "only where samples leave it)", "",
+              "| T | samples | in greedy's plan | right there | right in other plans | questions right in several plans |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {t} | {r['samples']} | {pct(r['in_greedy_plan'])} % | {share(r['right_in_greedy_plan'])} | "
+              f"{share(r['right_in_other_plans'])} | {r['right_in_several_plans']} |" for t, r in by_plan.items()]
     errors = result["diagnostics"]["lenient_errors"]
     lines += ["", f"lenient errors: plan {pct(errors['plan_share'])} % of {errors['wrong']} wrong samples "
                   f"({', '.join(f'{k} {v}' for k, v in errors['error_kinds'].items())})"]
@@ -74,7 +85,9 @@ def table(result: dict) -> str:
                       f"before any Stage I: greedy wrong on {screen['greedy_wrong']} of {screen['n']}; there its "
                       f"samples are right {pct(screen['right_share_where_greedy_wrong'])} % (commonest wrong "
                       f"{pct(screen['top_wrong_share_where_greedy_wrong'])} %); won {screen['won']}, lost "
-                      f"{screen['lost']}; plans " + ", ".join(f"{p} {pct(r['share'])} %" for p, r in screen["plans"].items())]
+                      f"{screen['lost']}; plans " + ", ".join(f"{p} {pct(r['share'])} %" for p, r in screen["plans"].items())
+                  + (f"; samples in greedy's plan {pct(b['in_greedy_plan'])} %, right there {share(b['right_in_greedy_plan'])}, "
+                     f"elsewhere {share(b['right_in_other_plans'])}" if (b := screen.get("by_plan")) else "")]
     split = result["diagnostics"].get("plan_mix_by_distractor", {})
     lines += ["", "diagnostic: plan shares of the greedy answers on questions with / without a distractor", "",
               "| model | " + " | ".join(f"{p}, with / without" for p in names) + " |", "| --- |" + " --- |" * len(names)]

@@ -78,6 +78,24 @@ def test_vote_room_counts_what_the_vote_wins_and_loses_and_how_often_the_right_a
                     "top_wrong_share_where_greedy_wrong": pytest.approx((1 / 4 + 3 / 4) / 2)}
 
 
+def test_vote_by_plan_splits_the_samples_where_greedy_is_wrong_by_the_greedy_answers_plan():
+    from w2s.toy.acceptance import vote_by_plan
+
+    questions = [{"id": q, "answer": "7"} for q in "abc"]
+    restate, story, chain = " Mia has 7 pens: {a}\n#### {a}", " She buys 2, so now she has {a}.\n#### {a}", " Start: {a}.\n#### {a}"
+    greedy = [{"id": "a", "response": restate.format(a=6)}, {"id": "b", "response": chain.format(a=7)},
+              {"id": "c", "response": chain.format(a=5)}]
+    samples = [{"id": "a", "response": story.format(a=7)}, {"id": "a", "response": story.format(a=7)},
+               {"id": "a", "response": restate.format(a=6)}, {"id": "a", "response": chain.format(a=7)},
+               {"id": "b", "response": story.format(a=1)},                   # greedy right: not counted
+               {"id": "c", "response": chain.format(a=5)}, {"id": "c", "response": chain.format(a=7)}]
+    room = vote_by_plan(get_task("toy"), questions, greedy, samples)
+    assert room == {"samples": 6, "in_greedy_plan": pytest.approx(3 / 6),
+                    "right_in_greedy_plan": pytest.approx(1 / 3), "right_in_other_plans": 1.0,
+                    "right_in_several_plans": 1}                              # a: story and chain
+    assert vote_by_plan(get_task("toy"), questions, greedy, [])["right_in_other_plans"] is None
+
+
 def _fake_run(root, few_strict, few_lenient, sweep_best):
     """A dev-scored run's files as the pipeline writes them (2 dev questions, k = 2)."""
     import json
