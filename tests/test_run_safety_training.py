@@ -213,6 +213,20 @@ def test_unwritable_output_or_missing_model_is_a_clean_error(cli, workspace, mon
     assert not (workspace / "new.jsonl").exists() and not (workspace / "new.json").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--world", "v18"], "git checkout 42d55759072f1b17bd58c146d57f91408596eebf -- src/w2s/toy/checkpoints/v18"),
+    (["--world", "v99"], "unknown toy world version 'v99'"),
+    (["--backend", "tgi"], "--backend must be hf or vllm"),
+    (["--set", "no_equals_sign"], "KEY=VALUE"),
+])
+def test_demo_refused_before_its_run_directory_exists(cli, tmp_path, args, message):
+    """A retired or unknown world, a wrong backend or override: exit 2, and no run directory
+    (not even its lock file) is left behind."""
+    res = cli("demo", "--quick", "--out", tmp_path / "run", *args)
+    assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # settings that would train on nothing
 # ---------------------------------------------------------------------------------------------

@@ -95,6 +95,14 @@ def demo_config(data_dir: Path, seed: int = 0, quick: bool = False, backend: str
     }
 
 
+def check_world(world: str) -> None:
+    """An unknown world, or one whose base models are not in the package (a retired candidate's),
+    fails here, before a run directory exists."""
+    WorldConfig(version=world)
+    for which in ("weak", "strong"):
+        checkpoint_path(which, world=world)
+
+
 def run_demo(out: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False, backend: str = "hf",
              overrides: dict | None = None, stage3: bool = False, world: str = "v10",
              train_seed: int | None = None, dev_size: int | None = None, difficulty: dict | None = None) -> Path:

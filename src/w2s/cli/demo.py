@@ -39,19 +39,21 @@ def register(app: typer.Typer) -> None:
                                                            help="most distractor sentences (default 1)")):
         """Run the full pipeline with every baseline on the toy world and print the results table."""
         from w2s.cli.run import print_results
-        from w2s.demo import run_demo
+        from w2s.demo import check_world, run_demo
         from w2s.pipeline.lock import run_lock
 
         from w2s.pipeline.dag import StageFailed
 
         from w2s.pipeline.config import deep_merge, parse_override
 
-        with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
+        with user_errors():  # a wrong --backend, --world or --set fails before the run directory exists
             if backend not in ("hf", "vllm"):
                 raise ValueError(f"--backend must be hf or vllm, got {backend!r}")
+            check_world(world)
             overrides: dict = {"eval": {"test": False}} if dev_only else {}
             for s in set_ or []:
                 overrides = deep_merge(overrides, parse_override(s))
+        with user_errors(), run_lock(out):  # the demo writes its data before the pipeline
             try:
                 run_demo(out, seed=seed, quick=quick, quiet=quiet, backend=backend, overrides=overrides,
                          stage3=stage3, world=world, train_seed=train_seed, dev_size=dev_size,
