@@ -170,14 +170,11 @@ def vote_by_plan(task, questions: list[dict], greedy: list[dict], samples: list[
     against 21 % in greedy's plan, and the vote won by them; M_plus: 0-4 % in other plans.) The vote
     can gain from plans only where a model's samples leave its greedy answer's plan."""
     golds = golds_of(questions)
-    greedy_of = {str(g["id"]): g.get("response") or "" for g in greedy}
-    by_id = group_by_id(samples)
+    greedy_of, by_id = group_by_id(greedy), group_by_id(samples)
     tally = {"greedy_plan": [0, 0], "other_plans": [0, 0]}   # [samples, right]
     several = 0
-    for qid, response in greedy_of.items():
-        if qid not in golds or task.is_correct(response, golds[qid]):
-            continue
-        plan, right_plans = solution_plan(response), set()
+    for qid in (q for q, ok in _first_correct(task, greedy, golds).items() if not ok and q in greedy_of):
+        plan, right_plans = solution_plan(greedy_of[qid][0].get("response") or ""), set()
         for s in by_id.get(qid, []):
             text = s.get("response") or ""
             ok = task.is_correct(text, golds[qid])
@@ -235,8 +232,9 @@ def world_acceptance(run_dir: str | Path, task, temperatures=(0.3, 0.5, 0.7, 1.0
     greedy = _generations(run_dir, eval_rel(m_plus_name, "dev"), "greedy")
     swept = {t: _generations(run_dir, eval_rel(m_plus_name, "dev", t), "samples") for t in temperatures if t in sweep}
     lenient = {t: lenient_vote(task, questions, greedy, gens) for t, gens in swept.items()}
-    room = {t: vote_room(task.strict() or task, questions, greedy, gens) for t, gens in swept.items()}
-    by_plan = {t: vote_by_plan(task.strict() or task, questions, greedy, gens) for t, gens in swept.items()}
+    strict = task.strict() or task
+    room = {t: vote_room(strict, questions, greedy, gens) for t, gens in swept.items()}
+    by_plan = {t: vote_by_plan(strict, questions, greedy, gens) for t, gens in swept.items()}
     few = dev["strong_fewshot"]
     best = max(sweep.values(), key=lambda r: r["maj_minus_greedy"])
     criteria = {
