@@ -133,6 +133,27 @@ def test_a_tuning_run_reports_dev_scores_only(tmp_path):
     assert "Results (dev split only" in render_markdown(metrics)  # and nothing to plot from test
 
 
+def test_a_tuning_run_compares_models_on_dev(tmp_path):
+    """Settings are chosen on dev: a tuning run's metrics carry the same paired comparisons on the
+    dev questions (`comparisons_dev`), and its report states them; test comparisons stay empty."""
+    ids = [f"q{i}" for i in range(300)]
+    rule = {"m_plus": lambda i: i % 2 == 0, "m_pro_orpo": lambda i: i % 2 == 0 or i % 5 == 1,
+            "m_rl": lambda i: i % 2 == 0 and i % 3 != 0}
+    for name, f in rule.items():
+        correct = {q: int(f(i)) for i, q in enumerate(ids)}
+        write_json(tmp_path / "eval_dev" / f"{name}.json", {"accuracy": sum(correct.values()) / 300, "correct": correct})
+    metrics = collect_metrics(tmp_path, {n: ModelRef(n, n) for n in rule})
+    assert metrics["comparisons"] == []
+    by = {(c["a"], c["b"]): c for c in metrics["comparisons_dev"]}
+    assert set(by) == {("m_pro_orpo", "m_plus"), ("m_rl", "m_plus"), ("m_rl", "m_pro_orpo")}
+    orpo = by[("m_pro_orpo", "m_plus")]  # right where m_plus is, plus the odd i = 1 mod 5: 30 questions
+    assert (orpo["a_only"], orpo["b_only"]) == (30, 0) and abs(orpo["delta"] - 0.1) < 1e-9 and orpo["ci95"][0] > 0
+    rl = by[("m_rl", "m_plus")]           # loses the even multiples of 3: 50 questions
+    assert (rl["a_only"], rl["b_only"]) == (0, 50) and rl["ci95"][1] < 0
+    md = render_markdown(metrics)
+    assert "Paired comparisons (same dev questions)" in md and "+10.0 points" in md and "-16.7 points" in md
+
+
 def test_run_text_cannot_inject_html_or_break_lines_in_report_md(tmp_path):
     """Config values reach the report (run name, model names): report.html escaped them, report.md
     carried raw `<script>` and line-breaking newlines."""

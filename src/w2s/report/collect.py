@@ -47,8 +47,9 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef],
     scores: dict[str, dict] = {}
     verdicts: dict[str, dict[str, int]] = {}  # per-question greedy verdicts, for paired comparisons
     lenient: dict[str, dict[str, int]] = {}   # the same under the task's lenient parse (toy)
+    dev: dict[str, dict[str, int]] = {}       # on dev, where settings are chosen (a tuning run has no test)
     for name, ref in models.items():
-        row = model_scores(run_dir, ref, verdicts, lenient, name)
+        row = model_scores(run_dir, ref, (verdicts, lenient, dev), name)
         if row is not None:
             scores[name] = row
     weak = scores.get("weak", {}).get("accuracy")
@@ -62,14 +63,17 @@ def collect_metrics(run_dir: str | Path, models: dict[str, ModelRef],
     return {"run": run_metadata(run_dir, models), "models": {n: scores[n] for n in _order(scores)},
             "aliases": aliases, "comparisons": comparisons(verdicts),
             **({"comparisons_lenient": comparisons(lenient)} if lenient else {}),
+            **({"comparisons_dev": comparisons(dev)} if dev else {}),
             "selection": selection_summaries(run_dir), **({"stage3": stage3} if stage3 else {}),
             **({"temperature_sweep": sweep} if sweep else {}),
             "timings": stage_timings(run_dir), **arithmetic_timings(run_dir)}
 
 
-def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, name: str) -> dict | None:
+def model_scores(run_dir: Path, ref: ModelRef, into: tuple[dict, dict, dict], name: str) -> dict | None:
     """One model's row from its eval files (test, and dev: the numbers settings are chosen by);
-    its per-question verdicts go into `verdicts` / `lenient`. None when it has no eval yet."""
+    its per-question verdicts go into `into`'s (test, test lenient, dev) maps. None when it has no
+    eval yet."""
+    verdicts, lenient, dev_by_model = into
     f = run_dir / "eval" / f"{ref.eval_name}.json"
     dev = run_dir / "eval_dev" / f"{ref.eval_name}.json"
     if not f.exists() and not dev.exists():
@@ -88,7 +92,8 @@ def model_scores(run_dir: Path, ref: ModelRef, verdicts: dict, lenient: dict, na
         row["ci95"] = bootstrap_ci(list(verdicts[name].values())) if verdicts[name] else None
     if dev.exists():
         d = _read_json(dev)
-        dev_verdicts = list((d.get("correct") or {}).values())
+        dev_by_model[name] = d.get("correct") or {}
+        dev_verdicts = list(dev_by_model[name].values())
         row.update({"dev_accuracy": d.get("accuracy"), "dev_ci95": bootstrap_ci(dev_verdicts) if dev_verdicts else None})
         if d.get("accuracy_lenient") is not None:
             row["dev_accuracy_lenient"] = d["accuracy_lenient"]
@@ -197,7 +202,8 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
 
 
 def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
-    """The method's key claims as paired comparisons on the same test questions: Stage I over
+    """The method's key claims as paired comparisons on the same questions (of the split the
+    verdicts are from): Stage I over
     full weak fine-tuning, Stage II over Stage I, both over prompting the strong model, and
     Stage II against the gold-SFT ceiling, and Stage III (m_rl) over M_plus and each M_pro."""
     pro = sorted(n for n in verdicts if n.startswith("m_pro_"))

@@ -29,6 +29,8 @@ def sections(metrics: dict) -> list[Section]:
            Section(t.results_title(metrics), tables=[t.results_table(metrics)], note=NOTE, chart="accuracy")]
     if metrics.get("comparisons"):
         out.append(Section("Paired comparisons (same test questions)", bullets=t.significance_lines(metrics)))
+    elif metrics.get("comparisons_dev"):  # a tuning run: the differences settings are chosen by
+        out.append(Section("Paired comparisons (same dev questions)", bullets=t.significance_lines(metrics, "dev")))
     sel = metrics["selection"]
     if sel.get("iterations"):
         out.append(Section(f"Stage I selection ({t.strategy_words(metrics, 'stage1_selection')})",

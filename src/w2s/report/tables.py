@@ -161,11 +161,12 @@ def run_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def significance_lines(metrics: dict) -> list[str]:
-    """Each comparison in words: which model is ahead, by how much, and whether it is significant."""
+def significance_lines(metrics: dict, split: str = "test") -> list[str]:
+    """Each comparison in words: which model is ahead, by how much, and whether it is significant
+    (on `split`: test, with its lenient reading where it differs, or dev)."""
     lines = []
-    lenient = {(c["a"], c["b"]): c for c in metrics.get("comparisons_lenient", [])}
-    for c in metrics.get("comparisons", []):
+    lenient = {(c["a"], c["b"]): c for c in metrics.get("comparisons_lenient", [])} if split == "test" else {}
+    for c in metrics.get("comparisons" if split == "test" else "comparisons_dev", []):
         lo, hi = c["ci95"]
         verdict = ("significant" if c["p"] < 0.05 else "not significant") + f" (McNemar p = {c['p']:.3g})"
         line = (f"{label(c['a'])} vs {label(c['b'])}: {100 * c['delta']:+.1f} points "
