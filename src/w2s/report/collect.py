@@ -202,10 +202,9 @@ def run_metadata(run_dir: Path, models: dict[str, ModelRef]) -> dict:
 
 
 def comparisons(verdicts: dict[str, dict[str, int]]) -> list[dict]:
-    """The method's key claims as paired comparisons on the same questions (of the split the
-    verdicts are from): Stage I over
-    full weak fine-tuning, Stage II over Stage I, both over prompting the strong model, and
-    Stage II against the gold-SFT ceiling, and Stage III (m_rl) over M_plus and each M_pro."""
+    """The method's key claims as paired comparisons on the same questions of one split (test or
+    dev): Stage I over full weak fine-tuning, Stage II over Stage I, both over prompting the strong
+    model, Stage II against the gold-SFT ceiling, and Stage III (m_rl) over M_plus and each M_pro."""
     pro = sorted(n for n in verdicts if n.startswith("m_pro_"))
     wanted = [("m_plus", "full_weak")] + [(p, "m_plus") for p in pro] + \
         [(m, "strong_fewshot") for m in ["m_plus", *pro]] + [(p, "gold_sft") for p in pro] + \
